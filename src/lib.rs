@@ -1,1 +1,107 @@
-//! echoloop
+//! # echoloop: a non-blocking reactor, written to be read
+//!
+//! echoloop is an echo server (plus the protocols socket tutorials teach) that
+//! serves many TCP connections and a UDP socket from **one thread**, with no
+//! thread per client and no async runtime. This page explains how; the module
+//! map at the end says where each idea lives.
+//!
+//! ## Readiness, not completion
+//!
+//! Every socket is non-blocking and registered with one [`mio::Poll`]
+//! (epoll on Linux, kqueue on the BSDs). `poll` sleeps until some sockets are
+//! *ready*: readable (bytes or a connection are waiting, or the peer closed) or
+//! writable (the kernel's send buffer has room). Each registration carries a
+//! [`mio::Token`]; the reactor's loop is a single `match` on it: the listener,
+//! the UDP socket, signals, the shutdown waker, or a connection, whose token is
+//! its key in a [`slab::Slab`] (offset so it never collides with the fixed
+//! tokens).
+//!
+//! ## Edge-triggered: drain until `WouldBlock`
+//!
+//! mio's readiness is **edge-triggered**: an event says "something changed",
+//! once. If we read only part of what is queued, no further event will come
+//! for the rest. So we accept until `WouldBlock`, `recv_from` until
+//! `WouldBlock`, and read until `WouldBlock`, with one Linux refinement: a
+//! read that returns less than the buffer proves the socket is drained, since
+//! epoll raises a fresh edge for every later arrival (see `conn.rs`). We retry
+//! `Interrupted`, and treat events as hints: a spurious event, or one for a
+//! connection that already closed, must be harmless.
+//!
+//! ## Write first, buffer only what the kernel refuses
+//!
+//! Reads land in one reactor-wide 64 KiB scratch buffer and are written
+//! straight back from it. Only the bytes the socket would not take are copied
+//! into the connection's own buffer, and only then is WRITABLE interest
+//! registered; it is dropped once that buffer drains, and the buffer's memory
+//! is released. An idle connection therefore owns no heap buffer at all.
+//!
+//! ## Backpressure
+//!
+//! A client that sends but never reads would make an echo server buffer
+//! without end. When a connection's unsent output reaches `max_pending`, the
+//! reactor stops reading it (drops READABLE interest): the client's bytes wait
+//! in the kernel, its TCP window closes, and it is slowed down instead of us
+//! growing. Once the output drains below the low-water mark, reading resumes,
+//! immediately, because the edge for bytes that arrived meanwhile is gone.
+//!
+//! ## Closing safely
+//!
+//! Connections are closed after the event batch, never in the middle of it, so
+//! a slab key reused by a new connection cannot receive an event meant for the
+//! old one. A peer's EOF (half-close) is answered by flushing everything owed,
+//! then our FIN.
+//!
+//! ## Module map
+//!
+//! | file | owns |
+//! |---|---|
+//! | `config.rs` | [`Config`], defaults and validation (no IO) |
+//! | `server.rs` | [`Server`]: binding sockets (socket2), addresses, `run` |
+//! | `reactor.rs` | the event loop: tokens, dispatch, accept, deferred close, timers, shutdown |
+//! | `conn.rs` | one TCP connection: read/write loops, backpressure, half-close |
+//! | `buffer.rs` | the pending-output buffer |
+//! | `udp.rs` | the UDP socket and its bounded reply queue |
+//! | `protocol/` | one file per `--mode`: what the bytes mean |
+//! | `timer.rs` | idle deadlines: a lazy min-heap |
+//! | `stats.rs` | counters readable while the server runs |
+//! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
+//!
+//! ## Example
+//!
+//! ```no_run
+//! let mut config = echoloop::Config::default();
+//! config.listen = "127.0.0.1:0".parse().unwrap();
+//! config.udp = Some("127.0.0.1:0".parse().unwrap());
+//! let server = echoloop::Server::bind(config)?;
+//! println!("tcp on {}", server.tcp_addr());
+//! let handle = server.shutdown_handle();
+//! let thread = std::thread::spawn(move || server.run());
+//! // ... talk to it ...
+//! handle.shutdown();
+//! let stats = thread.join().unwrap()?;
+//! println!("{stats}");
+//! # Ok::<(), echoloop::Error>(())
+//! ```
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod buffer;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod protocol;
+mod reactor;
+pub mod server;
+pub mod shutdown;
+pub mod stats;
+pub mod timer;
+pub mod udp;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use config::{Config, Mode};
+pub use error::Error;
+pub use server::Server;
+pub use shutdown::ShutdownHandle;
+pub use stats::{Stats, StatsSnapshot};

@@ -1,1 +1,133 @@
-fn main() {}
+//! The `echoloop` binary: parse the command line into a `Config`, set up
+//! logging, bind, run. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use echoloop::{Config, Mode, Server};
+
+/// A single-threaded, non-blocking TCP and UDP echo server (mio reactor).
+///
+/// Serves every connection from one thread with bounded memory: replies are
+/// written straight back, a client that does not read is paused at
+/// --max-pending, idle connections time out, and SIGINT/SIGTERM drain
+/// gracefully (a second signal exits at once). Logging follows RUST_LOG
+/// (default: info).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TCP address to listen on (IPv4 or IPv6, e.g. [::1]:7878; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = echoloop::config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// UDP address [default: the same address as --listen].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_udp")]
+    udp: Option<SocketAddr>,
+
+    /// Serve TCP only.
+    #[arg(long)]
+    no_udp: bool,
+
+    /// Protocol spoken on every connection.
+    #[arg(long, value_enum, default_value_t = CliMode::Echo)]
+    mode: CliMode,
+
+    /// Most connections at once; further clients wait in the backlog. Also
+    /// clamped below the open-files limit.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_conns: usize,
+
+    /// Per-connection high-water mark of unsent output, in bytes; past it the
+    /// server stops reading that client until it drains to half.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    max_pending: usize,
+
+    /// Close connections idle this many seconds; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    idle_timeout: u64,
+
+    /// On shutdown, seconds connections get to flush what they are owed.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    drain_timeout: u64,
+
+    /// Listen backlog (pending connections the kernel queues for us).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    backlog: u32,
+
+    /// Log the counters every N seconds; 0 = only at shutdown.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    stats_interval: u64,
+
+    /// framed mode: largest frame payload in bytes; longer frames are refused.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    max_frame: usize,
+
+    /// chat and files modes: longest line in bytes (newline excluded).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    max_line: usize,
+
+    /// files mode: the directory to serve (required there).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliMode {
+    /// Every byte back, in order.
+    Echo,
+    /// ASCII letters upper-cased.
+    Upper,
+    /// u32 big-endian length + payload frames, echoed whole.
+    Framed,
+    /// Lines broadcast to every other client.
+    Chat,
+    /// File download from --root.
+    Files,
+}
+
+impl Cli {
+    fn into_config(self) -> Config {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Config {
+            listen: self.listen,
+            udp: if self.no_udp {
+                None
+            } else {
+                Some(self.udp.unwrap_or(self.listen))
+            },
+            mode: match self.mode {
+                CliMode::Echo => Mode::Echo,
+                CliMode::Upper => Mode::Upper,
+                CliMode::Framed => Mode::Framed,
+                CliMode::Chat => Mode::Chat,
+                CliMode::Files => Mode::Files,
+            },
+            max_conns: self.max_conns,
+            max_pending: self.max_pending,
+            idle_timeout: secs(self.idle_timeout),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            backlog: self.backlog,
+            stats_interval: secs(self.stats_interval),
+            max_frame: self.max_frame,
+            max_line: self.max_line,
+            root: self.root,
+            handle_signals: true,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let config = Cli::parse().into_config();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    echoloop::server::raise_fd_limit();
+    match Server::bind(config).and_then(Server::run) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Command line and run settings: clap arguments in, a validated [`RunConfig`] out.
+//!
+//! This module owns every default and every rule about which settings make sense together.
+//! It does no IO beyond resolving the target name, so it is unit-tested directly.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::payload::{HEADER_LEN, MAX_DATAGRAM};
+
+/// A setting that cannot be used; the message names the flag and says what would work.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A flag's value is out of range or inconsistent with another flag.
+    #[error("--{flag}: {reason}")]
+    Invalid {
+        /// The flag at fault, without its dashes.
+        flag: &'static str,
+        /// What is wrong and what would work.
+        reason: String,
+    },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { flag, reason: reason.into() }
+}
+
+/// Transport used to reach the echo endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// One stream per connection; the echo must come back in order, byte for byte.
+    Tcp,
+    /// One connected datagram socket per "connection"; each message is one datagram.
+    Udp,
+}
+
+/// Everything a run needs, validated. Build it with [`RunConfig::new`] and struct update
+/// syntax in library use, or from the command line with [`RunArgs::into_config`].
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The echo endpoint.
+    pub target: SocketAddr,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// TCP connections, or UDP sockets, spread round-robin over the threads.
+    pub connections: usize,
+    /// Message size in bytes, header included (the framed prefix is extra).
+    pub size: usize,
+    /// Closed loop: messages kept in flight per connection.
+    pub pipeline: usize,
+    /// Measured time; what completes outside it is not recorded.
+    pub duration: Duration,
+    /// Time before measuring starts: traffic flows, nothing is recorded.
+    pub warmup: Duration,
+    /// Open loop: total messages per second on a fixed schedule. `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Reactor threads; each owns every `threads`-th connection.
+    pub threads: usize,
+    /// New connections per second during ramp-up. `None` = all at once.
+    pub connect_rate: Option<f64>,
+    /// Source addresses, used round-robin (each gives ~28k ephemeral ports).
+    pub bind: Vec<IpAddr>,
+    /// Prefix each message with a u32 big-endian length, as echoloop's framed mode expects.
+    pub framed: bool,
+    /// UDP: a datagram not answered within this time is counted lost.
+    pub udp_timeout: Duration,
+    /// UDP: fail the run when the lost fraction exceeds this (0.01 = 1 %). `None` = never.
+    pub max_loss: Option<f64>,
+    /// A TCP connect still pending after this long counts as failed.
+    pub connect_timeout: Duration,
+    /// After the measured time, how long TCP echoes still owed are awaited before they
+    /// count as missing.
+    pub drain_timeout: Duration,
+    /// Print a progress line (or bar, on a terminal) per second on stderr.
+    pub progress: bool,
+    /// Write an HdrHistogram interval log here, one histogram per second.
+    pub hlog: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// The command line defaults, aimed at `target`, without progress output.
+    pub fn new(target: SocketAddr) -> Self {
+        RunConfig {
+            target,
+            protocol: Protocol::Tcp,
+            connections: 50,
+            size: 64,
+            pipeline: 1,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            rate: None,
+            threads: 1,
+            connect_rate: None,
+            bind: Vec::new(),
+            framed: false,
+            udp_timeout: Duration::from_secs(1),
+            max_loss: None,
+            connect_timeout: Duration::from_secs(3),
+            drain_timeout: Duration::from_secs(3),
+            progress: false,
+            hlog: None,
+        }
+    }
+
+    /// Checks ranges and combinations; every error names the flag to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.connections == 0 || self.connections > u32::MAX as usize {
+            return Err(invalid("connections", "must be at least 1"));
+        }
+        if self.size < HEADER_LEN {
+            let why = format!("{} bytes is below the {HEADER_LEN}-byte header", self.size);
+            return Err(invalid("size", why));
+        }
+        if self.protocol == Protocol::Udp && self.size > MAX_DATAGRAM {
+            let why = format!("a UDP datagram holds at most {MAX_DATAGRAM} bytes");
+            return Err(invalid("size", why));
+        }
+        if self.pipeline == 0 || self.pipeline > 65_536 {
+            return Err(invalid("pipeline", "must be between 1 and 65536"));
+        }
+        if self.duration.is_zero() {
+            return Err(invalid("duration", "must be longer than zero"));
+        }
+        if self.threads == 0 || self.threads > self.connections {
+            return Err(invalid("threads", "must be between 1 and --connections"));
+        }
+        check_rate("rate", self.rate)?;
+        check_rate("connect-rate", self.connect_rate)?;
+        if let Some(loss) = self.max_loss {
+            if !(0.0..=1.0).contains(&loss) {
+                return Err(invalid("max-loss", "must be a fraction 0..1 or a percentage"));
+            }
+        }
+        if self.bind.iter().any(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
+            return Err(invalid("bind", "source and target must both be IPv4 or both IPv6"));
+        }
+        Ok(())
+    }
+}
+
+fn check_rate(flag: &'static str, rate: Option<f64>) -> Result<(), ConfigError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0) => Err(invalid(flag, "must be a positive number")),
+        _ => Ok(()),
+    }
+}
+
+/// Parses "500ms", "10s", "2m", "1h", "250us" or a bare number of seconds ("1.5").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 500ms, 10s or 2m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use us, ms, s, m or h)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("'{text}' is not a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses "1%" as 0.01 and "0.01" as 0.01.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("'{text}' is not a fraction"))?;
+    Ok(value / scale)
+}
+
+/// `loadgen [run flags]` or `loadgen merge FILE...`.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// `merge`, or nothing for a load run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of a load run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add the histograms of several .hlog files into one report.
+    Merge(MergeArgs),
+}
+
+/// Flags of `loadgen merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Interval logs written by `--hlog`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Outputs, as for a run.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where the report goes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// One JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Percentile distribution in HdrHistogram .hgrm text form.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Latency-by-percentile plot (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Flags of a load run; see the README for what each does.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Echo endpoint, host:port.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub target: String,
+    /// UDP instead of TCP.
+    #[arg(long)]
+    pub udp: bool,
+    /// Connections (for UDP: sockets).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub connections: usize,
+    /// Message size in bytes, at least the 16-byte header.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    pub size: usize,
+    /// Messages in flight per connection (closed loop).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub pipeline: usize,
+    /// Measured time: 500ms, 10s, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub duration: Duration,
+    /// Unrecorded time before measuring.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub warmup: Duration,
+    /// Open loop: R messages/s in total, on a schedule.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Reactor threads.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+    /// New connections per second during ramp-up (default: no limit).
+    #[arg(long, value_name = "R")]
+    pub connect_rate: Option<f64>,
+    /// Source addresses, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "IP[,IP...]")]
+    pub bind: Vec<IpAddr>,
+    /// Speak the framed mode (u32 big-endian length + payload).
+    #[arg(long)]
+    pub framed: bool,
+    /// UDP: answer deadline before a datagram counts as lost.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub udp_timeout: Duration,
+    /// UDP: fail when more than this is lost (0.01 or 1%).
+    #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
+    pub max_loss: Option<f64>,
+    /// HdrHistogram interval log (base64 V2 compressed, one per second).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Report outputs.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl RunArgs {
+    /// Resolves the target and validates everything.
+    pub fn into_config(self) -> Result<RunConfig, ConfigError> {
+        let target = resolve(&self.target)?;
+        let cfg = RunConfig {
+            protocol: if self.udp { Protocol::Udp } else { Protocol::Tcp },
+            connections: self.connections,
+            size: self.size,
+            pipeline: self.pipeline,
+            duration: self.duration,
+            warmup: self.warmup,
+            rate: self.rate,
+            threads: self.threads,
+            connect_rate: self.connect_rate,
+            bind: self.bind,
+            framed: self.framed,
+            udp_timeout: self.udp_timeout,
+            max_loss: self.max_loss,
+            progress: !self.quiet,
+            hlog: self.hlog,
+            ..RunConfig::new(target)
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
+    let mut addrs = target
+        .to_socket_addrs()
+        .map_err(|e| invalid("target", format!("'{target}': {e} (expected host:port)")))?;
+    addrs.next().ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations accept the units the issue names, and reject junk with a hint.
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("ten").unwrap_err().contains("500ms"));
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    /// `--max-loss` takes a fraction or a percentage.
+    #[test]
+    fn fractions_parse() {
+        assert_eq!(parse_fraction("1%"), Ok(0.01));
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert!(parse_fraction("x").is_err());
+    }
+
+    /// Validation names the flag at fault.
+    #[test]
+    fn validation_names_the_flag() {
+        let ok = RunConfig::new("127.0.0.1:1".parse().unwrap());
+        assert_eq!(ok.validate(), Ok(()));
+        let small = RunConfig { size: HEADER_LEN - 1, ..ok.clone() };
+        assert!(matches!(small.validate(), Err(ConfigError::Invalid { flag: "size", .. })));
+        let threads = RunConfig { threads: 51, ..ok.clone() };
+        assert!(matches!(threads.validate(), Err(ConfigError::Invalid { flag: "threads", .. })));
+        let rate = RunConfig { rate: Some(0.0), ..ok.clone() };
+        assert!(matches!(rate.validate(), Err(ConfigError::Invalid { flag: "rate", .. })));
+        let v6 = RunConfig { bind: vec!["::1".parse().unwrap()], ..ok };
+        assert!(matches!(v6.validate(), Err(ConfigError::Invalid { flag: "bind", .. })));
+    }
+
+    /// The command line defaults are the ones the issue documents.
+    #[test]
+    fn cli_defaults() {
+        let cli = Cli::try_parse_from(["loadgen"]).unwrap();
+        let cfg = cli.run.into_config().unwrap();
+        assert_eq!(cfg.target, "127.0.0.1:7878".parse().unwrap());
+        assert_eq!((cfg.connections, cfg.size, cfg.pipeline, cfg.threads), (50, 64, 1, 1));
+        assert_eq!((cfg.duration, cfg.warmup), (Duration::from_secs(10), Duration::from_secs(1)));
+        assert_eq!(cfg.protocol, Protocol::Tcp);
+        assert!(cfg.rate.is_none() && cfg.progress);
+    }
+
+    /// `--bind` splits on commas; `merge` is a subcommand taking files.
+    #[test]
+    fn cli_lists_and_merge() {
+        let cli = Cli::try_parse_from(["loadgen", "--bind", "127.0.0.1,127.0.0.2"]).unwrap();
+        assert_eq!(cli.run.bind.len(), 2);
+        let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
+        assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
+    }
+}

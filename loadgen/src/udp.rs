@@ -1,0 +1,136 @@
+//! One UDP socket: connected to the target, one message per datagram.
+//!
+//! Datagram sockets have no short-read shortcut: every readable edge is drained with
+//! `recv` until `WouldBlock`. Each datagram is one `send` and one `recv`, the minimum
+//! without `sendmmsg`. A datagram not answered within `--udp-timeout` is counted lost by
+//! [`Client::tick`], which also frees its place in the closed-loop pipeline.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mio::event::{Event, Source};
+use mio::net::UdpSocket;
+
+use crate::conn::{Client, Closed, Ctx, Flow, SendState};
+
+/// A UDP client socket.
+pub struct UdpClient {
+    socket: UdpSocket,
+    send: SendState,
+    /// The datagram being sent; capacity one message, reused.
+    out: Vec<u8>,
+    /// Answers seen; a socket that never got one and is refused counts as a failed
+    /// connection rather than a broken one.
+    answered: bool,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+impl Client for UdpClient {
+    fn open(id: u32, bind: Option<IpAddr>, ctx: &mut Ctx) -> io::Result<Self> {
+        let target = ctx.cfg.target;
+        let local = bind.unwrap_or(match target {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        });
+        let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
+        // Connected: the kernel filters other senders, and an ICMP "port unreachable"
+        // comes back as ECONNREFUSED on the next call instead of a silent loss.
+        socket.connect(target)?;
+        ctx.stats.opened += 1;
+        let mut send = SendState::new(id, ctx);
+        send.on_connect();
+        let out = Vec::with_capacity(ctx.codec.wire_len());
+        Ok(UdpClient { socket, send, out, answered: false })
+    }
+
+    fn source(&mut self) -> &mut dyn Source {
+        &mut self.socket
+    }
+
+    fn on_event(&mut self, ev: &Event, ctx: &mut Ctx) -> Flow {
+        if ev.is_readable() || ev.is_error() {
+            if let Flow::Close(why) = self.recv_all(ctx) {
+                return Flow::Close(why);
+            }
+        }
+        self.pump(ctx)
+    }
+
+    fn pump(&mut self, ctx: &mut Ctx) -> Flow {
+        for _ in 0..self.send.sendable(ctx) {
+            self.out.clear();
+            let seq = self.send.window.next_seq();
+            ctx.codec.encode_into(self.send.id, seq, &mut self.out);
+            match self.socket.send(&self.out) {
+                Ok(_) => {
+                    self.send.push(ctx);
+                }
+                // Socket buffer full: the WRITABLE edge calls pump again.
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return self.failed(e),
+            }
+        }
+        Flow::Continue
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx) -> Flow {
+        let timeout = ctx.cfg.udp_timeout.as_nanos() as u64;
+        self.send.window.expire(ctx.now, timeout, &mut ctx.stats.errors);
+        self.pump(ctx)
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx) {
+        self.send.window.abandon(true, &mut ctx.stats.errors);
+    }
+
+    fn outstanding(&self) -> usize {
+        self.send.window.in_flight()
+    }
+
+    fn sender(&mut self) -> &mut SendState {
+        &mut self.send
+    }
+}
+
+impl UdpClient {
+    /// Receives until `WouldBlock`, verifying each datagram.
+    fn recv_all(&mut self, ctx: &mut Ctx) -> Flow {
+        let mut scratch = std::mem::take(&mut ctx.scratch);
+        let flow = loop {
+            match self.socket.recv(&mut scratch) {
+                Ok(n) => {
+                    ctx.refresh_now();
+                    self.answered = true;
+                    let decoded = ctx.codec.decode(&scratch[..n]);
+                    let errors = &mut ctx.stats.errors;
+                    if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors) {
+                        ctx.record(t_ref);
+                    }
+                }
+                Err(e) if would_block(&e) => break Flow::Continue,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => break self.failed(e),
+            }
+        };
+        ctx.scratch = scratch;
+        flow
+    }
+
+    /// A socket error (typically ECONNREFUSED: nothing listens on the target port).
+    fn failed(&self, e: io::Error) -> Flow {
+        let why = format!("{e} (udp {})", self.socket.peer_addr().map_or("?".into(), |a| a.to_string()));
+        if self.answered {
+            Flow::Close(Closed::Broken(why))
+        } else {
+            Flow::Close(Closed::ConnectFailed(why))
+        }
+    }
+}

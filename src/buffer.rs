@@ -1,0 +1,228 @@
+//! The pending-output buffer: the bytes a connection still owes its peer.
+//!
+//! The reactor writes replies straight to the socket ("write first") and only the
+//! part the kernel would not take lands here. So for most connections, most of the
+//! time, this buffer is empty and owns **no heap memory**: an empty `VecDeque`
+//! does not allocate, and [`OutBuf::consume`] gives the allocation back as soon as
+//! the buffer drains.
+//!
+//! Bytes are kept as a queue of chunks. A chunk is either owned (`Vec<u8>`,
+//! copied from the reactor's scratch buffer) or shared (`Rc<[u8]>`, one chat line
+//! queued for many recipients without a copy per recipient). Writing takes the
+//! front chunks with one vectored write, so a backlog of small chunks still costs
+//! one syscall per wakeup.
+//!
+//! The module is pure (it sees only `io::Write`) so it is unit-tested without
+//! sockets.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+/// An owned chunk grows by appending until it holds this many bytes; after
+/// that a new chunk starts. Keeps one huge allocation from being carried around
+/// after most of it was written.
+const OWNED_CHUNK_TARGET: usize = 64 * 1024;
+
+/// At most this many chunks go into one `writev`. Linux allows 1024; a few
+/// dozen is plenty to amortise the syscall.
+const MAX_IOVECS: usize = 32;
+
+/// One run of unsent bytes. `pos` is how far the front of the chunk was already
+/// written; invariant: `pos < data.len()` for every chunk in the queue.
+#[derive(Debug)]
+enum Chunk {
+    Owned { data: Vec<u8>, pos: usize },
+    Shared { data: Rc<[u8]>, pos: usize },
+}
+
+impl Chunk {
+    fn remaining(&self) -> &[u8] {
+        match self {
+            Chunk::Owned { data, pos } => &data[*pos..],
+            Chunk::Shared { data, pos } => &data[*pos..],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Owned { pos, .. } | Chunk::Shared { pos, .. } => *pos += n,
+        }
+    }
+}
+
+/// Unsent output of one connection.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    chunks: VecDeque<Chunk>,
+    /// Total unsent bytes over all chunks; kept so `len()` is O(1), since the
+    /// reactor compares it to the backpressure marks after every read.
+    len: usize,
+}
+
+impl OutBuf {
+    /// An empty buffer; allocates nothing.
+    pub fn new() -> OutBuf {
+        OutBuf::default()
+    }
+
+    /// Unsent bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is owed: the connection may drop WRITABLE interest.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the buffer holds heap memory (used by tests and stats to show
+    /// that idle connections own none).
+    pub fn has_allocation(&self) -> bool {
+        self.chunks.capacity() > 0
+    }
+
+    /// Queues a copy of `bytes` behind what is already queued.
+    pub fn push_copy(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        if let Some(Chunk::Owned { data, .. }) = self.chunks.back_mut() {
+            if data.len() + bytes.len() <= OWNED_CHUNK_TARGET.max(data.capacity()) {
+                data.extend_from_slice(bytes);
+                return;
+            }
+        }
+        self.chunks.push_back(Chunk::Owned {
+            data: bytes.to_vec(),
+            pos: 0,
+        });
+    }
+
+    /// Queues `bytes[pos..]` of a shared chunk without copying it.
+    pub fn push_shared(&mut self, data: Rc<[u8]>, pos: usize) {
+        if pos >= data.len() {
+            return;
+        }
+        self.len += data.len() - pos;
+        self.chunks.push_back(Chunk::Shared { data, pos });
+    }
+
+    /// Marks `n` bytes from the front as sent. Releases the chunk queue's memory
+    /// once everything is sent, so an idle connection owns no buffer.
+    pub fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let left = front.remaining().len();
+            if n < left {
+                front.advance(n);
+                return;
+            }
+            n -= left;
+            self.chunks.pop_front();
+        }
+        if self.len == 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Writes queued bytes to `w` until the buffer is empty or `w` says
+    /// `WouldBlock`. Returns the number of bytes written; `WouldBlock` is not an
+    /// error here (the caller keeps WRITABLE interest while `!is_empty()`), and
+    /// `Interrupted` is retried. Any other error is returned as is.
+    pub fn write_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.is_empty() {
+            let result = if self.chunks.len() == 1 {
+                w.write(self.chunks[0].remaining())
+            } else {
+                // A fixed array, not a Vec: no allocation per write.
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = self.chunks.len().min(MAX_IOVECS);
+                for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+                    *slot = IoSlice::new(chunk.remaining());
+                }
+                w.write_vectored(&slices[..n])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::ScriptedIo;
+
+    #[test]
+    fn empty_buffer_owns_no_memory() {
+        let b = OutBuf::new();
+        assert!(b.is_empty());
+        assert!(!b.has_allocation());
+    }
+
+    #[test]
+    fn drains_in_order_across_short_writes_and_would_block() {
+        let mut b = OutBuf::new();
+        b.push_copy(b"hello ");
+        b.push_shared(Rc::from(&b"big world"[..]), 4);
+        b.push_copy(b"!");
+        assert_eq!(b.len(), 6 + 5 + 1);
+        // 3 bytes, then WouldBlock, then everything.
+        let mut io = ScriptedIo::new(vec![Some(3), None, Some(100)]);
+        assert_eq!(b.write_to(&mut io).unwrap(), 3);
+        assert_eq!(b.len(), 9);
+        assert!(b.has_allocation());
+        assert_eq!(b.write_to(&mut io).unwrap(), 9);
+        assert_eq!(io.written, b"hello world!");
+        assert!(b.is_empty());
+        assert!(
+            !b.has_allocation(),
+            "drained buffer must release its memory"
+        );
+    }
+
+    #[test]
+    fn consecutive_copies_coalesce_into_one_chunk() {
+        let mut b = OutBuf::new();
+        for _ in 0..100 {
+            b.push_copy(b"abc");
+        }
+        assert_eq!(b.chunks.len(), 1);
+        assert_eq!(b.len(), 300);
+    }
+
+    #[test]
+    fn write_errors_other_than_would_block_are_returned() {
+        let mut b = OutBuf::new();
+        b.push_copy(b"x");
+        let mut io = ScriptedIo::new(vec![]).failing(io::ErrorKind::BrokenPipe);
+        let err = b.write_to(&mut io).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(b.len(), 1, "nothing was sent, nothing may be dropped");
+    }
+
+    #[test]
+    fn empty_pushes_are_ignored() {
+        let mut b = OutBuf::new();
+        b.push_copy(b"");
+        b.push_shared(Rc::from(&b"ab"[..]), 2);
+        assert!(b.is_empty());
+        assert!(!b.has_allocation());
+    }
+}

@@ -1,0 +1,150 @@
+//! Server settings: what can be configured, the defaults, and validation.
+//!
+//! `Config` is plain data with no IO, so the command line (`main.rs`), tests and
+//! embedders all build the same struct. [`Config::validate`] rejects settings
+//! that cannot work before any socket is opened.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The protocol a server speaks on every connection (see `protocol/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Every byte back, in order, exactly once.
+    #[default]
+    Echo,
+    /// ASCII letters upper-cased, every other byte unchanged.
+    Upper,
+    /// `u32` big-endian length + payload frames, each echoed whole.
+    Framed,
+    /// Newline-delimited lines broadcast to every other client.
+    Chat,
+    /// File download from `root`.
+    Files,
+}
+
+/// Everything `Server::bind` needs. Start from `Config::default()` and change
+/// what you need; the defaults are the command line's.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP listen address.
+    pub listen: SocketAddr,
+    /// UDP address; `None` runs without UDP.
+    pub udp: Option<SocketAddr>,
+    /// Protocol on TCP (and, for `upper`, on UDP).
+    pub mode: Mode,
+    /// Most connections open at once; also clamped below the open-files limit.
+    pub max_conns: usize,
+    /// Per-connection high-water mark of unsent output: past it the server
+    /// stops reading that connection (backpressure).
+    pub max_pending: usize,
+    /// Close connections idle this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// On shutdown, how long connections may keep flushing.
+    pub drain_timeout: Duration,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Log counters this often; `None` only at shutdown.
+    pub stats_interval: Option<Duration>,
+    /// `framed` mode: largest accepted frame payload.
+    pub max_frame: usize,
+    /// `chat` and `files` modes: longest accepted line, newline excluded.
+    pub max_line: usize,
+    /// `files` mode: the directory files are served from.
+    pub root: Option<PathBuf>,
+    /// Turn SIGINT/SIGTERM into a graceful shutdown. The binary sets it; an
+    /// embedder that handles signals itself leaves it off and uses a
+    /// `ShutdownHandle`.
+    pub handle_signals: bool,
+}
+
+/// Default TCP (and UDP) address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+impl Default for Config {
+    fn default() -> Config {
+        let listen: SocketAddr = DEFAULT_LISTEN.parse().expect("constant address parses");
+        Config {
+            listen,
+            udp: Some(listen),
+            mode: Mode::Echo,
+            max_conns: 10_000,
+            max_pending: 256 * 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            drain_timeout: Duration::from_secs(5),
+            backlog: 1024,
+            stats_interval: None,
+            max_frame: 1024 * 1024,
+            max_line: 4096,
+            root: None,
+            handle_signals: false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks settings that would make the server unusable.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: &str| Err(Error::Config(what.to_string()));
+        if self.max_conns == 0 {
+            return bad("--max-conns must be at least 1");
+        }
+        if self.max_pending == 0 {
+            return bad("--max-pending must be at least 1 byte");
+        }
+        if self.backlog == 0 {
+            return bad("--backlog must be at least 1");
+        }
+        if self.max_line == 0 {
+            return bad("--max-line must be at least 1 byte");
+        }
+        if self.max_frame > u32::MAX as usize {
+            return bad("--max-frame cannot exceed 4294967295 (a u32 length)");
+        }
+        if self.mode == Mode::Files && self.root.is_none() {
+            return bad("--mode files needs --root DIR");
+        }
+        Ok(())
+    }
+
+    /// Output below this many bytes lets a paused connection read again. Half
+    /// the high-water mark, so a paused connection does not flap between
+    /// paused and reading on every write.
+    pub fn low_water(&self) -> usize {
+        self.max_pending / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_cli() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(c.udp, Some(c.listen));
+        assert_eq!(c.max_pending, 262_144);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn rejects_unusable_settings() {
+        let mut c = Config {
+            max_conns: 0,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--max-conns"));
+        c.max_conns = 1;
+        c.mode = Mode::Files;
+        assert!(c.validate().unwrap_err().to_string().contains("--root"));
+    }
+}

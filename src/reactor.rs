@@ -1,0 +1,648 @@
+//! THE event loop: one thread, one `mio::Poll`, one `match` on the token.
+//!
+//! Each turn of the loop: compute how long we may sleep (until the next timer,
+//! or not at all if work was requeued), `poll`, dispatch every event, then, at
+//! a safe point after the batch, close the connections that asked to be
+//! closed, fire due timers, and check the shutdown drain.
+//!
+//! Tokens: a few fixed ones below `FIRST_CONN` for the listener, the UDP
+//! socket, signals and the waker; every other token is a slab key plus
+//! `FIRST_CONN`, so the two ranges never collide.
+
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{CloseReason, Conn, Ctx};
+use crate::error::Error;
+use crate::protocol::Protocol;
+use crate::server::Server;
+use crate::shutdown::ShutdownHandle;
+use crate::stats::{self, Counters, StatsSnapshot};
+use crate::timer::{poll_timeout, Timers};
+use crate::udp::Udp;
+
+pub const LISTENER: Token = Token(0);
+pub const UDP: Token = Token(1);
+pub const SIGNALS: Token = Token(2);
+pub const WAKER: Token = Token(3);
+/// Connection tokens start here: `Token(key + FIRST_CONN)`.
+const FIRST_CONN: usize = 16;
+
+/// The reactor-wide read buffer. 64 KiB holds the largest UDP datagram
+/// (65,507 bytes) and amortises syscalls on bulk TCP transfers.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Events taken per `poll`.
+const EVENTS_CAPACITY: usize = 1024;
+/// After EMFILE/ENFILE, wait this long before accepting again: closing
+/// connections is the only thing that frees descriptors, and retrying at once
+/// would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A connection in the slab, with the interest registered for it (so we call
+/// `reregister` only when it changes) and the earliest timer entry it has.
+struct Slot {
+    conn: Conn<TcpStream>,
+    registered: Option<Interest>,
+    timer: Option<Instant>,
+}
+
+/// What every connection call borrows from the reactor, kept apart from the
+/// slab so both can be borrowed at once.
+struct Shared {
+    scratch: Box<[u8]>,
+    broadcasts: Vec<Rc<[u8]>>,
+    stats: std::sync::Arc<Counters>,
+    max_pending: usize,
+    low_water: usize,
+}
+
+impl Shared {
+    fn ctx(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            scratch: &mut self.scratch,
+            broadcasts: &mut self.broadcasts,
+            stats: &self.stats,
+            now,
+            max_pending: self.max_pending,
+            low_water: self.low_water,
+        }
+    }
+}
+
+/// Why the listener is not accepting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptState {
+    Accepting,
+    /// At `max_conns`: the listener is deregistered until a slot frees.
+    Full,
+    /// Out of file descriptors: retry at this time.
+    Backoff(Instant),
+    /// Shutting down: never again.
+    Stopped,
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    accept: AcceptState,
+    /// Logged the current run of accept errors already (log once per burst).
+    accept_error_logged: bool,
+    udp: Option<Udp>,
+    signals: Option<Signals>,
+    shutdown: ShutdownHandle,
+    conns: Slab<Slot>,
+    next_id: u64,
+    shared: Shared,
+    timers: Timers,
+    /// Connections (slab key, id) to close after the current batch.
+    to_close: Vec<(usize, u64)>,
+    /// Connections whose reads hit the per-event cap: served again next turn
+    /// without waiting, because no new edge will announce their queued bytes.
+    requeue: Vec<usize>,
+    udp_requeue: bool,
+    /// `Some(deadline)` once shutdown began.
+    draining: Option<Instant>,
+    next_stats: Option<Instant>,
+    config: Config,
+    root: Option<Rc<Path>>,
+    now: Instant,
+}
+
+impl Reactor {
+    pub(crate) fn new(server: Server) -> Result<Reactor, Error> {
+        let Server {
+            config,
+            poll,
+            mut listener,
+            udp,
+            shutdown,
+            stats,
+            root,
+            ..
+        } = server;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let udp = match udp {
+            Some(mut socket) => {
+                poll.registry()
+                    .register(&mut socket, UDP, Interest::READABLE)?;
+                Some(Udp::new(socket, config.mode))
+            }
+            None => None,
+        };
+        let signals = if config.handle_signals {
+            let mut s = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+            poll.registry()
+                .register(&mut s, SIGNALS, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+        let now = Instant::now();
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            listener,
+            accept: AcceptState::Accepting,
+            accept_error_logged: false,
+            udp,
+            signals,
+            shutdown,
+            conns: Slab::new(),
+            next_id: 0,
+            shared: Shared {
+                scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+                broadcasts: Vec::new(),
+                stats: stats.0,
+                max_pending: config.max_pending,
+                low_water: config.low_water(),
+            },
+            timers: Timers::new(),
+            to_close: Vec::new(),
+            requeue: Vec::new(),
+            udp_requeue: false,
+            draining: None,
+            next_stats: config.stats_interval.map(|d| now + d),
+            root: root.map(|p| Rc::from(p.as_path())),
+            config,
+            now,
+        })
+    }
+
+    /// The loop. Returns the final counters after a graceful shutdown.
+    pub(crate) fn run(mut self) -> Result<StatsSnapshot, Error> {
+        info!(
+            "echoloop listening tcp={} udp={} mode={:?} max_conns={}",
+            self.listener.local_addr()?,
+            self.udp
+                .as_ref()
+                .and_then(|u| u.socket.local_addr().ok())
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+            self.config.mode,
+            self.config.max_conns,
+        );
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                // A signal interrupted epoll_wait: not an error, poll again.
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::Poll(e));
+            }
+            self.now = Instant::now();
+            // Take the events out so dispatch may borrow `self` mutably; an
+            // empty `Events` does not allocate, and the buffer goes back after.
+            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            for event in events.iter() {
+                let (token, readable, writable) = readiness(event);
+                if self.dispatch(token, readable, writable) == Exit::Now {
+                    return Ok(self.finish());
+                }
+            }
+            self.events = events;
+            self.serve_requeued();
+            self.close_batch();
+            self.fire_timers();
+            self.log_stats();
+            if self.drain_done() {
+                return Ok(self.finish());
+            }
+        }
+    }
+
+    /// One event, one call.
+    fn dispatch(&mut self, token: Token, readable: bool, writable: bool) -> Exit {
+        match token {
+            LISTENER => self.accept_all(),
+            UDP => self.udp_event(readable, writable),
+            SIGNALS => return self.on_signals(),
+            WAKER => {
+                if self.shutdown.is_requested() {
+                    self.begin_shutdown();
+                }
+            }
+            Token(t) => self.conn_event(t - FIRST_CONN, readable, writable),
+        }
+        Exit::No
+    }
+
+    // ----- accepting -------------------------------------------------------
+
+    /// Accepts until `WouldBlock`: the listener's readiness is edge-triggered,
+    /// so connections left in the backlog would not be announced again.
+    fn accept_all(&mut self) {
+        while self.accept == AcceptState::Accepting {
+            if self.conns.len() >= self.config.max_conns {
+                self.pause_accepting_full();
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_error_logged = false;
+                    self.add_conn(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => self.on_accept_error(e),
+            }
+        }
+    }
+
+    fn add_conn(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        // Echo traffic is request/response: do not let Nagle hold back a
+        // small reply waiting for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("set_nodelay peer={peer} error={e}");
+        }
+        stats::add(&self.shared.stats.accepted, 1);
+        stats::add(&self.shared.stats.active, 1);
+        self.next_id += 1;
+        let id = self.next_id;
+        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
+        let conn = Conn::new(stream, peer, id, proto, &mut self.shared.ctx(self.now));
+        let key = self.conns.insert(Slot {
+            conn,
+            registered: None,
+            timer: None,
+        });
+        debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
+        self.after_conn_io(key);
+    }
+
+    fn on_accept_error(&mut self, e: io::Error) {
+        stats::add(&self.shared.stats.accept_errors, 1);
+        let out_of_fds = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if !out_of_fds {
+            // ECONNABORTED and the like concern one connection that died in
+            // the backlog; the next one may be fine.
+            debug!("accept error={e}");
+            return;
+        }
+        if !self.accept_error_logged {
+            warn!(
+                "accept failed, pausing accepts for {}ms: {e}",
+                ACCEPT_BACKOFF.as_millis()
+            );
+            self.accept_error_logged = true;
+        }
+        self.accept = AcceptState::Backoff(self.now + ACCEPT_BACKOFF);
+    }
+
+    /// At `max_conns`: stop listening for new clients. They wait in the
+    /// backlog (or are refused once it is full) until a slot frees.
+    fn pause_accepting_full(&mut self) {
+        warn!(
+            "max_conns={} reached, pausing accepts",
+            self.config.max_conns
+        );
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            debug!("deregister listener error={e}");
+        }
+        self.accept = AcceptState::Full;
+    }
+
+    /// Accepts again after a pause. Clients that queued meanwhile raised no
+    /// new edge, so accept right away rather than wait for one.
+    fn resume_accepting(&mut self) {
+        if self.accept == AcceptState::Full {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut self.listener, LISTENER, Interest::READABLE)
+            {
+                warn!("cannot re-register listener: {e}");
+                return;
+            }
+            info!("below max_conns again, accepting");
+        }
+        self.accept = AcceptState::Accepting;
+        self.accept_all();
+    }
+
+    // ----- connections -----------------------------------------------------
+
+    fn conn_event(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            // The connection closed earlier (an event for a vacant key is
+            // spurious, and harmless).
+            trace!("event for vacant token={}", key + FIRST_CONN);
+            return;
+        };
+        if slot.conn.close_reason().is_some() {
+            return;
+        }
+        let mut ctx = self.shared.ctx(self.now);
+        let mut again = false;
+        if writable {
+            again |= slot.conn.on_writable(&mut ctx);
+        }
+        if readable {
+            again |= slot.conn.on_readable(&mut ctx);
+        }
+        if again {
+            self.requeue.push(key);
+        }
+        self.after_conn_io(key);
+    }
+
+    /// Serves connections (and the UDP socket) that stopped at the fairness cap.
+    fn serve_requeued(&mut self) {
+        for key in std::mem::take(&mut self.requeue) {
+            self.conn_event(key, true, false);
+        }
+        if std::mem::take(&mut self.udp_requeue) {
+            self.udp_event(true, false);
+        }
+    }
+
+    /// After a connection did IO: deliver its broadcasts, sync its interest
+    /// with what it needs, keep its timer, and queue it for closing if done.
+    fn after_conn_io(&mut self, key: usize) {
+        if !self.shared.broadcasts.is_empty() {
+            self.deliver_broadcasts(Some(key));
+        }
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(reason) = slot.conn.close_reason() {
+            trace!("closing token={} reason={reason:?}", key + FIRST_CONN);
+            self.to_close.push((key, slot.conn.id));
+            return;
+        }
+        let wanted = slot.conn.interest();
+        if wanted != slot.registered {
+            let token = Token(key + FIRST_CONN);
+            let registry = self.poll.registry();
+            let result = match (slot.registered, wanted) {
+                (None, Some(i)) => registry.register(&mut slot.conn.socket, token, i),
+                (Some(_), Some(i)) => registry.reregister(&mut slot.conn.socket, token, i),
+                (Some(_), None) => registry.deregister(&mut slot.conn.socket),
+                (None, None) => Ok(()),
+            };
+            trace!("interest token={} {:?}", token.0, wanted);
+            match result {
+                Ok(()) => slot.registered = wanted,
+                Err(e) => {
+                    warn!("register token={} error={e}", token.0);
+                    slot.conn.set_close(CloseReason::Error);
+                    self.to_close.push((key, slot.conn.id));
+                    return;
+                }
+            }
+        }
+        // Lazy timers: only schedule when the deadline moved *earlier* than
+        // the entry already queued (see timer.rs).
+        if let Some((at, _)) = slot.conn.deadline(self.config.idle_timeout) {
+            if slot.timer.is_none_or(|t| at < t) {
+                self.timers.schedule(at, key, slot.conn.id);
+                slot.timer = Some(at);
+            }
+        }
+    }
+
+    /// Hands every queued broadcast to every connection except `from`. One
+    /// `Rc` is shared by all recipients: no copy per member.
+    fn deliver_broadcasts(&mut self, from: Option<usize>) {
+        let messages = std::mem::take(&mut self.shared.broadcasts);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys.into_iter().filter(|&k| Some(k) != from) {
+            if let Some(slot) = self.conns.get_mut(key) {
+                let mut ctx = self.shared.ctx(self.now);
+                for msg in &messages {
+                    slot.conn.deliver(msg, &mut ctx);
+                }
+                // Recipients do not broadcast on delivery, so this cannot recurse.
+                self.after_conn_io(key);
+            }
+        }
+    }
+
+    /// Closes what the batch marked, at a point where no event still refers
+    /// to those keys. A chat leave notice may mark more; loop until none.
+    fn close_batch(&mut self) {
+        while let Some((key, id)) = self.to_close.pop() {
+            if self.conns.get(key).is_none_or(|s| s.conn.id != id) {
+                continue; // already closed (marked twice)
+            }
+            let mut slot = self.conns.remove(key);
+            let reason = slot.conn.close_reason().unwrap_or(CloseReason::Done);
+            if slot.registered.is_some() {
+                if let Err(e) = self.poll.registry().deregister(&mut slot.conn.socket) {
+                    trace!("deregister token={} error={e}", key + FIRST_CONN);
+                }
+            }
+            debug!(
+                "close token={} peer={} reason={reason:?}",
+                key + FIRST_CONN,
+                slot.conn.peer
+            );
+            stats::add(&self.shared.stats.closed, 1);
+            stats::sub(&self.shared.stats.active, 1);
+            if let Some(msg) = slot.conn.on_close() {
+                self.shared.broadcasts.push(msg);
+                self.deliver_broadcasts(None);
+            }
+            // Dropping the socket closes it.
+        }
+        if self.accept == AcceptState::Full && self.conns.len() < self.config.max_conns {
+            self.resume_accepting();
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.requeue.is_empty() || self.udp_requeue {
+            return Some(Duration::ZERO);
+        }
+        let backoff = match self.accept {
+            AcceptState::Backoff(at) => Some(at),
+            _ => None,
+        };
+        let now = Instant::now();
+        poll_timeout(
+            now,
+            &[
+                self.timers.next_deadline(),
+                backoff,
+                self.draining,
+                self.next_stats,
+            ],
+        )
+    }
+
+    /// Closes idle (or lingering) connections whose deadline passed; entries
+    /// for connections that were active since are pushed to their new deadline.
+    fn fire_timers(&mut self) {
+        while let Some(due) = self.timers.pop_due(self.now) {
+            let Some(slot) = self.conns.get_mut(due.key) else {
+                continue;
+            };
+            if slot.conn.id != due.id {
+                continue; // stale: the slot was reused
+            }
+            slot.timer = None;
+            match slot.conn.deadline(self.config.idle_timeout) {
+                Some((at, reason)) if at <= self.now => {
+                    if reason == CloseReason::Idle {
+                        stats::add(&self.shared.stats.idle_closes, 1);
+                    }
+                    debug!("timeout token={} reason={reason:?}", due.key + FIRST_CONN);
+                    slot.conn.set_close(reason);
+                    self.to_close.push((due.key, due.id));
+                }
+                Some((at, _)) => {
+                    self.timers.schedule(at, due.key, due.id);
+                    slot.timer = Some(at);
+                }
+                None => {}
+            }
+        }
+        if let AcceptState::Backoff(at) = self.accept {
+            if at <= self.now {
+                self.resume_accepting();
+            }
+        }
+        self.close_batch();
+    }
+
+    fn log_stats(&mut self) {
+        let (Some(at), Some(every)) = (self.next_stats, self.config.stats_interval) else {
+            return;
+        };
+        if at <= self.now {
+            info!("stats {}", self.shared.stats.snapshot());
+            self.next_stats = Some(self.now + every);
+        }
+    }
+
+    // ----- UDP -------------------------------------------------------------
+
+    fn udp_event(&mut self, readable: bool, writable: bool) {
+        let Some(udp) = self.udp.as_mut() else {
+            return;
+        };
+        let before = udp.interest();
+        if writable {
+            udp.on_writable(&self.shared.stats);
+        }
+        if readable && self.draining.is_none() {
+            self.udp_requeue = udp.on_readable(&mut self.shared.scratch, &self.shared.stats);
+        }
+        let after = udp.interest();
+        if after != before {
+            if let Err(e) = self.poll.registry().reregister(&mut udp.socket, UDP, after) {
+                warn!("udp reregister error={e}");
+            }
+        }
+    }
+
+    // ----- shutdown --------------------------------------------------------
+
+    fn on_signals(&mut self) -> Exit {
+        let Some(signals) = self.signals.as_mut() else {
+            return Exit::No;
+        };
+        let count = signals.pending().count();
+        if count == 0 {
+            return Exit::No;
+        }
+        if self.draining.is_some() || count > 1 {
+            warn!("second signal: exiting without waiting for connections to drain");
+            return Exit::Now;
+        }
+        info!("signal received: shutting down (send again to exit at once)");
+        self.begin_shutdown();
+        Exit::No
+    }
+
+    /// Stops accepting and reading; connections flush what they owe, then
+    /// close. `run` returns when all are gone or the drain timeout passes.
+    fn begin_shutdown(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        info!(
+            "shutting down: draining {} connections for up to {:?}",
+            self.conns.len(),
+            self.config.drain_timeout
+        );
+        self.draining = Some(self.now + self.config.drain_timeout);
+        if self.accept != AcceptState::Full {
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        }
+        self.accept = AcceptState::Stopped;
+        if let Some(udp) = self.udp.as_mut() {
+            let _ = self.poll.registry().deregister(&mut udp.socket);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(slot) = self.conns.get_mut(key) {
+                slot.conn.begin_shutdown(&mut self.shared.ctx(self.now));
+                self.after_conn_io(key);
+            }
+        }
+    }
+
+    /// During a drain: true once every connection is gone, or the time is up.
+    /// Connections that sent everything are closed without waiting for the
+    /// peer's EOF: we are leaving.
+    fn drain_done(&mut self) -> bool {
+        let Some(deadline) = self.draining else {
+            return false;
+        };
+        let out_of_time = self.now >= deadline;
+        for (key, slot) in self.conns.iter_mut() {
+            if out_of_time || !slot.conn.has_pending() {
+                if slot.conn.has_pending() {
+                    stats::add(&self.shared.stats.drain_aborts, 1);
+                }
+                slot.conn.set_close(CloseReason::Timeout);
+                self.to_close.push((key, slot.conn.id));
+            }
+        }
+        self.close_batch();
+        self.conns.is_empty()
+    }
+
+    /// Logs and returns the final counters.
+    fn finish(self) -> StatsSnapshot {
+        let remaining = self.conns.len() as u64;
+        let stats = &self.shared.stats;
+        stats::add(&stats.closed, remaining);
+        stats::sub(&stats.active, remaining);
+        let snap = stats.snapshot();
+        info!("stopped: {snap}");
+        snap
+    }
+}
+
+/// Whether `run` must return right away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    No,
+    Now,
+}
+
+/// Reads an event's token and readiness. Errors and hang-ups count as both
+/// readable and writable: the next read or write reports what happened.
+fn readiness(e: &Event) -> (Token, bool, bool) {
+    let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+    (e.token(), readable, writable)
+}

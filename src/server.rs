@@ -1,0 +1,221 @@
+//! `Server`: binds the sockets, then hands them to the reactor.
+//!
+//! Binding and running are separate steps so a caller can learn the real
+//! addresses (port 0 picks a free port) and take a shutdown handle before the
+//! server starts blocking its thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use log::warn;
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+
+use crate::config::{Config, Mode};
+use crate::error::Error;
+use crate::reactor::{Reactor, WAKER};
+use crate::shutdown::ShutdownHandle;
+use crate::stats::{Stats, StatsSnapshot};
+
+/// File descriptors kept back from `--max-conns` for the listener, the UDP
+/// socket, epoll, signal pipes, logging and the like.
+const RESERVED_FDS: u64 = 32;
+
+/// A bound, not yet running, echoloop server.
+#[derive(Debug)]
+pub struct Server {
+    pub(crate) config: Config,
+    pub(crate) poll: Poll,
+    pub(crate) listener: TcpListener,
+    pub(crate) udp: Option<UdpSocket>,
+    pub(crate) shutdown: ShutdownHandle,
+    pub(crate) stats: Stats,
+    /// `--root`, canonicalised once so every request resolves against it.
+    pub(crate) root: Option<PathBuf>,
+    tcp_addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Validates `config`, binds the TCP listener and the UDP socket, and sets
+    /// up the poller. Does not serve anything until [`Server::run`].
+    pub fn bind(mut config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        let root = match (&config.root, config.mode) {
+            (Some(path), Mode::Files) => Some(check_root(path)?),
+            _ => None,
+        };
+        config.max_conns = clamp_to_fd_limit(config.max_conns, config.mode);
+
+        let listener =
+            tcp_listener(config.listen, config.backlog).map_err(|source| Error::BindTcp {
+                addr: config.listen,
+                source,
+            })?;
+        let tcp_addr = listener.local_addr()?;
+        let udp = match config.udp {
+            Some(addr) => Some(udp_socket(addr).map_err(|source| Error::BindUdp { addr, source })?),
+            None => None,
+        };
+        let udp_addr = udp.as_ref().map(UdpSocket::local_addr).transpose()?;
+
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let shutdown = ShutdownHandle {
+            waker,
+            requested: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Server {
+            config,
+            poll,
+            listener,
+            udp,
+            shutdown,
+            stats: Stats::default(),
+            root,
+            tcp_addr,
+            udp_addr,
+        })
+    }
+
+    /// The address the TCP listener is bound to (with the real port).
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The UDP socket's address, or `None` when UDP is off.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// A handle that stops the server gracefully from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// A live view of the server's counters, readable while it runs.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// The settings in force (after clamping `max_conns` to the fd limit).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves until shutdown (a `ShutdownHandle`, or SIGINT/SIGTERM when
+    /// `config.handle_signals`), then returns the final counters. Blocks the
+    /// calling thread. Errors only if the poller itself fails.
+    pub fn run(self) -> Result<StatsSnapshot, Error> {
+        Reactor::new(self)?.run()
+    }
+}
+
+/// A listening TCP socket built with socket2, so we can set SO_REUSEADDR (a
+/// restarted server can bind while old connections sit in TIME_WAIT) and the
+/// backlog before `listen`.
+fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        // [::1] means IPv6 only, not also IPv4-mapped addresses.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(SockProtocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into()))
+}
+
+/// `--root` must be a readable directory; returns its canonical path.
+fn check_root(path: &PathBuf) -> Result<PathBuf, Error> {
+    let fail = |reason: String| Error::Root {
+        path: path.clone(),
+        reason,
+    };
+    let canonical = path.canonicalize().map_err(|e| fail(e.to_string()))?;
+    if !canonical.is_dir() {
+        return Err(fail("not a directory".into()));
+    }
+    std::fs::read_dir(&canonical).map_err(|e| fail(e.to_string()))?;
+    Ok(canonical)
+}
+
+/// Keeps `max_conns` below the open-files limit: a server that accepts past it
+/// would hit EMFILE on every accept instead of holding clients in the
+/// backlog. In `files` mode a connection may also hold an open file.
+fn clamp_to_fd_limit(max_conns: usize, mode: Mode) -> usize {
+    let Some(limit) = open_files_limit() else {
+        return max_conns;
+    };
+    let per_conn = if mode == Mode::Files { 2 } else { 1 };
+    let allowed = (limit.saturating_sub(RESERVED_FDS) / per_conn).max(1);
+    let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+    if max_conns > allowed {
+        warn!(
+            "max_conns={max_conns} exceeds what the open-files limit allows; using max_conns={allowed} (raise it with ulimit -n)"
+        );
+        return allowed;
+    }
+    max_conns
+}
+
+/// The soft RLIMIT_NOFILE, if it can be read.
+fn open_files_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass, which is valid and
+    // properly aligned for the duration of the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    (rc == 0 && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as u64)
+}
+
+/// Raises the soft open-files limit to the hard limit, so the server can hold
+/// as many connections as the administrator allows. Called by the binary, not
+/// by the library: changing process limits is the embedder's decision.
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above; setrlimit reads the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return None;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+    }
+    Some(rl.rlim_cur as u64)
+}

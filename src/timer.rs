@@ -1,0 +1,111 @@
+//! Idle deadlines: a min-heap with lazy deletion.
+//!
+//! Every connection has at most one entry: `(deadline, key, id)`. Activity on a
+//! connection does **not** touch the heap (that would be a log-n update per
+//! message); it only moves the connection's `last_active`. When an entry comes
+//! due, the reactor looks the connection up: if it is gone (or the slab key was
+//! reused, caught by `id`) the entry is stale and dropped; if it was active
+//! since, it is pushed back with its new deadline; otherwise it is idle and
+//! closed. So the heap costs O(log n) per idle period, not per message, and the
+//! poll timeout is simply "time until the earliest entry".
+//!
+//! Pure data with no clock of its own: tests pass instants in.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// A due entry: which slab key, and which connection id it was meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    pub key: usize,
+    pub id: u64,
+}
+
+/// Pending deadlines, earliest first.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Due)>>,
+}
+
+impl Timers {
+    pub fn new() -> Timers {
+        Timers::default()
+    }
+
+    /// Adds a deadline for connection `id` in slab slot `key`.
+    pub fn schedule(&mut self, at: Instant, key: usize, id: u64) {
+        self.heap.push(Reverse((at, Due { key, id })));
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns one entry due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, d))| d),
+            _ => None,
+        }
+    }
+
+    /// Number of entries, stale ones included.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when no deadline is pending.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// How long `poll` may sleep: until the earliest of `deadlines`, or forever
+/// when there is none. Rounds up to whole milliseconds (epoll's resolution),
+/// so the loop does not wake a hair early and spin once with nothing due.
+pub fn poll_timeout(now: Instant, deadlines: &[Option<Instant>]) -> Option<Duration> {
+    let next = deadlines.iter().flatten().min()?;
+    let wait = next.saturating_duration_since(now);
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    Some(Duration::from_millis(ms as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_only_due_entries_earliest_first() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.schedule(t0 + Duration::from_secs(3), 3, 30);
+        t.schedule(t0 + Duration::from_secs(1), 1, 10);
+        t.schedule(t0 + Duration::from_secs(2), 2, 20);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(t.pop_due(t0), None);
+        let now = t0 + Duration::from_millis(2500);
+        assert_eq!(t.pop_due(now), Some(Due { key: 1, id: 10 }));
+        assert_eq!(t.pop_due(now), Some(Due { key: 2, id: 20 }));
+        assert_eq!(t.pop_due(now), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn poll_timeout_is_time_to_the_earliest_deadline_rounded_up() {
+        let t0 = Instant::now();
+        assert_eq!(poll_timeout(t0, &[None, None]), None);
+        let d = [
+            Some(t0 + Duration::from_micros(1500)),
+            None,
+            Some(t0 + Duration::from_secs(9)),
+        ];
+        assert_eq!(poll_timeout(t0, &d), Some(Duration::from_millis(2)));
+        // A deadline in the past means "do not sleep".
+        assert_eq!(
+            poll_timeout(t0 + Duration::from_secs(1), &d),
+            Some(Duration::ZERO)
+        );
+    }
+}
