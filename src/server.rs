@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -150,9 +150,9 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// `--root` must be a readable directory; returns its canonical path.
-fn check_root(path: &PathBuf) -> Result<PathBuf, Error> {
+fn check_root(path: &Path) -> Result<PathBuf, Error> {
     let fail = |reason: String| Error::Root {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let canonical = path.canonicalize().map_err(|e| fail(e.to_string()))?;
@@ -183,6 +183,8 @@ fn clamp_to_fd_limit(max_conns: usize, mode: Mode) -> usize {
 }
 
 /// The soft RLIMIT_NOFILE, if it can be read.
+// rlim_t is u64 on Linux but not on every platform: the casts are for those.
+#[allow(clippy::unnecessary_cast)]
 fn open_files_limit() -> Option<u64> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
@@ -197,6 +199,7 @@ fn open_files_limit() -> Option<u64> {
 /// Raises the soft open-files limit to the hard limit, so the server can hold
 /// as many connections as the administrator allows. Called by the binary, not
 /// by the library: changing process limits is the embedder's decision.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> Option<u64> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
