@@ -128,6 +128,10 @@ pub struct Conn<S> {
     paused: bool,
     /// When we sent FIN; `Some` means no more output will be produced.
     fin_sent: Option<Instant>,
+    /// An event reported the peer's FIN (EPOLLRDHUP) as already queued. The
+    /// FIN raised its edge before our read, so no new edge will come for it:
+    /// the short-read shortcut must not stop us before we read the EOF.
+    fin_queued: bool,
     /// Set once the connection must close; the reactor closes it after the
     /// event batch, so no later event in the batch reaches a reused slot.
     close: Option<CloseReason>,
@@ -146,6 +150,7 @@ impl<S: Read + Write + HalfClose> Conn<S> {
             input: Input::Open,
             paused: false,
             fin_sent: None,
+            fin_queued: false,
             close: None,
         };
         let mut out = Output::new(&mut conn.socket, &mut conn.out, ctx.broadcasts, ctx.stats);
@@ -159,8 +164,9 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     /// READABLE: read until the socket is drained (see
     /// `SHORT_READ_MEANS_DRAINED`), handing each read to the handler, which
     /// usually writes its reply straight back. Returns true when the
-    /// per-event read cap stopped it with input maybe left: the reactor must
-    /// call again, since no new edge will come for bytes already queued.
+    /// per-event read cap stopped it with input maybe left, or when a
+    /// streaming handler yielded (see [`Conn::yielded`]): the reactor must
+    /// call again, since no new edge will come for either.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let mut budget = MAX_READS_PER_EVENT;
         while self.can_read() {
@@ -190,12 +196,12 @@ impl<S: Read + Write + HalfClose> Conn<S> {
             if self.input == Input::Open {
                 self.handle(n, ctx);
             }
-            if n < ctx.scratch.len() && SHORT_READ_MEANS_DRAINED {
+            if n < ctx.scratch.len() && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
                 break;
             }
         }
         self.progress(ctx);
-        false
+        self.yielded()
     }
 
     /// WRITABLE: send what is queued. If that unblocked reading (backpressure
@@ -213,7 +219,13 @@ impl<S: Read + Write + HalfClose> Conn<S> {
         if !could_read && self.can_read() {
             return self.on_readable(ctx);
         }
-        false
+        self.yielded()
+    }
+
+    /// The event says the peer half-closed (read-closed): the next
+    /// `on_readable` reads on past a short read until it sees the EOF.
+    pub fn note_read_closed(&mut self) {
+        self.fin_queued = true;
     }
 
     /// Queues a broadcast message (chat) without copying it. A member whose
@@ -289,6 +301,13 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     /// The handler's leave message, when the connection goes.
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.proto.on_close()
+    }
+
+    /// A streaming handler (files) stopped at its per-call cap with output
+    /// still to produce but nothing queued: no WRITABLE edge will come for an
+    /// empty buffer, so the reactor must requeue us, after serving others.
+    fn yielded(&self) -> bool {
+        self.close.is_none() && self.out.is_empty() && self.proto.has_more_output()
     }
 
     /// True when a read would be useful now.
@@ -475,6 +494,20 @@ mod tests {
         }
         c.on_readable(&mut env.ctx(1024));
         assert_eq!(c.socket.written, b"hilater");
+    }
+
+    /// Data and FIN that arrived together (one event, read-closed set) are
+    /// both read in that event: no later edge would announce the FIN.
+    #[test]
+    fn queued_fin_is_read_past_a_short_read() {
+        let mut env = Env::new(64);
+        let io = ScriptedIo::new(vec![Some(100); 4])
+            .with_reads(vec![ReadStep::Data(b"bye".to_vec()), ReadStep::Eof]);
+        let mut c = echo_conn(io, &mut env, 1024);
+        c.note_read_closed();
+        c.on_readable(&mut env.ctx(1024));
+        assert_eq!(c.socket.written, b"bye");
+        assert_eq!(c.close_reason(), Some(CloseReason::Done));
     }
 
     /// A peer that does not read: reading pauses at the high-water mark, and

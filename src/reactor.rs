@@ -207,6 +207,9 @@ impl Reactor {
             let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
                 let (token, readable, writable) = readiness(event);
+                if event.is_read_closed() {
+                    self.note_read_closed(token);
+                }
                 if self.dispatch(token, readable, writable) == Exit::Now {
                     return Ok(self.finish());
                 }
@@ -358,6 +361,19 @@ impl Reactor {
             self.requeue.push(key);
         }
         self.after_conn_io(key);
+    }
+
+    /// The peer's FIN is already queued on this connection: tell it, so its
+    /// read loop does not stop at a short read before the EOF (no new edge
+    /// would come for it).
+    fn note_read_closed(&mut self, token: Token) {
+        if let Some(slot) = token
+            .0
+            .checked_sub(FIRST_CONN)
+            .and_then(|k| self.conns.get_mut(k))
+        {
+            slot.conn.note_read_closed();
+        }
     }
 
     /// Serves connections (and the UDP socket) that stopped at the fairness cap.

@@ -25,7 +25,10 @@ pub enum ConfigError {
 }
 
 fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { flag, reason: reason.into() }
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
 }
 
 /// Transport used to reach the echo endpoint.
@@ -132,11 +135,21 @@ impl RunConfig {
         check_rate("connect-rate", self.connect_rate)?;
         if let Some(loss) = self.max_loss {
             if !(0.0..=1.0).contains(&loss) {
-                return Err(invalid("max-loss", "must be a fraction 0..1 or a percentage"));
+                return Err(invalid(
+                    "max-loss",
+                    "must be a fraction 0..1 or a percentage",
+                ));
             }
         }
-        if self.bind.iter().any(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
-            return Err(invalid("bind", "source and target must both be IPv4 or both IPv6"));
+        if self
+            .bind
+            .iter()
+            .any(|ip| ip.is_ipv4() != self.target.is_ipv4())
+        {
+            return Err(invalid(
+                "bind",
+                "source and target must both be IPv4 or both IPv6",
+            ));
         }
         Ok(())
     }
@@ -152,7 +165,9 @@ fn check_rate(flag: &'static str, rate: Option<f64>) -> Result<(), ConfigError> 
 /// Parses "500ms", "10s", "2m", "1h", "250us" or a bare number of seconds ("1.5").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -163,7 +178,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "us" => value / 1e6,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use us, ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use us, ms, s, m or h)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("'{text}' is not a non-negative duration"));
@@ -177,13 +196,21 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
         Some(n) => (n, 100.0),
         None => (text, 1.0),
     };
-    let value: f64 = number.trim().parse().map_err(|_| format!("'{text}' is not a fraction"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a fraction"))?;
     Ok(value / scale)
 }
 
 /// `loadgen [run flags]` or `loadgen merge FILE...`.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// `merge`, or nothing for a load run.
     #[command(subcommand)]
@@ -286,7 +313,11 @@ impl RunArgs {
     pub fn into_config(self) -> Result<RunConfig, ConfigError> {
         let target = resolve(&self.target)?;
         let cfg = RunConfig {
-            protocol: if self.udp { Protocol::Udp } else { Protocol::Tcp },
+            protocol: if self.udp {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
             connections: self.connections,
             size: self.size,
             pipeline: self.pipeline,
@@ -312,7 +343,9 @@ fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
     let mut addrs = target
         .to_socket_addrs()
         .map_err(|e| invalid("target", format!("'{target}': {e} (expected host:port)")))?;
-    addrs.next().ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
+    addrs
+        .next()
+        .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
 }
 
 #[cfg(test)]
@@ -345,14 +378,41 @@ mod tests {
     fn validation_names_the_flag() {
         let ok = RunConfig::new("127.0.0.1:1".parse().unwrap());
         assert_eq!(ok.validate(), Ok(()));
-        let small = RunConfig { size: HEADER_LEN - 1, ..ok.clone() };
-        assert!(matches!(small.validate(), Err(ConfigError::Invalid { flag: "size", .. })));
-        let threads = RunConfig { threads: 51, ..ok.clone() };
-        assert!(matches!(threads.validate(), Err(ConfigError::Invalid { flag: "threads", .. })));
-        let rate = RunConfig { rate: Some(0.0), ..ok.clone() };
-        assert!(matches!(rate.validate(), Err(ConfigError::Invalid { flag: "rate", .. })));
-        let v6 = RunConfig { bind: vec!["::1".parse().unwrap()], ..ok };
-        assert!(matches!(v6.validate(), Err(ConfigError::Invalid { flag: "bind", .. })));
+        let small = RunConfig {
+            size: HEADER_LEN - 1,
+            ..ok.clone()
+        };
+        assert!(matches!(
+            small.validate(),
+            Err(ConfigError::Invalid { flag: "size", .. })
+        ));
+        let threads = RunConfig {
+            threads: 51,
+            ..ok.clone()
+        };
+        assert!(matches!(
+            threads.validate(),
+            Err(ConfigError::Invalid {
+                flag: "threads",
+                ..
+            })
+        ));
+        let rate = RunConfig {
+            rate: Some(0.0),
+            ..ok.clone()
+        };
+        assert!(matches!(
+            rate.validate(),
+            Err(ConfigError::Invalid { flag: "rate", .. })
+        ));
+        let v6 = RunConfig {
+            bind: vec!["::1".parse().unwrap()],
+            ..ok
+        };
+        assert!(matches!(
+            v6.validate(),
+            Err(ConfigError::Invalid { flag: "bind", .. })
+        ));
     }
 
     /// The command line defaults are the ones the issue documents.
@@ -361,8 +421,14 @@ mod tests {
         let cli = Cli::try_parse_from(["loadgen"]).unwrap();
         let cfg = cli.run.into_config().unwrap();
         assert_eq!(cfg.target, "127.0.0.1:7878".parse().unwrap());
-        assert_eq!((cfg.connections, cfg.size, cfg.pipeline, cfg.threads), (50, 64, 1, 1));
-        assert_eq!((cfg.duration, cfg.warmup), (Duration::from_secs(10), Duration::from_secs(1)));
+        assert_eq!(
+            (cfg.connections, cfg.size, cfg.pipeline, cfg.threads),
+            (50, 64, 1, 1)
+        );
+        assert_eq!(
+            (cfg.duration, cfg.warmup),
+            (Duration::from_secs(10), Duration::from_secs(1))
+        );
         assert_eq!(cfg.protocol, Protocol::Tcp);
         assert!(cfg.rate.is_none() && cfg.progress);
     }

@@ -169,7 +169,13 @@ pub struct SendState {
 impl SendState {
     /// Fresh state for connection `id`, window sized for the run.
     pub fn new(id: u32, ctx: &Ctx) -> Self {
-        SendState { id, window: Window::new(window_capacity(ctx)), due: 0, m0: 0, dirty: false }
+        SendState {
+            id,
+            window: Window::new(window_capacity(ctx)),
+            due: 0,
+            m0: 0,
+            dirty: false,
+        }
     }
 
     /// The connection is up: in open loop, what came due before does not count.

@@ -64,7 +64,11 @@ impl Codec {
         let pattern = (0..size)
             .map(|i| (mix(i as u64 ^ 0x5eed) >> 56) as u8)
             .collect();
-        Codec { size, framed, pattern }
+        Codec {
+            size,
+            framed,
+            pattern,
+        }
     }
 
     /// Bytes of one message on the wire, prefix included.
@@ -125,7 +129,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 fn check_word(conn: u32, seq: u64) -> u32 {
-    mix(seq ^ (u64::from(conn) << 40) ^ 0xC0DE) as u32
+    mix(seq ^ mix(u64::from(conn) ^ 0xC0DE)) as u32
 }
 
 fn key(conn: u32, seq: u64) -> u8 {
@@ -149,7 +153,10 @@ mod tests {
             let codec = Codec::new(64, framed);
             let msg = message(&codec, 7, 123_456_789);
             assert_eq!(msg.len(), codec.wire_len());
-            let want = Decoded::Intact { conn: 7, seq: 123_456_789 };
+            let want = Decoded::Intact {
+                conn: 7,
+                seq: 123_456_789,
+            };
             assert_eq!(codec.decode(&msg), want);
         }
     }

@@ -41,7 +41,11 @@ fn interrupted(e: &io::Error) -> bool {
 
 /// Creates the socket with socket2 (source address, NODELAY) and starts connecting.
 fn start_connect(target: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(SockProtocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
     socket.set_nonblocking(true)?;
     // Latency is the point: never let Nagle hold a small message back.
     socket.set_tcp_nodelay(true)?;
@@ -143,7 +147,11 @@ impl TcpClient {
                 self.connected = true;
                 ctx.stats.opened += 1;
                 self.send.on_connect();
-                log::debug!("connected id={} local={:?}", self.send.id, self.stream.local_addr());
+                log::debug!(
+                    "connected id={} local={:?}",
+                    self.send.id,
+                    self.stream.local_addr()
+                );
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -182,7 +190,9 @@ impl TcpClient {
         if owed == 0 && ctx.now >= ctx.measure_end {
             return Flow::Close(Closed::Finished);
         }
-        Flow::Close(Closed::Broken(format!("server closed the connection with {owed} messages owed")))
+        Flow::Close(Closed::Broken(format!(
+            "server closed the connection with {owed} messages owed"
+        )))
     }
 
     /// Splits received bytes into message-sized echoes (the stream has no other framing:
@@ -211,7 +221,11 @@ impl TcpClient {
     fn verify(&mut self, msg: &[u8], ctx: &mut Ctx) {
         let decoded = ctx.codec.decode(msg);
         let id = self.send.id;
-        if let Some(t_ref) = self.send.window.on_stream_message(decoded, id, &mut ctx.stats.errors) {
+        if let Some(t_ref) = self
+            .send
+            .window
+            .on_stream_message(decoded, id, &mut ctx.stats.errors)
+        {
             ctx.record(t_ref);
         }
     }

@@ -33,7 +33,10 @@ mod imp {
             // SAFETY: plain syscalls; the returned fd is checked and then owned.
             let raw = unsafe {
                 libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
-                libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+                libc::timerfd_create(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+                )
             };
             if raw < 0 {
                 return Err(io::Error::last_os_error());
@@ -51,14 +54,19 @@ mod imp {
             }
             let after = due_ns.saturating_sub(now_ns).max(1);
             let spec = libc::itimerspec {
-                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
                 it_value: libc::timespec {
                     tv_sec: (after / 1_000_000_000) as libc::time_t,
                     tv_nsec: (after % 1_000_000_000) as libc::c_long,
                 },
             };
             // SAFETY: valid fd and a fully initialised itimerspec; old value not wanted.
-            let rc = unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+            let rc = unsafe {
+                libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+            };
             if rc == 0 {
                 self.armed = Some(due_ns);
             } else {
@@ -95,7 +103,11 @@ mod imp {
 pub(crate) use imp::WakeTimer;
 
 /// Creates the timer only when a schedule needs one (closed loop never does).
-pub(crate) fn for_schedule(open_loop: bool, registry: &Registry, token: Token) -> std::io::Result<Option<WakeTimer>> {
+pub(crate) fn for_schedule(
+    open_loop: bool,
+    registry: &Registry,
+    token: Token,
+) -> std::io::Result<Option<WakeTimer>> {
     if open_loop {
         WakeTimer::new(registry, token).map(Some)
     } else {

