@@ -54,14 +54,37 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Elsewhere we read until `WouldBlock`, as edge-triggered readiness demands.
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
-/// A socket that can send FIN while staying open for reading.
+/// What a connection needs from its socket beyond `Read + Write`.
 pub trait HalfClose {
+    /// Sends FIN while staying open for reading.
     fn shutdown_write(&self) -> io::Result<()>;
+
+    /// Bytes the kernel holds that the peer has not acknowledged yet. Closing
+    /// while the peer still sends us data makes the kernel answer with a
+    /// reset, which throws these bytes away; so a graceful shutdown waits for
+    /// zero. `0` where the platform cannot tell.
+    fn unacked(&self) -> usize {
+        0
+    }
 }
 
 impl HalfClose for mio::net::TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn unacked(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer,
+        // which points at `n` for the duration of the call.
+        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            usize::try_from(n).unwrap_or(0)
+        } else {
+            0
+        }
     }
 }
 
@@ -251,11 +274,15 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     }
 
     /// Graceful shutdown: stop taking requests, finish what is owed, then close.
-    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+    /// Input already queued in the kernel is read and dropped now: closing a
+    /// socket with unread bytes sends a reset, and a reset can destroy the
+    /// output we are about to flush before the peer reads it. Returns the
+    /// same requeue flag as `on_readable`.
+    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) -> bool {
         if self.input == Input::Open {
             self.input = Input::Discard;
         }
-        self.progress(ctx);
+        self.on_readable(ctx)
     }
 
     /// The interest to register now, or `None` when the connection waits for
@@ -291,6 +318,12 @@ impl<S: Read + Write + HalfClose> Conn<S> {
             Some(at) => Some((at + LINGER, CloseReason::Timeout)),
             None => idle.map(|d| (self.last_active + d, CloseReason::Idle)),
         }
+    }
+
+    /// True when the peer has received everything we sent: nothing queued
+    /// here, nothing unacknowledged in the kernel.
+    pub fn fully_delivered(&self) -> bool {
+        !self.has_pending() && self.socket.unacked() == 0
     }
 
     /// True while the connection still owes output (for the drain at shutdown).

@@ -47,6 +47,9 @@ const EVENTS_CAPACITY: usize = 1024;
 /// connections is the only thing that frees descriptors, and retrying at once
 /// would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// During a drain, how often to check whether peers acknowledged our last
+/// bytes (see `Reactor::drain_done`).
+const DRAIN_CHECK: Duration = Duration::from_millis(5);
 
 /// A connection in the slab, with the interest registered for it (so we call
 /// `reregister` only when it changes) and the earliest timer entry it has.
@@ -113,6 +116,9 @@ pub(crate) struct Reactor {
     udp_requeue: bool,
     /// `Some(deadline)` once shutdown began.
     draining: Option<Instant>,
+    /// During a drain: some connection sent everything but the peer has not
+    /// acknowledged it all yet.
+    drain_waiting: bool,
     next_stats: Option<Instant>,
     config: Config,
     root: Option<Rc<Path>>,
@@ -173,6 +179,7 @@ impl Reactor {
             requeue: Vec::new(),
             udp_requeue: false,
             draining: None,
+            drain_waiting: false,
             next_stats: config.stats_interval.map(|d| now + d),
             root: root.map(|p| Rc::from(p.as_path())),
             config,
@@ -497,6 +504,7 @@ impl Reactor {
                 self.timers.next_deadline(),
                 backoff,
                 self.draining,
+                self.drain_waiting.then(|| now + DRAIN_CHECK),
                 self.next_stats,
             ],
         )
@@ -609,27 +617,43 @@ impl Reactor {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(slot) = self.conns.get_mut(key) {
-                slot.conn.begin_shutdown(&mut self.shared.ctx(self.now));
+                if slot.conn.begin_shutdown(&mut self.shared.ctx(self.now)) {
+                    self.requeue.push(key);
+                }
                 self.after_conn_io(key);
             }
         }
     }
 
     /// During a drain: true once every connection is gone, or the time is up.
-    /// Connections that sent everything are closed without waiting for the
-    /// peer's EOF: we are leaving.
+    /// A connection closes once the peer has everything we sent, without
+    /// waiting for its EOF: we are leaving. "Has everything" means
+    /// acknowledged, not just handed to the kernel: a peer still sending would
+    /// get a reset for its unread bytes, and the reset discards whatever of
+    /// ours the kernel still holds. No event announces the acknowledgement,
+    /// so while some connection waits for one, `poll` wakes every
+    /// `DRAIN_CHECK` to look again.
     fn drain_done(&mut self) -> bool {
         let Some(deadline) = self.draining else {
             return false;
         };
         let out_of_time = self.now >= deadline;
+        self.drain_waiting = false;
         for (key, slot) in self.conns.iter_mut() {
-            if out_of_time || !slot.conn.has_pending() {
-                if slot.conn.has_pending() {
+            // A requeued connection still has input to discard (see
+            // `Conn::begin_shutdown`); it closes on a later turn.
+            let unread = self.requeue.contains(&key);
+            let delivered = !unread && slot.conn.fully_delivered();
+            if delivered || out_of_time {
+                if !delivered {
                     stats::add(&self.shared.stats.drain_aborts, 1);
                 }
                 slot.conn.set_close(CloseReason::Timeout);
                 self.to_close.push((key, slot.conn.id));
+            } else {
+                // Output still queued here raises WRITABLE when it moves;
+                // only bytes waiting for an acknowledgement need the timer.
+                self.drain_waiting |= !slot.conn.has_pending();
             }
         }
         self.close_batch();

@@ -1,0 +1,305 @@
+//! Shared helpers for the integration tests: start an in-process server on
+//! 127.0.0.1 port 0, connect to it with timeouts set, and wait for conditions
+//! with a deadline instead of sleeping.
+//!
+//! Every test binary includes this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use echoloop::{Config, Server, ShutdownHandle, Stats, StatsSnapshot};
+
+/// How long any single blocking socket call in a test may wait.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `wait_until` polls before failing the test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A config for tests: TCP and UDP on 127.0.0.1 port 0, short drain.
+pub fn test_config() -> Config {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Config {
+        listen: any,
+        udp: Some(any),
+        drain_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
+}
+
+/// A server running on its own thread. Stop it with [`Running::stop`]; if a
+/// test panics first, `Drop` still shuts the reactor down.
+pub struct Running {
+    pub tcp: SocketAddr,
+    pub udp: Option<SocketAddr>,
+    handle: ShutdownHandle,
+    stats: Stats,
+    thread: Option<JoinHandle<StatsSnapshot>>,
+}
+
+/// Binds `config` and runs the server on a new thread.
+pub fn start(config: Config) -> Running {
+    init_logging();
+    let server = Server::bind(config).expect("bind test server");
+    let tcp = server.tcp_addr();
+    let udp = server.udp_addr();
+    let handle = server.shutdown_handle();
+    let stats = server.stats();
+    let thread = std::thread::Builder::new()
+        .name("echoloop-test-reactor".into())
+        .spawn(move || server.run().expect("reactor failed"))
+        .unwrap();
+    Running {
+        tcp,
+        udp,
+        handle,
+        stats,
+        thread: Some(thread),
+    }
+}
+
+impl Running {
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Graceful shutdown; returns the final counters.
+    pub fn stop(mut self) -> StatsSnapshot {
+        self.handle.shutdown();
+        let thread = self.thread.take().unwrap();
+        thread.join().expect("reactor thread panicked")
+    }
+
+    /// A blocking TCP client with read and write timeouts set.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.tcp)
+    }
+
+    /// Waits until `cond` holds for the counters, or fails naming `what`.
+    pub fn wait_stats(&self, what: &str, cond: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+        let mut last = self.stats();
+        wait_until(what, || {
+            last = self.stats();
+            cond(&last)
+        });
+        last
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Connects with timeouts, so a broken server fails the test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics after [`WAIT`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).expect("read_exact");
+    buf
+}
+
+/// Reads until the peer closes; fails on timeout.
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read_to_end");
+    out
+}
+
+/// Sends `data`, half-closes, and returns everything the server sends back
+/// before it closes.
+pub fn send_all_then_fin(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    read_to_end(s)
+}
+
+/// True when the peer has closed: a read returns EOF or a reset.
+pub fn is_closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so tests need no extra crate
+/// and a failure reproduces from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// This process's resident set size in KiB (Linux `/proc/self/status`).
+/// The in-process server shares the test's address space, so this is an
+/// upper bound on what the server holds.
+pub fn self_rss_kib() -> u64 {
+    rss_kib_of("self").expect("read /proc/self/status")
+}
+
+/// Resident set size of `pid` ("self" or a number) in KiB.
+pub fn rss_kib_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The `echoloop` binary running as a child process, with its log (stderr)
+/// collected line by line on a thread.
+pub struct Child {
+    pub process: std::process::Child,
+    pub tcp: SocketAddr,
+    pub udp: Option<SocketAddr>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Starts the built binary with `args` (add `--listen 127.0.0.1:0`
+/// yourself) and waits for its `tcp=... udp=...` start-up line.
+pub fn spawn_binary(args: &[&str]) -> Child {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+
+    let mut process = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop");
+    let stderr = process.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut child = Child {
+        process,
+        tcp: "0.0.0.0:0".parse().unwrap(),
+        udp: None,
+        log,
+    };
+    let line = child.wait_log("start-up line with tcp=", "tcp=");
+    child.tcp = field(&line, "tcp=").parse().expect("tcp= address");
+    child.udp = field(&line, "udp=").parse().ok();
+    child
+}
+
+/// The value after `key` in a `key=value` log line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line.find(key).expect("key in line") + key.len();
+    line[start..].split_whitespace().next().unwrap_or("")
+}
+
+impl Child {
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_log(&mut self, what: &str, needle: &str) -> String {
+        let mut found = None;
+        wait_until(what, || {
+            found = self.log().into_iter().find(|l| l.contains(needle));
+            if found.is_none() {
+                if let Ok(Some(status)) = self.process.try_wait() {
+                    panic!(
+                        "echoloop exited with {status} before {what}: {:?}",
+                        self.log()
+                    );
+                }
+            }
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the child.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.process.id() as i32;
+        // SAFETY: kill(2) with a pid we spawned and own; no memory involved.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits (bounded) for the child to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until("echoloop to exit", || {
+            status = self.process.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    /// The child's resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib_of(&self.process.id().to_string()).expect("child status")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
