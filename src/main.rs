@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use echoloop::{Config, Mode, Server};
+use echoloop::{Config, Error, Mode, Server};
 
 /// A single-threaded, non-blocking TCP and UDP echo server (mio reactor).
 ///
@@ -125,6 +125,11 @@ fn main() -> ExitCode {
     echoloop::server::raise_fd_limit();
     match Server::bind(config).and_then(Server::run) {
         Ok(_) => ExitCode::SUCCESS,
+        // A setting that cannot work is a usage error, like a bad flag (2).
+        Err(e @ Error::Config(_)) => {
+            eprintln!("echoloop: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("echoloop: {e}");
             ExitCode::FAILURE

@@ -1,0 +1,171 @@
+//! The command line, run through the built binary as a user would: start-up
+//! line with the real ports, and one clear line (never a panic) for every
+//! mistake a user can make.
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{connect, send_all_then_fin, spawn_binary};
+
+/// Runs the binary to completion (it must exit by itself within 10 s).
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + common::WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("echoloop {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a failed start: the exit code, and one stderr line (no panic,
+/// no backtrace) containing every piece of `needles`.
+fn assert_fails(args: &[&str], code: i32, needles: &[&str]) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("echoloop: ") || l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{args:?}: want one error line: {stderr}");
+    for n in needles {
+        assert!(
+            errors[0].contains(n),
+            "{args:?}: {:?} lacks {n:?}",
+            errors[0]
+        );
+    }
+}
+
+/// Port 0 works: the start-up line shows the real bound TCP and UDP ports,
+/// and both serve.
+#[test]
+fn port_zero_logs_real_addresses() {
+    let server = spawn_binary(&["--listen", "127.0.0.1:0"]);
+    assert_ne!(server.tcp.port(), 0);
+    let udp = server.udp.expect("udp= address in the start-up line");
+    assert_ne!(udp.port(), 0);
+    let mut s = connect(server.tcp);
+    assert_eq!(send_all_then_fin(&mut s, b"hi"), b"hi");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    sock.send_to(b"dg", udp).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(sock.recv(&mut buf).unwrap(), 2);
+}
+
+/// `--no-udp` says `udp=off`; `--udp` picks a separate address.
+#[test]
+fn udp_flags() {
+    let server = spawn_binary(&["--listen", "127.0.0.1:0", "--no-udp"]);
+    assert!(server.log()[0].contains("udp=off"), "{:?}", server.log());
+    let server = spawn_binary(&["--listen", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+    assert!(server.udp.is_some());
+}
+
+/// `--help` explains every flag.
+#[test]
+fn help_lists_every_flag() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--udp",
+        "--no-udp",
+        "--mode",
+        "--max-conns",
+        "--max-pending",
+        "--idle-timeout",
+        "--drain-timeout",
+        "--backlog",
+        "--stats-interval",
+        "--max-frame",
+        "--max-line",
+        "--root",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+/// Unknown flags and unparsable values are usage errors (exit 2).
+#[test]
+fn bad_flags_exit_2() {
+    assert_fails(&["--bogus"], 2, &["--bogus"]);
+    assert_fails(&["--listen", "not-an-address"], 2, &["not-an-address"]);
+    assert_fails(&["--max-conns", "lots"], 2, &["--max-conns", "lots"]);
+    assert_fails(&["--mode", "telnet"], 2, &["telnet"]);
+    assert_fails(&["--udp", "127.0.0.1:0", "--no-udp"], 2, &["--no-udp"]);
+}
+
+/// Settings that parse but cannot work are refused before binding (exit 2).
+#[test]
+fn unusable_settings_exit_2() {
+    let l = ["--listen", "127.0.0.1:0"];
+    assert_fails(
+        &[&l[..], &["--max-conns", "0"]].concat(),
+        2,
+        &["--max-conns"],
+    );
+    assert_fails(
+        &[&l[..], &["--max-pending", "0"]].concat(),
+        2,
+        &["--max-pending"],
+    );
+    assert_fails(&[&l[..], &["--mode", "files"]].concat(), 2, &["--root"]);
+}
+
+/// An address in use (TCP or UDP) exits 1 naming the address.
+#[test]
+fn address_in_use_exits_1_naming_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert_fails(&["--listen", &addr, "--no-udp"], 1, &[&addr, "tcp"]);
+
+    let taken_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uaddr = taken_udp.local_addr().unwrap().to_string();
+    assert_fails(
+        &["--listen", "127.0.0.1:0", "--udp", &uaddr],
+        1,
+        &[&uaddr, "udp"],
+    );
+}
+
+/// A `--root` that does not exist, or is a file, exits 1 naming it.
+#[test]
+fn bad_root_exits_1() {
+    let missing = std::env::temp_dir().join(format!("echoloop-no-such-dir-{}", std::process::id()));
+    let missing = missing.to_string_lossy().to_string();
+    assert_fails(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--mode",
+            "files",
+            "--root",
+            &missing,
+        ],
+        1,
+        &[&missing],
+    );
+    let file = env!("CARGO_BIN_EXE_echoloop");
+    assert_fails(
+        &["--listen", "127.0.0.1:0", "--mode", "files", "--root", file],
+        1,
+        &["not a directory"],
+    );
+}
