@@ -51,6 +51,14 @@
 //! old one. A peer's EOF (half-close) is answered by flushing everything owed,
 //! then our FIN.
 //!
+//! ## Shutting down gracefully
+//!
+//! SIGINT/SIGTERM (or a [`ShutdownHandle`]) stop the accepting; connections
+//! stop taking requests (input still arriving is read and dropped, since a
+//! socket closed with unread input answers with a reset that destroys our
+//! unsent output), flush what they owe, and close once the peer has
+//! *acknowledged* it all, or when `drain_timeout` runs out.
+//!
 //! ## Module map
 //!
 //! | file | owns |
