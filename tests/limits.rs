@@ -53,7 +53,7 @@ fn max_conns_pauses_accepting_until_a_slot_frees() {
 fn max_conns_is_clamped_below_the_open_files_limit() {
     // Run through sh so `ulimit` lowers both soft and hard limits for the
     // child only.
-    let child = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
             "ulimit -n 100 && exec {} --listen 127.0.0.1:0 --no-udp --max-conns 5000",
@@ -63,9 +63,8 @@ fn max_conns_is_clamped_below_the_open_files_limit() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
     // The start-up line comes after the clamp; read stderr until it appears.
-    let mut stderr = child.stderr.unwrap();
+    let mut stderr = child.stderr.take().unwrap();
     let mut log = String::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + common::WAIT;
@@ -75,8 +74,8 @@ fn max_conns_is_clamped_below_the_open_files_limit() {
             Ok(n) => log.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
-    // SAFETY: kill(2) on the child we spawned.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.kill();
+    let _ = child.wait();
     assert!(log.contains("max_conns=68"), "log: {log}");
     assert!(log.contains("ulimit -n"), "no hint how to raise it: {log}");
 }
@@ -90,7 +89,9 @@ fn emfile_pauses_accepting_and_recovers() {
     let pid = server.process.id() as i32;
     let original = set_nofile(pid, None);
     // Room for what the server has open plus two clients.
-    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
     set_nofile(pid, Some(open_fds + 2));
 
     let mut clients: Vec<TcpStream> = (0..10).map(|_| connect(server.tcp)).collect();
@@ -120,6 +121,8 @@ fn emfile_pauses_accepting_and_recovers() {
 
 /// Sets `pid`'s soft open-files limit (if `soft` is given) and returns the
 /// previous one.
+// rlim_t is u64 on Linux but not everywhere: the casts are for the others.
+#[allow(clippy::unnecessary_cast)]
 fn set_nofile(pid: i32, soft: Option<u64>) -> u64 {
     let mut old = libc::rlimit {
         rlim_cur: 0,
@@ -163,12 +166,16 @@ fn idle_connections_are_closed() {
     wait_until("the idle connection to close", || {
         busy.write_all(b"x").unwrap();
         assert_eq!(read_n(&mut busy, 1), b"x", "busy connection was closed");
-        idle.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        idle.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut b = [0u8; 1];
         closed = matches!(idle.read(&mut b), Ok(0));
         closed
     });
-    assert!(started.elapsed() >= Duration::from_millis(450), "closed too early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "closed too early"
+    );
     let s = server.stats();
     assert_eq!(s.idle_closes, 1);
     assert_eq!(s.active, 1);

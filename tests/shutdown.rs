@@ -90,7 +90,10 @@ fn shutdown_handle_flushes_owed_output() {
     let received = read_pattern_to_eof(&mut s);
     let stats = stopper.join().unwrap();
     writer.join().unwrap();
-    assert_eq!(received, stats.bytes_out, "every byte the server sent arrived");
+    assert_eq!(
+        received, stats.bytes_out,
+        "every byte the server sent arrived"
+    );
     assert!(received > 0);
     assert_eq!(stats.drain_aborts, 0);
     assert_eq!(stats.active, 0);
@@ -111,7 +114,10 @@ fn drain_timeout_bounds_shutdown() {
     let started = Instant::now();
     let stats = server.stop();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450), "returned before the drain timeout");
+    assert!(
+        took >= Duration::from_millis(450),
+        "returned before the drain timeout"
+    );
     assert!(took < Duration::from_secs(5), "drain took {took:?}");
     assert_eq!(stats.drain_aborts, 1);
     drop(s);

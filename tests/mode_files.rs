@@ -1,0 +1,278 @@
+//! `--mode files` over real sockets: exact bodies, refusals for names
+//! outside `--root`, pipelined requests, a missing root, and a huge file to a
+//! slow reader streamed in bounded memory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{read_n, self_rss_kib, start, test_config, Rng, Running};
+use echoloop::{Config, Mode, Server};
+use serde_json::{json, Value};
+
+/// A fresh directory `<tmp>/echoloop-<pid>-<test>` holding `root/` (served)
+/// and `outside/` (not), removed on drop even if the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("echoloop-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("outside")).unwrap();
+        std::fs::write(dir.join("outside/secret.txt"), b"top secret").unwrap();
+        TempDir(dir)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.0.join("root")
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.0.join("outside")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn files_config(root: &Path) -> Config {
+    Config {
+        mode: Mode::Files,
+        root: Some(root.to_path_buf()),
+        ..test_config()
+    }
+}
+
+/// Reads one reply header: `u32` big-endian length, then that much JSON.
+fn read_header(s: &mut TcpStream) -> Value {
+    let len = u32::from_be_bytes(read_n(s, 4).try_into().unwrap()) as usize;
+    assert!(len < 64 * 1024, "header length {len} is implausible");
+    serde_json::from_slice(&read_n(s, len)).expect("header is JSON")
+}
+
+/// Sends `name` and returns the reply header and body (empty for an error).
+fn request(s: &mut TcpStream, name: &str) -> (Value, Vec<u8>) {
+    s.write_all(format!("{name}\n").as_bytes()).unwrap();
+    read_reply(s)
+}
+
+fn read_reply(s: &mut TcpStream) -> (Value, Vec<u8>) {
+    let header = read_header(s);
+    let body = match header.get("size").and_then(Value::as_u64) {
+        Some(size) => read_n(s, size as usize),
+        None => Vec::new(),
+    };
+    (header, body)
+}
+
+/// Asserts `name` is refused with `{"error": why}` and that the connection
+/// stays usable for the next request.
+fn assert_refused(server: &Running, name: &str, why: &str) {
+    let mut s = server.connect();
+    let (header, body) = request(&mut s, name);
+    assert_eq!(header, json!({ "error": why }), "request {name:?}");
+    assert!(body.is_empty());
+    let (header, body) = request(&mut s, "ok.txt");
+    assert_eq!(header, json!({ "name": "ok.txt", "size": 2 }));
+    assert_eq!(body, b"ok");
+}
+
+/// A multi-MiB random file arrives byte for byte after a header giving
+/// its name and exact size.
+#[test]
+fn serves_exact_bytes_of_a_multi_mib_file() {
+    let dir = TempDir::new("exact");
+    let data = Rng::new(0xF11E).bytes(5 * 1024 * 1024 + 17);
+    std::fs::write(dir.root().join("data.bin"), &data).unwrap();
+    let server = start(files_config(&dir.root()));
+    let mut s = server.connect();
+    let (header, body) = request(&mut s, "data.bin");
+    assert_eq!(header, json!({ "name": "data.bin", "size": data.len() }));
+    assert!(body == data, "body differs from the file");
+    server.wait_stats("file counted", |s| s.files_served == 1);
+}
+
+/// A name that does not exist gets `{"error":"not found"}`, no body, and the
+/// connection stays open for the next request.
+#[test]
+fn missing_file_is_not_found() {
+    let dir = TempDir::new("notfound");
+    std::fs::write(dir.root().join("ok.txt"), b"ok").unwrap();
+    let server = start(files_config(&dir.root()));
+    assert_refused(&server, "no-such-file.txt", "not found");
+    assert_refused(&server, "sub/dir/none", "not found");
+}
+
+/// `..` components are refused with "not allowed", even when the file they
+/// reach exists.
+#[test]
+fn dot_dot_escape_is_not_allowed() {
+    let dir = TempDir::new("dotdot");
+    std::fs::write(dir.root().join("ok.txt"), b"ok").unwrap();
+    let server = start(files_config(&dir.root()));
+    assert_refused(&server, "../outside/secret.txt", "not allowed");
+    assert_refused(&server, "ok.txt/../../outside/secret.txt", "not allowed");
+    assert_refused(&server, "..", "not allowed");
+}
+
+/// Absolute paths are refused with "not allowed", even one naming a file
+/// inside the root.
+#[test]
+fn absolute_path_is_not_allowed() {
+    let dir = TempDir::new("absolute");
+    std::fs::write(dir.root().join("ok.txt"), b"ok").unwrap();
+    let server = start(files_config(&dir.root()));
+    let secret = dir.outside().join("secret.txt");
+    assert_refused(&server, secret.to_str().unwrap(), "not allowed");
+    let inside = dir.root().join("ok.txt");
+    assert_refused(&server, inside.to_str().unwrap(), "not allowed");
+    assert_refused(&server, "/etc/passwd", "not allowed");
+}
+
+/// A symlink inside the root whose target leaves it (a file, or a directory
+/// to walk through) is refused with "not allowed"; a symlink that stays
+/// inside the root is served.
+#[test]
+fn symlink_escaping_root_is_not_allowed() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new("symlink");
+    let root = dir.root();
+    std::fs::write(root.join("ok.txt"), b"ok").unwrap();
+    symlink(dir.outside().join("secret.txt"), root.join("escape")).unwrap();
+    symlink(dir.outside(), root.join("outdir")).unwrap();
+    symlink("ok.txt", root.join("alias")).unwrap();
+    let server = start(files_config(&root));
+    assert_refused(&server, "escape", "not allowed");
+    assert_refused(&server, "outdir/secret.txt", "not allowed");
+    let mut s = server.connect();
+    let (header, body) = request(&mut s, "alias");
+    assert_eq!(header, json!({ "name": "alias", "size": 2 }));
+    assert_eq!(body, b"ok");
+}
+
+/// A directory is answered with `{"error":"not a file"}`.
+#[test]
+fn directory_is_not_a_file() {
+    let dir = TempDir::new("notafile");
+    std::fs::write(dir.root().join("ok.txt"), b"ok").unwrap();
+    std::fs::create_dir(dir.root().join("sub")).unwrap();
+    let server = start(files_config(&dir.root()));
+    assert_refused(&server, "sub", "not a file");
+    assert_refused(&server, ".", "not a file");
+}
+
+/// Requests pipelined in one write are answered in order, each header
+/// followed by its own body, refusals included.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let dir = TempDir::new("pipelined");
+    let big = Rng::new(0xB16).bytes(300 * 1024); // spans many writes
+    std::fs::write(dir.root().join("a.txt"), b"alpha").unwrap();
+    std::fs::write(dir.root().join("big.bin"), &big).unwrap();
+    std::fs::write(dir.root().join("b.txt"), b"bravo!").unwrap();
+    std::fs::write(dir.root().join("empty"), b"").unwrap();
+    let server = start(files_config(&dir.root()));
+    let mut s = server.connect();
+    s.write_all(b"a.txt\nbig.bin\nnope\r\nempty\nb.txt\n")
+        .unwrap();
+
+    let (h, body) = read_reply(&mut s);
+    assert_eq!(
+        (h, body),
+        (json!({ "name": "a.txt", "size": 5 }), b"alpha".to_vec())
+    );
+    let (h, body) = read_reply(&mut s);
+    assert_eq!(h, json!({ "name": "big.bin", "size": big.len() }));
+    assert!(body == big, "big.bin body differs");
+    let (h, body) = read_reply(&mut s);
+    assert_eq!((h, body), (json!({ "error": "not found" }), Vec::new()));
+    let (h, body) = read_reply(&mut s);
+    assert_eq!(
+        (h, body),
+        (json!({ "name": "empty", "size": 0 }), Vec::new())
+    );
+    let (h, body) = read_reply(&mut s);
+    assert_eq!(
+        (h, body),
+        (json!({ "name": "b.txt", "size": 6 }), b"bravo!".to_vec())
+    );
+    server.wait_stats("four files served", |s| s.files_served == 4);
+}
+
+/// Files mode without a usable root does not start: `Server::bind` fails
+/// when the root is unset or does not exist, and names the problem.
+#[test]
+fn missing_root_is_a_bind_error() {
+    let dir = TempDir::new("noroot");
+    let unset = Server::bind(Config {
+        root: None,
+        ..files_config(&dir.root())
+    });
+    let err = unset.expect_err("files mode without --root must not bind");
+    assert!(err.to_string().contains("--root"), "{err}");
+
+    let missing = dir.0.join("does-not-exist");
+    let err = Server::bind(files_config(&missing)).expect_err("missing root must not bind");
+    assert!(err.to_string().contains("does-not-exist"), "{err}");
+
+    let file = dir.outside().join("secret.txt");
+    let err = Server::bind(files_config(&file)).expect_err("a file as root must not bind");
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+/// A 256 MiB file to a client that reads 64 KiB at a time with pauses is
+/// delivered whole, while the server's memory stays bounded: the body is read
+/// from disk only as the socket drains, never buffered ahead.
+#[test]
+fn huge_file_to_slow_reader_streams_in_bounded_memory() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    const CHUNK: usize = 64 * 1024;
+    let dir = TempDir::new("huge");
+    // Sparse: instant to create, reads back as zeros.
+    let f = std::fs::File::create(dir.root().join("huge.bin")).unwrap();
+    f.set_len(SIZE).unwrap();
+    drop(f);
+    let server = start(files_config(&dir.root()));
+    let mut s = server.connect();
+    let rss_before = self_rss_kib();
+    let started = Instant::now();
+
+    s.write_all(b"huge.bin\n").unwrap();
+    assert_eq!(
+        read_header(&mut s),
+        json!({ "name": "huge.bin", "size": SIZE })
+    );
+    // Read 64 KiB, pause, repeat: the server's socket buffer fills during
+    // every pause, so it must stop reading the file and wait for WRITABLE.
+    let mut buf = vec![0xEE; CHUNK];
+    let mut max_growth_kib = 0;
+    for chunk in 0..SIZE / CHUNK as u64 {
+        s.read_exact(&mut buf).expect("read body");
+        assert!(
+            buf.iter().all(|&b| b == 0),
+            "non-zero byte in chunk {chunk}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+        if chunk % 16 == 0 {
+            let growth = self_rss_kib().saturating_sub(rss_before);
+            max_growth_kib = max_growth_kib.max(growth);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "too slow: chunk {chunk}"
+        );
+    }
+    let stats = server.wait_stats("file counted", |s| s.files_served == 1);
+    assert!(stats.bytes_out >= SIZE);
+    assert!(
+        max_growth_kib < 64 * 1024,
+        "RSS grew by {max_growth_kib} KiB while serving a 256 MiB file"
+    );
+}
