@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::sync::atomic::Ordering;
 
-use common::{connect, spawn_binary, wait_until};
-
-/// The byte at stream offset `pos`: a pattern with period 251 (prime, so it
-/// never lines up with power-of-two chunk sizes), checked without keeping a copy.
-fn pattern(pos: u64) -> u8 {
-    (pos % 251) as u8
-}
+use common::{connect, pattern, pattern_writer, spawn_binary, wait_for_stall};
 
 /// Pushes 64 MiB at the server while not reading. The writer stalls once the
 /// server stops reading (its output passed max-pending), the server's RSS
@@ -39,35 +29,11 @@ fn non_reading_client_is_bounded_then_gets_every_byte() {
     // No write timeout: the writer is expected to block for a while.
     stream.set_write_timeout(None).unwrap();
 
-    let written = Arc::new(AtomicU64::new(0));
-    let mut writer = stream.try_clone().unwrap();
-    let progress = written.clone();
-    let sender = thread::spawn(move || {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut pos = 0u64;
-        while pos < TOTAL {
-            for (i, b) in chunk.iter_mut().enumerate() {
-                *b = pattern(pos + i as u64);
-            }
-            writer.write_all(&chunk).unwrap();
-            pos += chunk.len() as u64;
-            progress.store(pos, Ordering::Relaxed);
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-
+    let (written, sender) = pattern_writer(&stream, TOTAL);
     // Wait until the writer has been stuck for a while: the kernel buffers
     // on both sides are full and the server has stopped reading.
-    let mut last = (0, Instant::now());
     let mut peak_rss = rss_start;
-    wait_until("the writer to stall", || {
-        peak_rss = peak_rss.max(server.rss_kib());
-        let now = written.load(Ordering::Relaxed);
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-        now > 0 && last.1.elapsed() > Duration::from_millis(500)
-    });
+    wait_for_stall(&written, || peak_rss = peak_rss.max(server.rss_kib()));
     let stalled_at = written.load(Ordering::Relaxed);
     assert!(
         stalled_at < TOTAL,

@@ -5,9 +5,11 @@
 //! Every test binary includes this module but uses only part of it.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use echoloop::{Config, Server, ShutdownHandle, Stats, StatsSnapshot};
@@ -300,6 +302,74 @@ impl Drop for Child {
         if let Ok(None) = self.process.try_wait() {
             let _ = self.process.kill();
             let _ = self.process.wait();
+        }
+    }
+}
+
+// ----- pattern streams -------------------------------------------------------
+
+/// The byte at stream offset `pos` of a test stream: period 251 (prime, so it
+/// never lines up with power-of-two chunk sizes), checked without keeping a copy.
+pub fn pattern(pos: u64) -> u8 {
+    (pos % 251) as u8
+}
+
+/// Writes up to `total` pattern bytes on a thread; the returned counter says
+/// how far it got. The writer stops quietly when the server closes.
+pub fn pattern_writer(stream: &TcpStream, total: u64) -> (Arc<AtomicU64>, thread::JoinHandle<()>) {
+    let mut w = stream.try_clone().unwrap();
+    w.set_write_timeout(None).unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let progress = written.clone();
+    let handle = thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut pos = 0u64;
+        while pos < total {
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = pattern(pos + i as u64);
+            }
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+            pos += chunk.len() as u64;
+            progress.store(pos, Ordering::Relaxed);
+        }
+        let _ = w.shutdown(Shutdown::Write);
+    });
+    (written, handle)
+}
+
+/// Waits until the writer has made no progress for 300 ms: the server has
+/// stopped reading (backpressure) and holds output for us. Calls `sample`
+/// on every poll (to watch RSS meanwhile, say).
+pub fn wait_for_stall(written: &AtomicU64, mut sample: impl FnMut()) {
+    let mut last = (u64::MAX, Instant::now());
+    wait_until("writer to stall", || {
+        sample();
+        let now = written.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        now > 0 && last.1.elapsed() > Duration::from_millis(300)
+    });
+}
+
+/// Reads until EOF, checking the pattern; returns the count. A reset instead
+/// of EOF fails: it would mean owed bytes may have been destroyed.
+pub fn read_pattern_to_eof(s: &mut TcpStream) -> u64 {
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut pos = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return pos,
+            Ok(n) => {
+                for (i, &b) in buf[..n].iter().enumerate() {
+                    assert_eq!(b, pattern(pos + i as u64), "offset {}", pos + i as u64);
+                }
+                pos += n as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("after {pos} bytes: {e} (expected a clean EOF)"),
         }
     }
 }
