@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use log::warn;
+use log::{debug, warn};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
@@ -24,6 +24,9 @@ use crate::stats::{Stats, StatsSnapshot};
 /// File descriptors kept back from `--max-conns` for the listener, the UDP
 /// socket, epoll, signal pipes, logging and the like.
 const RESERVED_FDS: u64 = 32;
+
+/// Requested UDP socket buffer size, each way (see `udp_socket`).
+const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A bound, not yet running, echoloop server.
 #[derive(Debug)]
@@ -143,6 +146,18 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    // UDP has no flow control: datagrams that arrive while the receive
+    // buffer is full are dropped by the kernel (counted in /proc/net/snmp as
+    // RcvbufErrors), before we ever see them. The default buffer (~208 KiB)
+    // overflows at a few hundred small datagrams in flight, so ask for more;
+    // the kernel caps the request at net.core.rmem_max / wmem_max, and a
+    // smaller buffer still works, so failure here is not an error.
+    if let Err(e) = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER) {
+        debug!("udp SO_RCVBUF not raised error={e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(UDP_SOCKET_BUFFER) {
+        debug!("udp SO_SNDBUF not raised error={e}");
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
