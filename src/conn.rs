@@ -192,16 +192,23 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     /// call again, since no new edge will come for either.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let mut budget = MAX_READS_PER_EVENT;
+        // True once we know the kernel holds nothing more for us right now.
+        let mut drained = false;
         while self.can_read() {
-            if budget == 0 {
-                self.progress(ctx);
-                return true;
+            // Per-event cap (fairness), and chat: hand this read's lines to
+            // the room before reading more, so one fast sender's backlog is
+            // delivered a read at a time instead of piling up in memory.
+            if budget == 0 || !ctx.broadcasts.is_empty() {
+                break;
             }
             budget -= 1;
             let n = match self.socket.read(ctx.scratch) {
                 Ok(n) => n,
                 // Drained: the next arrival raises a new edge.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 // A signal arrived before any byte was read: just retry.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -220,11 +227,15 @@ impl<S: Read + Write + HalfClose> Conn<S> {
                 self.handle(n, ctx);
             }
             if n < ctx.scratch.len() && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
+                drained = true;
                 break;
             }
         }
         self.progress(ctx);
-        self.yielded()
+        // We stopped with bytes perhaps still queued (the cap, the room, or a
+        // handler that wanted no input until it answered) and may read now:
+        // their edge has passed, so ask to be called again.
+        (!drained && self.can_read()) || self.yielded()
     }
 
     /// WRITABLE: send what is queued. If that unblocked reading (backpressure
@@ -251,15 +262,19 @@ impl<S: Read + Write + HalfClose> Conn<S> {
         self.fin_queued = true;
     }
 
-    /// Queues a broadcast message (chat) without copying it. A member whose
+    /// Queues broadcast messages (chat) without copying them, then sends
+    /// them in as few `writev` calls as the socket allows. A member whose
     /// unread output passes the high-water mark is dropped: one slow reader
     /// must not stall the room or grow without bound.
-    pub fn deliver(&mut self, msg: &Rc<[u8]>, ctx: &mut Ctx<'_>) {
+    pub fn deliver(&mut self, messages: &[Rc<[u8]>], ctx: &mut Ctx<'_>) {
         if self.close.is_some() || self.fin_sent.is_some() {
             return;
         }
+        for msg in messages {
+            self.out.push_shared(Rc::clone(msg), 0);
+        }
         let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-        out.send_shared(Rc::clone(msg));
+        out.flush();
         let err = out.finish();
         self.absorb(err, Flow::Continue, ctx);
         if self.close.is_none() && self.out.len() > ctx.max_pending {

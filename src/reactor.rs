@@ -444,14 +444,16 @@ impl Reactor {
         let messages = std::mem::take(&mut self.shared.broadcasts);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys.into_iter().filter(|&k| Some(k) != from) {
-            if let Some(slot) = self.conns.get_mut(key) {
-                let mut ctx = self.shared.ctx(self.now);
-                for msg in &messages {
-                    slot.conn.deliver(msg, &mut ctx);
-                }
-                // Recipients do not broadcast on delivery, so this cannot recurse.
-                self.after_conn_io(key);
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            // A member already closing was queued for it when it was marked.
+            if slot.conn.close_reason().is_some() {
+                continue;
             }
+            slot.conn.deliver(&messages, &mut self.shared.ctx(self.now));
+            // Recipients do not broadcast on delivery, so this cannot recurse.
+            self.after_conn_io(key);
         }
     }
 

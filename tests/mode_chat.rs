@@ -225,3 +225,36 @@ fn non_reading_member_is_dropped_and_the_room_goes_on() {
     assert_eq!(stats.active, 2, "talker and reader are still connected");
     drop(slow);
 }
+
+/// A member that floods the room with short lines (each line grows about
+/// five times with its prefix) does not get members that do read dropped as
+/// slow: the server hands the room one read's lines at a time, and every
+/// line reaches every reader in order.
+#[test]
+fn a_flooding_sender_does_not_get_reading_members_dropped() {
+    const LINES: usize = 100_000;
+    let server = start(chat_config());
+    let (a, mut b, mut c) = three_members(&server);
+    let mut w = a.w.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut batch = Vec::with_capacity(LINES * 8);
+        for i in 0..LINES {
+            batch.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        w.write_all(&batch).unwrap();
+    });
+    let reader = std::thread::spawn(move || {
+        let prefix = format!("{}: ", a.addr);
+        for i in 0..LINES {
+            assert_eq!(c.line(), format!("{prefix}{i}\n"), "member c, line {i}");
+        }
+        c
+    });
+    let prefix = format!("{}: ", a.addr);
+    for i in 0..LINES {
+        assert_eq!(b.line(), format!("{prefix}{i}\n"), "member b, line {i}");
+    }
+    reader.join().unwrap();
+    sender.join().unwrap();
+    assert_eq!(server.stats().slow_consumers, 0);
+}

@@ -276,3 +276,44 @@ fn huge_file_to_slow_reader_streams_in_bounded_memory() {
         "RSS grew by {max_growth_kib} KiB while serving a 256 MiB file"
     );
 }
+
+/// More pipelined requests than one read holds (about 200 KiB of names):
+/// every one is answered, in order. Pins the requeue after a handler that
+/// stopped reading mid-batch answers everything without queueing output: no
+/// readiness edge would come for the requests still in the kernel.
+#[test]
+fn pipelined_requests_beyond_one_read_are_all_answered() {
+    const REQUESTS: usize = 8_000;
+    let dir = TempDir::new("pipelined-many");
+    std::fs::write(dir.root().join("x"), b"!").unwrap();
+    let server = start(files_config(&dir.root()));
+    let s = server.connect();
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut batch = Vec::new();
+        for i in 0..REQUESTS {
+            // Mostly misses with long names: small replies, all written
+            // at once, so no interest change re-arms the socket for us.
+            if i % 100 == 0 {
+                batch.extend_from_slice(b"x\n");
+            } else {
+                batch.extend_from_slice(format!("missing-{i:040}\n").as_bytes());
+            }
+        }
+        writer.write_all(&batch).unwrap();
+    });
+    let mut s = s;
+    for i in 0..REQUESTS {
+        let (h, body) = read_reply(&mut s);
+        if i % 100 == 0 {
+            assert_eq!(
+                (h, body),
+                (json!({ "name": "x", "size": 1 }), b"!".to_vec()),
+                "reply {i}"
+            );
+        } else {
+            assert_eq!(h, json!({ "error": "not found" }), "reply {i}");
+        }
+    }
+    sender.join().unwrap();
+}
