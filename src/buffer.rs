@@ -8,9 +8,9 @@
 //!
 //! Bytes are kept as a queue of chunks. A chunk is either owned (`Vec<u8>`,
 //! copied from the reactor's scratch buffer) or shared (`Rc<[u8]>`, one chat line
-//! queued for many recipients without a copy per recipient). Writing takes the
-//! front chunks with one vectored write, so a backlog of small chunks still costs
-//! one syscall per wakeup.
+//! queued for many recipients without a copy per recipient). Writing takes up
+//! to 32 front chunks with one vectored write, so a backlog of small chunks
+//! costs one syscall per 32 chunks, not one per chunk.
 //!
 //! The module is pure (it sees only `io::Write`) so it is unit-tested without
 //! sockets.

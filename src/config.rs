@@ -61,6 +61,13 @@ pub struct Config {
     pub handle_signals: bool,
 }
 
+/// Longest accepted duration setting: a year is "never" for every practical
+/// purpose, and keeps `Instant + duration` from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Largest `--max-line`: a line buffer is per connection, so this bounds it.
+pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Default TCP (and UDP) address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -107,6 +114,20 @@ impl Config {
         if self.mode == Mode::Files && self.root.is_none() {
             return bad("--mode files needs --root DIR");
         }
+        if self.max_line > MAX_LINE_LIMIT {
+            return bad("--max-line cannot exceed 67108864 (64 MiB)");
+        }
+        // Deadlines are `now + duration`; keep them far from overflowing.
+        let too_long = |d: Option<Duration>| d.is_some_and(|d| d > MAX_DURATION);
+        if too_long(self.idle_timeout) {
+            return bad("--idle-timeout cannot exceed 31536000 seconds (a year); 0 means never");
+        }
+        if too_long(Some(self.drain_timeout)) {
+            return bad("--drain-timeout cannot exceed 31536000 seconds (a year)");
+        }
+        if too_long(self.stats_interval) {
+            return bad("--stats-interval cannot exceed 31536000 seconds (a year)");
+        }
         Ok(())
     }
 
@@ -146,5 +167,34 @@ mod tests {
         c.max_conns = 1;
         c.mode = Mode::Files;
         assert!(c.validate().unwrap_err().to_string().contains("--root"));
+    }
+
+    #[test]
+    fn rejects_durations_that_would_overflow_a_deadline() {
+        let huge = Some(Duration::from_secs(u64::MAX));
+        let c = Config {
+            idle_timeout: huge,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--idle-timeout"));
+        let c = Config {
+            stats_interval: huge,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--stats-interval"));
+        let c = Config {
+            drain_timeout: MAX_DURATION,
+            max_line: MAX_LINE_LIMIT + 1,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("--max-line"));
     }
 }

@@ -101,6 +101,8 @@ pub enum CloseReason {
     Idle,
     /// The linger time after our FIN ran out, or the drain timeout did.
     Timeout,
+    /// Graceful shutdown: everything owed was delivered.
+    Shutdown,
     /// A chat member whose unread output passed `max_pending`.
     SlowConsumer,
 }

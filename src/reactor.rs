@@ -47,6 +47,8 @@ const EVENTS_CAPACITY: usize = 1024;
 /// connections is the only thing that frees descriptors, and retrying at once
 /// would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Stale timer entries tolerated before compacting (see `compact_timers`).
+const STALE_TIMERS_SLACK: usize = 1024;
 /// During a drain, how often to check whether peers acknowledged our last
 /// bytes (see `Reactor::drain_done`).
 const DRAIN_CHECK: Duration = Duration::from_millis(5);
@@ -62,9 +64,17 @@ struct Slot {
 /// What every connection call borrows from the reactor, kept apart from the
 /// slab so both can be borrowed at once.
 struct Shared {
+    /// The one read buffer (`SCRATCH_SIZE`) every socket reads into; its
+    /// contents mean nothing between calls.
     scratch: Box<[u8]>,
+    /// Chat lines one connection produced, waiting to be handed to the
+    /// others. Empty between connection calls: `after_conn_io` delivers them
+    /// right away, and a sender stops reading after each read that produced
+    /// some, so at most one read's worth of lines is ever here.
     broadcasts: Vec<Rc<[u8]>>,
+    /// The counters, shared with `Stats` handles on other threads.
     stats: std::sync::Arc<Counters>,
+    /// `--max-pending`, and half of it (see `Config::low_water`).
     max_pending: usize,
     low_water: usize,
 }
@@ -85,6 +95,7 @@ impl Shared {
 /// Why the listener is not accepting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AcceptState {
+    /// The listener is registered; accept on every event.
     Accepting,
     /// At `max_conns`: the listener is deregistered until a slot frees.
     Full,
@@ -95,33 +106,57 @@ enum AcceptState {
 }
 
 pub(crate) struct Reactor {
+    /// The readiness poller (epoll on Linux) every socket is registered with.
     poll: Poll,
+    /// Reused event buffer; at most `EVENTS_CAPACITY` events per `poll`.
     events: Events,
+    /// Registered under `LISTENER` only while `accept` is `Accepting` or
+    /// `Backoff`.
     listener: TcpListener,
     accept: AcceptState,
     /// Logged the current run of accept errors already (log once per burst).
     accept_error_logged: bool,
+    /// Warned that `max_conns` was reached. Cleared only once connections
+    /// drop below 90% of it, so a server held at its limit (each close lets
+    /// one more in) warns once, not once per freed slot.
+    full_logged: bool,
+    /// The UDP socket (token `UDP`) and its bounded reply queue.
     udp: Option<Udp>,
+    /// SIGINT/SIGTERM as events (token `SIGNALS`), when `handle_signals`.
     signals: Option<Signals>,
+    /// Its waker fires token `WAKER`; its flag says shutdown was asked for.
     shutdown: ShutdownHandle,
+    /// Open connections. A connection's token is its key + `FIRST_CONN`;
+    /// keys are reused, so anything remembered across turns also keeps the
+    /// connection's `id`.
     conns: Slab<Slot>,
+    /// The last connection id handed out; ids are never reused.
     next_id: u64,
     shared: Shared,
+    /// Idle and linger deadlines (see `timer.rs`); the earliest one bounds
+    /// the poll timeout.
     timers: Timers,
     /// Connections (slab key, id) to close after the current batch.
     to_close: Vec<(usize, u64)>,
-    /// Connections whose reads hit the per-event cap: served again next turn
-    /// without waiting, because no new edge will announce their queued bytes.
-    requeue: Vec<usize>,
+    /// Connections (slab key, id) that stopped with work left and no
+    /// readiness edge to come for it: reads that hit the per-event cap, a
+    /// chat sender whose lines went to the room first, a file body that
+    /// yielded, input to discard at shutdown. Served again next turn without
+    /// sleeping. The id tells a reused slab key from the connection queued.
+    requeue: Vec<(usize, u64)>,
+    /// The UDP socket stopped at its per-event cap; serve it next turn.
     udp_requeue: bool,
     /// `Some(deadline)` once shutdown began.
     draining: Option<Instant>,
     /// During a drain: some connection sent everything but the peer has not
     /// acknowledged it all yet.
     drain_waiting: bool,
+    /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
     config: Config,
+    /// `--root`, canonical, shared with every files-mode handler.
     root: Option<Rc<Path>>,
+    /// The time read once after each `poll`: one clock read per batch.
     now: Instant,
 }
 
@@ -162,6 +197,7 @@ impl Reactor {
             listener,
             accept: AcceptState::Accepting,
             accept_error_logged: false,
+            full_logged: false,
             udp,
             signals,
             shutdown,
@@ -243,7 +279,11 @@ impl Reactor {
                     self.begin_shutdown();
                 }
             }
-            Token(t) => self.conn_event(t - FIRST_CONN, readable, writable),
+            // Every other token is a slab key offset by FIRST_CONN.
+            Token(t) => match t.checked_sub(FIRST_CONN) {
+                Some(key) => self.conn_event(key, readable, writable),
+                None => trace!("event for unknown token={t}"),
+            },
         }
         Exit::No
     }
@@ -305,7 +345,7 @@ impl Reactor {
         }
         if !self.accept_error_logged {
             warn!(
-                "accept failed, pausing accepts for {}ms: {e}",
+                "accept failed, pausing accepts error={e} backoff_ms={}",
                 ACCEPT_BACKOFF.as_millis()
             );
             self.accept_error_logged = true;
@@ -316,10 +356,13 @@ impl Reactor {
     /// At `max_conns`: stop listening for new clients. They wait in the
     /// backlog (or are refused once it is full) until a slot frees.
     fn pause_accepting_full(&mut self) {
-        warn!(
-            "max_conns={} reached, pausing accepts",
-            self.config.max_conns
-        );
+        let max_conns = self.config.max_conns;
+        if self.full_logged {
+            debug!("max_conns reached, pausing accepts max_conns={max_conns}");
+        } else {
+            warn!("max_conns reached, pausing accepts max_conns={max_conns}");
+            self.full_logged = true;
+        }
         if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
             debug!("deregister listener error={e}");
         }
@@ -335,10 +378,10 @@ impl Reactor {
                     .registry()
                     .register(&mut self.listener, LISTENER, Interest::READABLE)
             {
-                warn!("cannot re-register listener: {e}");
+                warn!("cannot re-register listener error={e}");
                 return;
             }
-            info!("below max_conns again, accepting");
+            debug!("below max_conns again, accepting");
         }
         self.accept = AcceptState::Accepting;
         self.accept_all();
@@ -365,7 +408,7 @@ impl Reactor {
             again |= slot.conn.on_readable(&mut ctx);
         }
         if again {
-            self.requeue.push(key);
+            self.requeue.push((key, slot.conn.id));
         }
         self.after_conn_io(key);
     }
@@ -385,8 +428,10 @@ impl Reactor {
 
     /// Serves connections (and the UDP socket) that stopped at the fairness cap.
     fn serve_requeued(&mut self) {
-        for key in std::mem::take(&mut self.requeue) {
-            self.conn_event(key, true, false);
+        for (key, id) in std::mem::take(&mut self.requeue) {
+            if self.conns.get(key).is_some_and(|s| s.conn.id == id) {
+                self.conn_event(key, true, false);
+            }
         }
         if std::mem::take(&mut self.udp_requeue) {
             self.udp_event(true, false);
@@ -484,9 +529,28 @@ impl Reactor {
             }
             // Dropping the socket closes it.
         }
+        self.compact_timers();
+        if self.conns.len() < self.config.max_conns - self.config.max_conns / 10 {
+            self.full_logged = false;
+        }
         if self.accept == AcceptState::Full && self.conns.len() < self.config.max_conns {
             self.resume_accepting();
         }
+    }
+
+    /// Drops timer entries of closed connections once they outnumber the
+    /// live ones (each live connection has at most two), so the heap stays
+    /// proportional to open connections however many come and go. After a
+    /// compaction at least `STALE_TIMERS_SLACK` closes pass before the next,
+    /// so the cost is amortised O(1) per close.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.conns.len() + STALE_TIMERS_SLACK {
+            return;
+        }
+        let conns = &self.conns;
+        self.timers
+            .retain(|due| conns.get(due.key).is_some_and(|s| s.conn.id == due.id));
+        trace!("timers compacted len={}", self.timers.len());
     }
 
     // ----- timers ----------------------------------------------------------
@@ -604,7 +668,7 @@ impl Reactor {
             return;
         }
         info!(
-            "shutting down: draining {} connections for up to {:?}",
+            "shutting down: draining connections={} drain_timeout={:?}",
             self.conns.len(),
             self.config.drain_timeout
         );
@@ -620,7 +684,7 @@ impl Reactor {
         for key in keys {
             if let Some(slot) = self.conns.get_mut(key) {
                 if slot.conn.begin_shutdown(&mut self.shared.ctx(self.now)) {
-                    self.requeue.push(key);
+                    self.requeue.push((key, slot.conn.id));
                 }
                 self.after_conn_io(key);
             }
@@ -644,13 +708,16 @@ impl Reactor {
         for (key, slot) in self.conns.iter_mut() {
             // A requeued connection still has input to discard (see
             // `Conn::begin_shutdown`); it closes on a later turn.
-            let unread = self.requeue.contains(&key);
+            let unread = self.requeue.contains(&(key, slot.conn.id));
             let delivered = !unread && slot.conn.fully_delivered();
             if delivered || out_of_time {
-                if !delivered {
+                let reason = if delivered {
+                    CloseReason::Shutdown
+                } else {
                     stats::add(&self.shared.stats.drain_aborts, 1);
-                }
-                slot.conn.set_close(CloseReason::Timeout);
+                    CloseReason::Timeout
+                };
+                slot.conn.set_close(reason);
                 self.to_close.push((key, slot.conn.id));
             } else {
                 // Output still queued here raises WRITABLE when it moves;

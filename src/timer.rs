@@ -1,6 +1,7 @@
 //! Idle deadlines: a min-heap with lazy deletion.
 //!
-//! Every connection has at most one entry: `(deadline, key, id)`. Activity on a
+//! Entries are `(deadline, key, id)`: a live connection has one for its idle
+//! deadline, and one more once it sent FIN (the linger deadline). Activity on a
 //! connection does **not** touch the heap (that would be a log-n update per
 //! message); it only moves the connection's `last_active`. When an entry comes
 //! due, the reactor looks the connection up: if it is gone (or the slab key was
@@ -8,6 +9,12 @@
 //! since, it is pushed back with its new deadline; otherwise it is idle and
 //! closed. So the heap costs O(log n) per idle period, not per message, and the
 //! poll timeout is simply "time until the earliest entry".
+//!
+//! A closed connection's entry stays until it comes due (up to the idle
+//! timeout later), so under heavy churn stale entries could pile up far past
+//! the number of open connections; the reactor calls [`Timers::retain`] to
+//! drop them when they outnumber the live ones, which keeps the heap
+//! proportional to open connections at amortised O(1) per close.
 //!
 //! Pure data with no clock of its own: tests pass instants in.
 
@@ -51,6 +58,11 @@ impl Timers {
         }
     }
 
+    /// Keeps only the entries for which `live` returns true (drops stale ones).
+    pub fn retain(&mut self, mut live: impl FnMut(&Due) -> bool) {
+        self.heap.retain(|Reverse((_, due))| live(due));
+    }
+
     /// Number of entries, stale ones included.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -90,6 +102,23 @@ mod tests {
         assert_eq!(t.pop_due(now), Some(Due { key: 2, id: 20 }));
         assert_eq!(t.pop_due(now), None);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn retain_drops_stale_entries_and_keeps_order() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        for key in 0..10u64 {
+            t.schedule(t0 + Duration::from_secs(10 - key), key as usize, key);
+        }
+        // Odd ids are connections that closed.
+        t.retain(|due| due.id % 2 == 0);
+        assert_eq!(t.len(), 5);
+        let later = t0 + Duration::from_secs(60);
+        let keys: Vec<usize> = std::iter::from_fn(|| t.pop_due(later))
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, [8, 6, 4, 2, 0]);
     }
 
     #[test]

@@ -127,6 +127,15 @@ fn unusable_settings_exit_2() {
         &["--max-pending"],
     );
     assert_fails(&[&l[..], &["--mode", "files"]].concat(), 2, &["--root"]);
+    let huge = u64::MAX.to_string();
+    for flag in ["--idle-timeout", "--drain-timeout", "--stats-interval"] {
+        assert_fails(&[&l[..], &[flag, &huge]].concat(), 2, &[flag]);
+    }
+    assert_fails(
+        &[&l[..], &["--max-line", &huge]].concat(),
+        2,
+        &["--max-line"],
+    );
 }
 
 /// An address in use (TCP or UDP) exits 1 naming the address.

@@ -106,8 +106,11 @@ pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
     if !std::fs::metadata(&path).map_err(refusal)?.is_file() {
         return Err(Refusal::NotAFile);
     }
-    // O_NOFOLLOW: the path is canonical, so a symlink here was swapped in
-    // since `resolve`; O_NONBLOCK: a FIFO swapped in cannot block us.
+    // O_NOFOLLOW: the path is canonical, so a symlink in its last component
+    // was swapped in since `resolve` (a directory above it swapped for a
+    // symlink is not caught: that needs openat2's RESOLVE_BENEATH, and an
+    // attacker who can write inside --root). O_NONBLOCK: a FIFO swapped in
+    // cannot block us.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -250,7 +253,7 @@ impl Files {
         match body.file.read(&mut scratch[..want]) {
             Ok(0) => {
                 warn!(
-                    "files: file shorter than announced, {} bytes missing",
+                    "files: file shrank while served missing_bytes={}",
                     body.left
                 );
                 self.fail(out)

@@ -21,7 +21,7 @@
 //! EOF: an incomplete frame (or header) at EOF is counted in
 //! `partial_frames` and dropped, never echoed.
 
-use log::{debug, warn};
+use log::debug;
 
 use super::lines::grow_within;
 use super::{Flow, Output};
@@ -174,7 +174,9 @@ impl Framed {
         match self.decoder.feed(data, |frames| out.send(frames)) {
             Ok(()) => Flow::Continue,
             Err(e) => {
-                warn!("framed: frame length {} exceeds max-frame {}", e.len, e.max);
+                // A client's mistake, not the server's: debug, not warn, so a
+                // misbehaving client cannot flood the log. Counted below.
+                debug!("framed: oversize frame len={} max_frame={}", e.len, e.max);
                 stats::add(&out.stats.protocol_errors, 1);
                 out.send(&error_frame(e));
                 Flow::Close

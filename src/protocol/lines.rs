@@ -95,7 +95,10 @@ impl LineDecoder {
         if self.has_partial() {
             // Take at most what could complete a legal line, so the buffer
             // stays bounded whatever the read size.
-            let room = (self.max_line + 2).saturating_sub(self.partial.len());
+            let room = self
+                .max_line
+                .saturating_add(2)
+                .saturating_sub(self.partial.len());
             let take = match data[..data.len().min(room)]
                 .iter()
                 .position(|&b| b == b'\n')
@@ -103,7 +106,7 @@ impl LineDecoder {
                 Some(nl) => nl + 1,
                 None => data.len().min(room),
             };
-            grow_within(&mut self.partial, take, self.max_line + 2);
+            grow_within(&mut self.partial, take, self.max_line.saturating_add(2));
             self.partial.extend_from_slice(&data[..take]);
             data = &data[take..];
             match first_line(&self.partial, self.max_line) {
@@ -121,7 +124,11 @@ impl LineDecoder {
             data = &data[used..];
         }
         if !data.is_empty() {
-            grow_within(&mut self.partial, data.len(), self.max_line + 2);
+            grow_within(
+                &mut self.partial,
+                data.len(),
+                self.max_line.saturating_add(2),
+            );
             self.partial.extend_from_slice(data);
         }
         Ok(())
