@@ -65,7 +65,10 @@
 //! |---|---|
 //! | `config.rs` | [`Config`], defaults and validation (no IO) |
 //! | `server.rs` | [`Server`]: binding sockets (socket2), addresses, `run` |
-//! | `reactor.rs` | the event loop: tokens, dispatch, accept, deferred close, timers, shutdown |
+//! | `reactor/mod.rs` | the event loop: tokens, dispatch, deferred close, chat fan-out |
+//! | `reactor/accept.rs` | accepting: `max_conns`, EMFILE back-off |
+//! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats |
+//! | `reactor/drain.rs` | signals and the graceful shutdown |
 //! | `conn.rs` | one TCP connection: read/write loops, backpressure, half-close |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |

@@ -8,11 +8,15 @@
 //! Tokens: a few fixed ones below `FIRST_CONN` for the listener, the UDP
 //! socket, signals and the waker; every other token is a slab key plus
 //! `FIRST_CONN`, so the two ranges never collide.
+//!
+//! This file holds the loop, dispatch and the connection bookkeeping;
+//! `accept.rs` the listener's states and limits, `deadlines.rs` what bounds
+//! the poll timeout (idle timers, back-off, stats), `drain.rs` the shutdown.
 
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, info, trace, warn};
 use mio::event::Event;
@@ -24,12 +28,18 @@ use slab::Slab;
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, Ctx};
 use crate::error::Error;
-use crate::protocol::Protocol;
 use crate::server::Server;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{self, Counters, StatsSnapshot};
-use crate::timer::{poll_timeout, Timers};
+use crate::timer::Timers;
 use crate::udp::Udp;
+
+mod accept;
+mod deadlines;
+mod drain;
+
+use accept::AcceptState;
+use drain::Exit;
 
 pub const LISTENER: Token = Token(0);
 pub const UDP: Token = Token(1);
@@ -43,15 +53,6 @@ const FIRST_CONN: usize = 16;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
-/// After EMFILE/ENFILE, wait this long before accepting again: closing
-/// connections is the only thing that frees descriptors, and retrying at once
-/// would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Stale timer entries tolerated before compacting (see `compact_timers`).
-const STALE_TIMERS_SLACK: usize = 1024;
-/// During a drain, how often to check whether peers acknowledged our last
-/// bytes (see `Reactor::drain_done`).
-const DRAIN_CHECK: Duration = Duration::from_millis(5);
 
 /// A connection in the slab, with the interest registered for it (so we call
 /// `reregister` only when it changes) and the earliest timer entry it has.
@@ -90,19 +91,6 @@ impl Shared {
             low_water: self.low_water,
         }
     }
-}
-
-/// Why the listener is not accepting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AcceptState {
-    /// The listener is registered; accept on every event.
-    Accepting,
-    /// At `max_conns`: the listener is deregistered until a slot frees.
-    Full,
-    /// Out of file descriptors: retry at this time.
-    Backoff(Instant),
-    /// Shutting down: never again.
-    Stopped,
 }
 
 pub(crate) struct Reactor {
@@ -288,105 +276,6 @@ impl Reactor {
         Exit::No
     }
 
-    // ----- accepting -------------------------------------------------------
-
-    /// Accepts until `WouldBlock`: the listener's readiness is edge-triggered,
-    /// so connections left in the backlog would not be announced again.
-    fn accept_all(&mut self) {
-        while self.accept == AcceptState::Accepting {
-            if self.conns.len() >= self.config.max_conns {
-                self.pause_accepting_full();
-                return;
-            }
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    self.accept_error_logged = false;
-                    self.add_conn(stream, peer);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => self.on_accept_error(e),
-            }
-        }
-    }
-
-    fn add_conn(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
-        // Echo traffic is request/response: do not let Nagle hold back a
-        // small reply waiting for an ACK.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("set_nodelay peer={peer} error={e}");
-        }
-        stats::add(&self.shared.stats.accepted, 1);
-        stats::add(&self.shared.stats.active, 1);
-        self.next_id += 1;
-        let id = self.next_id;
-        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
-        let conn = Conn::new(stream, peer, id, proto, &mut self.shared.ctx(self.now));
-        let key = self.conns.insert(Slot {
-            conn,
-            registered: None,
-            timer: None,
-        });
-        debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
-        self.after_conn_io(key);
-    }
-
-    fn on_accept_error(&mut self, e: io::Error) {
-        stats::add(&self.shared.stats.accept_errors, 1);
-        let out_of_fds = matches!(
-            e.raw_os_error(),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-        );
-        if !out_of_fds {
-            // ECONNABORTED and the like concern one connection that died in
-            // the backlog; the next one may be fine.
-            debug!("accept error={e}");
-            return;
-        }
-        if !self.accept_error_logged {
-            warn!(
-                "accept failed, pausing accepts error={e} backoff_ms={}",
-                ACCEPT_BACKOFF.as_millis()
-            );
-            self.accept_error_logged = true;
-        }
-        self.accept = AcceptState::Backoff(self.now + ACCEPT_BACKOFF);
-    }
-
-    /// At `max_conns`: stop listening for new clients. They wait in the
-    /// backlog (or are refused once it is full) until a slot frees.
-    fn pause_accepting_full(&mut self) {
-        let max_conns = self.config.max_conns;
-        if self.full_logged {
-            debug!("max_conns reached, pausing accepts max_conns={max_conns}");
-        } else {
-            warn!("max_conns reached, pausing accepts max_conns={max_conns}");
-            self.full_logged = true;
-        }
-        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
-            debug!("deregister listener error={e}");
-        }
-        self.accept = AcceptState::Full;
-    }
-
-    /// Accepts again after a pause. Clients that queued meanwhile raised no
-    /// new edge, so accept right away rather than wait for one.
-    fn resume_accepting(&mut self) {
-        if self.accept == AcceptState::Full {
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut self.listener, LISTENER, Interest::READABLE)
-            {
-                warn!("cannot re-register listener error={e}");
-                return;
-            }
-            debug!("below max_conns again, accepting");
-        }
-        self.accept = AcceptState::Accepting;
-        self.accept_all();
-    }
-
     // ----- connections -----------------------------------------------------
 
     fn conn_event(&mut self, key: usize, readable: bool, writable: bool) {
@@ -538,89 +427,6 @@ impl Reactor {
         }
     }
 
-    /// Drops timer entries of closed connections once they outnumber the
-    /// live ones (each live connection has at most two), so the heap stays
-    /// proportional to open connections however many come and go. After a
-    /// compaction at least `STALE_TIMERS_SLACK` closes pass before the next,
-    /// so the cost is amortised O(1) per close.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.conns.len() + STALE_TIMERS_SLACK {
-            return;
-        }
-        let conns = &self.conns;
-        self.timers
-            .retain(|due| conns.get(due.key).is_some_and(|s| s.conn.id == due.id));
-        trace!("timers compacted len={}", self.timers.len());
-    }
-
-    // ----- timers ----------------------------------------------------------
-
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.requeue.is_empty() || self.udp_requeue {
-            return Some(Duration::ZERO);
-        }
-        let backoff = match self.accept {
-            AcceptState::Backoff(at) => Some(at),
-            _ => None,
-        };
-        let now = Instant::now();
-        poll_timeout(
-            now,
-            &[
-                self.timers.next_deadline(),
-                backoff,
-                self.draining,
-                self.drain_waiting.then(|| now + DRAIN_CHECK),
-                self.next_stats,
-            ],
-        )
-    }
-
-    /// Closes idle (or lingering) connections whose deadline passed; entries
-    /// for connections that were active since are pushed to their new deadline.
-    fn fire_timers(&mut self) {
-        while let Some(due) = self.timers.pop_due(self.now) {
-            let Some(slot) = self.conns.get_mut(due.key) else {
-                continue;
-            };
-            if slot.conn.id != due.id {
-                continue; // stale: the slot was reused
-            }
-            slot.timer = None;
-            match slot.conn.deadline(self.config.idle_timeout) {
-                Some((at, reason)) if at <= self.now => {
-                    if reason == CloseReason::Idle {
-                        stats::add(&self.shared.stats.idle_closes, 1);
-                    }
-                    debug!("timeout token={} reason={reason:?}", due.key + FIRST_CONN);
-                    slot.conn.set_close(reason);
-                    self.to_close.push((due.key, due.id));
-                }
-                Some((at, _)) => {
-                    self.timers.schedule(at, due.key, due.id);
-                    slot.timer = Some(at);
-                }
-                None => {}
-            }
-        }
-        if let AcceptState::Backoff(at) = self.accept {
-            if at <= self.now {
-                self.resume_accepting();
-            }
-        }
-        self.close_batch();
-    }
-
-    fn log_stats(&mut self) {
-        let (Some(at), Some(every)) = (self.next_stats, self.config.stats_interval) else {
-            return;
-        };
-        if at <= self.now {
-            info!("stats {}", self.shared.stats.snapshot());
-            self.next_stats = Some(self.now + every);
-        }
-    }
-
     // ----- UDP -------------------------------------------------------------
 
     fn udp_event(&mut self, readable: bool, writable: bool) {
@@ -641,111 +447,6 @@ impl Reactor {
             }
         }
     }
-
-    // ----- shutdown --------------------------------------------------------
-
-    fn on_signals(&mut self) -> Exit {
-        let Some(signals) = self.signals.as_mut() else {
-            return Exit::No;
-        };
-        let count = signals.pending().count();
-        if count == 0 {
-            return Exit::No;
-        }
-        if self.draining.is_some() || count > 1 {
-            warn!("second signal: exiting without waiting for connections to drain");
-            return Exit::Now;
-        }
-        info!("signal received: shutting down (send again to exit at once)");
-        self.begin_shutdown();
-        Exit::No
-    }
-
-    /// Stops accepting and reading; connections flush what they owe, then
-    /// close. `run` returns when all are gone or the drain timeout passes.
-    fn begin_shutdown(&mut self) {
-        if self.draining.is_some() {
-            return;
-        }
-        info!(
-            "shutting down: draining connections={} drain_timeout={:?}",
-            self.conns.len(),
-            self.config.drain_timeout
-        );
-        self.draining = Some(self.now + self.config.drain_timeout);
-        if self.accept != AcceptState::Full {
-            let _ = self.poll.registry().deregister(&mut self.listener);
-        }
-        self.accept = AcceptState::Stopped;
-        if let Some(udp) = self.udp.as_mut() {
-            let _ = self.poll.registry().deregister(&mut udp.socket);
-        }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            if let Some(slot) = self.conns.get_mut(key) {
-                if slot.conn.begin_shutdown(&mut self.shared.ctx(self.now)) {
-                    self.requeue.push((key, slot.conn.id));
-                }
-                self.after_conn_io(key);
-            }
-        }
-    }
-
-    /// During a drain: true once every connection is gone, or the time is up.
-    /// A connection closes once the peer has everything we sent, without
-    /// waiting for its EOF: we are leaving. "Has everything" means
-    /// acknowledged, not just handed to the kernel: a peer still sending would
-    /// get a reset for its unread bytes, and the reset discards whatever of
-    /// ours the kernel still holds. No event announces the acknowledgement,
-    /// so while some connection waits for one, `poll` wakes every
-    /// `DRAIN_CHECK` to look again.
-    fn drain_done(&mut self) -> bool {
-        let Some(deadline) = self.draining else {
-            return false;
-        };
-        let out_of_time = self.now >= deadline;
-        self.drain_waiting = false;
-        for (key, slot) in self.conns.iter_mut() {
-            // A requeued connection still has input to discard (see
-            // `Conn::begin_shutdown`); it closes on a later turn.
-            let unread = self.requeue.contains(&(key, slot.conn.id));
-            let delivered = !unread && slot.conn.fully_delivered();
-            if delivered || out_of_time {
-                let reason = if delivered {
-                    CloseReason::Shutdown
-                } else {
-                    stats::add(&self.shared.stats.drain_aborts, 1);
-                    CloseReason::Timeout
-                };
-                slot.conn.set_close(reason);
-                self.to_close.push((key, slot.conn.id));
-            } else {
-                // Output still queued here raises WRITABLE when it moves;
-                // only bytes waiting for an acknowledgement need the timer.
-                self.drain_waiting |= !slot.conn.has_pending();
-            }
-        }
-        self.close_batch();
-        self.conns.is_empty()
-    }
-
-    /// Logs and returns the final counters.
-    fn finish(self) -> StatsSnapshot {
-        let remaining = self.conns.len() as u64;
-        let stats = &self.shared.stats;
-        stats::add(&stats.closed, remaining);
-        stats::sub(&stats.active, remaining);
-        let snap = stats.snapshot();
-        info!("stopped: {snap}");
-        snap
-    }
-}
-
-/// Whether `run` must return right away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    No,
-    Now,
 }
 
 /// Reads an event's token and readiness. Errors and hang-ups count as both

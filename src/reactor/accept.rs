@@ -1,0 +1,138 @@
+//! Accepting connections: the listener's states, and what happens at
+//! `--max-conns` and when the process runs out of file descriptors.
+//!
+//! Policy: accept until `WouldBlock` (the listener is edge-triggered). At
+//! `max_conns`, deregister the listener so new clients wait in the kernel's
+//! backlog, and register it again when a slot frees. On EMFILE/ENFILE, pause
+//! for `ACCEPT_BACKOFF` and warn once per burst, instead of spinning on an
+//! accept that cannot succeed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::{Reactor, Slot, FIRST_CONN, LISTENER};
+use crate::conn::Conn;
+use crate::protocol::Protocol;
+use crate::stats;
+
+/// After EMFILE/ENFILE, wait this long before accepting again: closing
+/// connections is the only thing that frees descriptors, and retrying at once
+/// would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why the listener is not accepting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AcceptState {
+    /// The listener is registered; accept on every event.
+    Accepting,
+    /// At `max_conns`: the listener is deregistered until a slot frees.
+    Full,
+    /// Out of file descriptors: retry at this time.
+    Backoff(Instant),
+    /// Shutting down: never again.
+    Stopped,
+}
+
+impl Reactor {
+    /// Accepts until `WouldBlock`: the listener's readiness is edge-triggered,
+    /// so connections left in the backlog would not be announced again.
+    pub(super) fn accept_all(&mut self) {
+        while self.accept == AcceptState::Accepting {
+            if self.conns.len() >= self.config.max_conns {
+                self.pause_accepting_full();
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_error_logged = false;
+                    self.add_conn(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => self.on_accept_error(e),
+            }
+        }
+    }
+
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Echo traffic is request/response: do not let Nagle hold back a
+        // small reply waiting for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("set_nodelay peer={peer} error={e}");
+        }
+        stats::add(&self.shared.stats.accepted, 1);
+        stats::add(&self.shared.stats.active, 1);
+        self.next_id += 1;
+        let id = self.next_id;
+        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
+        let conn = Conn::new(stream, peer, id, proto, &mut self.shared.ctx(self.now));
+        let key = self.conns.insert(Slot {
+            conn,
+            registered: None,
+            timer: None,
+        });
+        debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
+        self.after_conn_io(key);
+    }
+
+    fn on_accept_error(&mut self, e: io::Error) {
+        stats::add(&self.shared.stats.accept_errors, 1);
+        let out_of_fds = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if !out_of_fds {
+            // ECONNABORTED and the like concern one connection that died in
+            // the backlog; the next one may be fine.
+            debug!("accept error={e}");
+            return;
+        }
+        if !self.accept_error_logged {
+            warn!(
+                "accept failed, pausing accepts error={e} backoff_ms={}",
+                ACCEPT_BACKOFF.as_millis()
+            );
+            self.accept_error_logged = true;
+        }
+        self.accept = AcceptState::Backoff(self.now + ACCEPT_BACKOFF);
+    }
+
+    /// At `max_conns`: stop listening for new clients. They wait in the
+    /// backlog (or are refused once it is full) until a slot frees.
+    fn pause_accepting_full(&mut self) {
+        let max_conns = self.config.max_conns;
+        if self.full_logged {
+            debug!("max_conns reached, pausing accepts max_conns={max_conns}");
+        } else {
+            warn!("max_conns reached, pausing accepts max_conns={max_conns}");
+            self.full_logged = true;
+        }
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            debug!("deregister listener error={e}");
+        }
+        self.accept = AcceptState::Full;
+    }
+
+    /// Accepts again after a pause. Clients that queued meanwhile raised no
+    /// new edge, so accept right away rather than wait for one.
+    pub(super) fn resume_accepting(&mut self) {
+        if self.accept == AcceptState::Full {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut self.listener, LISTENER, Interest::READABLE)
+            {
+                warn!("cannot re-register listener error={e}");
+                return;
+            }
+            debug!("below max_conns again, accepting");
+        }
+        self.accept = AcceptState::Accepting;
+        self.accept_all();
+    }
+}

@@ -1,0 +1,118 @@
+//! Shutting down: signals, the graceful drain, and the final counters.
+//!
+//! Policy: the first SIGINT/SIGTERM (or a `ShutdownHandle`) stops accepting
+//! and reading requests; each connection flushes what it owes and closes once
+//! the peer has acknowledged it, or when `--drain-timeout` runs out. A second
+//! signal exits at once.
+
+use log::{info, warn};
+
+use super::accept::AcceptState;
+use super::Reactor;
+use crate::conn::CloseReason;
+use crate::stats::{self, StatsSnapshot};
+
+impl Reactor {
+    pub(super) fn on_signals(&mut self) -> Exit {
+        let Some(signals) = self.signals.as_mut() else {
+            return Exit::No;
+        };
+        let count = signals.pending().count();
+        if count == 0 {
+            return Exit::No;
+        }
+        if self.draining.is_some() || count > 1 {
+            warn!("second signal: exiting without waiting for connections to drain");
+            return Exit::Now;
+        }
+        info!("signal received: shutting down (send again to exit at once)");
+        self.begin_shutdown();
+        Exit::No
+    }
+
+    /// Stops accepting and reading; connections flush what they owe, then
+    /// close. `run` returns when all are gone or the drain timeout passes.
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        info!(
+            "shutting down: draining connections={} drain_timeout={:?}",
+            self.conns.len(),
+            self.config.drain_timeout
+        );
+        self.draining = Some(self.now + self.config.drain_timeout);
+        if self.accept != AcceptState::Full {
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        }
+        self.accept = AcceptState::Stopped;
+        if let Some(udp) = self.udp.as_mut() {
+            let _ = self.poll.registry().deregister(&mut udp.socket);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(slot) = self.conns.get_mut(key) {
+                if slot.conn.begin_shutdown(&mut self.shared.ctx(self.now)) {
+                    self.requeue.push((key, slot.conn.id));
+                }
+                self.after_conn_io(key);
+            }
+        }
+    }
+
+    /// During a drain: true once every connection is gone, or the time is up.
+    /// A connection closes once the peer has everything we sent, without
+    /// waiting for its EOF: we are leaving. "Has everything" means
+    /// acknowledged, not just handed to the kernel: a peer still sending would
+    /// get a reset for its unread bytes, and the reset discards whatever of
+    /// ours the kernel still holds. No event announces the acknowledgement,
+    /// so while some connection waits for one, `poll` wakes every
+    /// `DRAIN_CHECK` to look again.
+    pub(super) fn drain_done(&mut self) -> bool {
+        let Some(deadline) = self.draining else {
+            return false;
+        };
+        let out_of_time = self.now >= deadline;
+        self.drain_waiting = false;
+        for (key, slot) in self.conns.iter_mut() {
+            // A requeued connection still has input to discard (see
+            // `Conn::begin_shutdown`); it closes on a later turn.
+            let unread = self.requeue.contains(&(key, slot.conn.id));
+            let delivered = !unread && slot.conn.fully_delivered();
+            if delivered || out_of_time {
+                let reason = if delivered {
+                    CloseReason::Shutdown
+                } else {
+                    stats::add(&self.shared.stats.drain_aborts, 1);
+                    CloseReason::Timeout
+                };
+                slot.conn.set_close(reason);
+                self.to_close.push((key, slot.conn.id));
+            } else {
+                // Output still queued here raises WRITABLE when it moves;
+                // only bytes waiting for an acknowledgement need the timer.
+                self.drain_waiting |= !slot.conn.has_pending();
+            }
+        }
+        self.close_batch();
+        self.conns.is_empty()
+    }
+
+    /// Logs and returns the final counters.
+    pub(super) fn finish(self) -> StatsSnapshot {
+        let remaining = self.conns.len() as u64;
+        let stats = &self.shared.stats;
+        stats::add(&stats.closed, remaining);
+        stats::sub(&stats.active, remaining);
+        let snap = stats.snapshot();
+        info!("stopped: {snap}");
+        snap
+    }
+}
+
+/// Whether `run` must return right away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    No,
+    Now,
+}
