@@ -71,7 +71,7 @@ struct Progress {
 impl Progress {
     /// Interval `index` (0-based) is complete with `msgs` messages.
     fn line(&self, index: u64, msgs: u64, p99_ns: u64, errors: u64) {
-        let measured = self.duration.as_nanos() as u64;
+        let measured = crate::conn::ns(self.duration);
         let start = index * INTERVAL_NS;
         // An interval starting after the measured time holds only drained echoes.
         if !self.enabled || start >= measured {

@@ -11,6 +11,23 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::payload::{HEADER_LEN, MAX_DATAGRAM};
 
+/// Longest `--duration`, `--warmup` or `--udp-timeout`: a year is more than any run needs,
+/// and keeps every deadline (ns since the start, in a u64) far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Most connections: each needs a port (~28k per `--bind` address) and a descriptor.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+/// Most reactor threads; each has its own buffers, and more than the cores only adds switches.
+pub const MAX_THREADS: usize = 1024;
+/// Most messages in flight per connection (closed loop).
+pub const MAX_PIPELINE: usize = 65_536;
+/// Largest TCP message (UDP: [`MAX_DATAGRAM`]); the `--framed` prefix is a u32.
+pub const MAX_SIZE: usize = 16 << 20;
+/// Highest `--rate`: one message per ns, the schedule's resolution.
+pub const MAX_RATE: f64 = 1e9;
+/// Most buffer memory a run may allocate ([`crate::conn::run_bytes`]): a setting past it is
+/// a typo more often than a plan, and would end in an allocation failure mid-run.
+pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
+
 /// A setting that cannot be used; the message names the flag and says what would work.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -111,27 +128,18 @@ impl RunConfig {
 
     /// Checks ranges and combinations; every error names the flag to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.connections == 0 || self.connections > u32::MAX as usize {
-            return Err(invalid("connections", "must be at least 1"));
-        }
-        if self.size < HEADER_LEN {
-            let why = format!("{} bytes is below the {HEADER_LEN}-byte header", self.size);
-            return Err(invalid("size", why));
-        }
-        if self.protocol == Protocol::Udp && self.size > MAX_DATAGRAM {
-            let why = format!("a UDP datagram holds at most {MAX_DATAGRAM} bytes");
-            return Err(invalid("size", why));
-        }
-        if self.pipeline == 0 || self.pipeline > 65_536 {
-            return Err(invalid("pipeline", "must be between 1 and 65536"));
-        }
+        self.check_sizes()?;
+        check_duration("duration", self.duration)?;
         if self.duration.is_zero() {
             return Err(invalid("duration", "must be longer than zero"));
         }
-        if self.threads == 0 || self.threads > self.connections {
-            return Err(invalid("threads", "must be between 1 and --connections"));
-        }
+        check_duration("warmup", self.warmup)?;
+        check_duration("udp-timeout", self.udp_timeout)?;
         check_rate("rate", self.rate)?;
+        if self.rate.is_some_and(|r| r > MAX_RATE) {
+            let why = format!("at most {MAX_RATE:e} messages/s (one per ns)");
+            return Err(invalid("rate", why));
+        }
         check_rate("connect-rate", self.connect_rate)?;
         if let Some(loss) = self.max_loss {
             if !(0.0..=1.0).contains(&loss) {
@@ -151,7 +159,52 @@ impl RunConfig {
                 "source and target must both be IPv4 or both IPv6",
             ));
         }
+        self.check_budget()
+    }
+
+    /// Counts and sizes: each in range, so nothing below allocates without bound.
+    fn check_sizes(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            let why = format!("must be between 1 and {MAX_CONNECTIONS}");
+            return Err(invalid("connections", why));
+        }
+        if self.size < HEADER_LEN {
+            let why = format!("{} bytes is below the {HEADER_LEN}-byte header", self.size);
+            return Err(invalid("size", why));
+        }
+        let (what, max_size) = match self.protocol {
+            Protocol::Udp => ("UDP datagram", MAX_DATAGRAM),
+            Protocol::Tcp => ("TCP message", MAX_SIZE),
+        };
+        if self.size > max_size {
+            let why = format!("a {what} holds at most {max_size} bytes");
+            return Err(invalid("size", why));
+        }
+        if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
+            let why = format!("must be between 1 and {MAX_PIPELINE}");
+            return Err(invalid("pipeline", why));
+        }
+        if self.threads == 0 || self.threads > self.connections.min(MAX_THREADS) {
+            let why = format!("must be between 1 and --connections (at most {MAX_THREADS})");
+            return Err(invalid("threads", why));
+        }
         Ok(())
+    }
+
+    /// The buffers of all connections together stay under [`MAX_BUFFER_BYTES`].
+    fn check_budget(&self) -> Result<(), ConfigError> {
+        let bytes = crate::conn::run_bytes(self);
+        if bytes <= MAX_BUFFER_BYTES {
+            return Ok(());
+        }
+        let why = format!(
+            "{} connections would need about {} MiB of buffers (at most {} MiB): \
+             lower --connections, --pipeline or --size",
+            self.connections,
+            bytes >> 20,
+            MAX_BUFFER_BYTES >> 20
+        );
+        Err(invalid("connections", why))
     }
 }
 
@@ -160,6 +213,13 @@ fn check_rate(flag: &'static str, rate: Option<f64>) -> Result<(), ConfigError> 
         Some(r) if !(r.is_finite() && r > 0.0) => Err(invalid(flag, "must be a positive number")),
         _ => Ok(()),
     }
+}
+
+fn check_duration(flag: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d > MAX_DURATION {
+        return Err(invalid(flag, "must be at most 365 days"));
+    }
+    Ok(())
 }
 
 /// Parses "500ms", "10s", "2m", "1h", "250us" or a bare number of seconds ("1.5").
@@ -184,10 +244,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 {
+    if seconds.is_nan() || seconds < 0.0 {
         return Err(format!("'{text}' is not a non-negative duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // Validation caps durations at a year; this only keeps a huge value from panicking.
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("'{text}' is too long (at most 365 days)"))
 }
 
 /// Parses "1%" as 0.01 and "0.01" as 0.01.
@@ -363,6 +425,10 @@ mod tests {
         assert!(parse_duration("ten").unwrap_err().contains("500ms"));
         assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("-1s").is_err());
+        // Past what a Duration holds: an error, not a panic.
+        let huge = parse_duration("1000000000000000000000000h").unwrap_err();
+        assert!(huge.contains("too long"), "{huge}");
+        assert!(parse_duration("99999999999999999999999").is_err());
     }
 
     /// `--max-loss` takes a fraction or a percentage.
@@ -413,6 +479,57 @@ mod tests {
             v6.validate(),
             Err(ConfigError::Invalid { flag: "bind", .. })
         ));
+    }
+
+    /// The flag `validate` names for the defaults changed by `change`, or "ok".
+    fn flag_for(change: impl FnOnce(&mut RunConfig)) -> &'static str {
+        let mut cfg = RunConfig::new("127.0.0.1:1".parse().unwrap());
+        change(&mut cfg);
+        match cfg.validate() {
+            Err(ConfigError::Invalid { flag, .. }) => flag,
+            Ok(()) => "ok",
+        }
+    }
+
+    /// Durations, rates, counts and the buffer budget are bounded, so no setting can panic,
+    /// overflow a deadline, spin or allocate without bound; each error names its flag.
+    #[test]
+    fn limits_name_the_flag() {
+        let over = MAX_DURATION + Duration::from_secs(1);
+        assert_eq!(flag_for(|c| c.duration = MAX_DURATION), "ok");
+        assert_eq!(flag_for(|c| c.duration = over), "duration");
+        assert_eq!(flag_for(|c| c.warmup = over), "warmup");
+        assert_eq!(flag_for(|c| c.udp_timeout = Duration::MAX), "udp-timeout");
+        for r in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300, MAX_RATE * 2.0] {
+            assert_eq!(flag_for(|c| c.rate = Some(r)), "rate", "{r}");
+            let want = if r > 0.0 && r.is_finite() {
+                "ok"
+            } else {
+                "connect-rate"
+            };
+            assert_eq!(flag_for(|c| c.connect_rate = Some(r)), want, "{r}");
+        }
+        assert_eq!(flag_for(|c| c.rate = Some(MAX_RATE)), "ok");
+        assert_eq!(
+            flag_for(|c| c.connections = MAX_CONNECTIONS + 1),
+            "connections"
+        );
+        assert_eq!(flag_for(|c| c.size = MAX_SIZE + 1), "size");
+        let huge_pipeline = |c: &mut RunConfig| {
+            (c.pipeline, c.connections) = (u32::MAX as usize, MAX_CONNECTIONS);
+        };
+        assert_eq!(flag_for(huge_pipeline), "pipeline");
+        let threads = |c: &mut RunConfig| (c.threads, c.connections) = (MAX_THREADS + 1, 5000);
+        assert_eq!(flag_for(threads), "threads");
+        // Each in range, together too much: the buffer budget names --connections.
+        let budget = |c: &mut RunConfig| (c.pipeline, c.connections) = (MAX_PIPELINE, 100_000);
+        assert_eq!(flag_for(budget), "connections");
+        let open = |c: &mut RunConfig| (c.rate, c.connections) = (Some(MAX_RATE), 1_000_000);
+        assert_eq!(flag_for(open), "connections");
+        // The most connections fit at the defaults, closed loop and open loop at 1M/s.
+        assert_eq!(flag_for(|c| c.connections = MAX_CONNECTIONS), "ok");
+        let open = |c: &mut RunConfig| (c.rate, c.connections) = (Some(1e6), MAX_CONNECTIONS);
+        assert_eq!(flag_for(open), "ok");
     }
 
     /// The command line defaults are the ones the issue documents.

@@ -1,18 +1,19 @@
 //! What every connection shares with its reactor thread: the [`Ctx`] (clock, codec,
 //! histogram, counters, scratch buffer), the [`Client`] trait the TCP and UDP clients
 //! implement, and [`SendState`], the send policy common to both (closed loop: keep
-//! `--pipeline` in flight; open loop: send what the schedule made due).
+//! `--pipeline` in flight; open loop: send what the schedule made due), and what a run's
+//! buffers will cost ([`run_bytes`]), checked by the configuration before anything starts.
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::event::{Event, Source};
 
 use crate::config::RunConfig;
-use crate::payload::Codec;
+use crate::payload::{self, Codec, MAX_DATAGRAM};
 use crate::schedule::Schedule;
 use crate::verify::{ErrorCounts, Window};
 
@@ -21,6 +22,18 @@ pub const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Highest latency the histograms track: one hour, in ns (larger values saturate).
 pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+/// The one read buffer of a reactor thread: 64 KiB of TCP stream or one whole datagram.
+pub const SCRATCH_LEN: usize = 64 * 1024 + MAX_DATAGRAM;
+
+/// Open loop: a TCP connection's send buffer holds about this many bytes of due messages.
+pub const OPEN_LOOP_BATCH: usize = 256 * 1024;
+
+/// A duration in ns, saturating: user durations are capped far below the ~584 years a
+/// u64 holds, but a library caller may pass `Duration::MAX` to mean "never".
+pub fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// A new latency histogram: ns, 1 ns to 1 hour, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -171,7 +184,7 @@ impl SendState {
     pub fn new(id: u32, ctx: &Ctx) -> Self {
         SendState {
             id,
-            window: Window::new(window_capacity(ctx)),
+            window: Window::new(window_capacity(&ctx.cfg, ctx.schedule)),
             due: 0,
             m0: 0,
             dirty: false,
@@ -219,14 +232,43 @@ impl SendState {
 /// Window size: closed loop a few times the pipeline (UDP loss holds the front open for
 /// a timeout while the rest moves on); open loop two seconds of this connection's
 /// schedule (or the UDP timeout plus one), after which sending pauses and the lag shows.
-fn window_capacity(ctx: &Ctx) -> usize {
-    let cfg = &ctx.cfg;
-    let n = match ctx.schedule {
-        None => cfg.pipeline * 4,
+fn window_capacity(cfg: &RunConfig, schedule: Option<Schedule>) -> usize {
+    let n = match schedule {
+        None => cfg.pipeline.saturating_mul(4),
         Some(s) => {
             let secs = (cfg.udp_timeout.as_secs_f64() + 1.0).max(2.0);
             (s.per_connection_rate() * secs) as usize
         }
     };
     n.clamp(16, 1 << 16).max(cfg.pipeline)
+}
+
+/// Per connection, beyond its buffers: its client struct and slot in the thread's table,
+/// rounded up.
+const CONNECTION_OVERHEAD: u64 = 256;
+
+/// Messages a TCP send buffer holds (its fixed capacity): closed loop `--pipeline`, open
+/// loop [`OPEN_LOOP_BATCH`] bytes' worth, at most what a window of `slots` tracks.
+pub fn send_batch(cfg: &RunConfig, wire: usize, slots: usize) -> usize {
+    match cfg.rate {
+        None => cfg.pipeline,
+        Some(_) => (OPEN_LOOP_BATCH / wire).clamp(1, slots),
+    }
+}
+
+/// About how many bytes the run allocates, all connections open: per thread the scratch
+/// buffer and the codec's pattern; per connection its window, its send buffer
+/// ([`send_batch`]) and a partial echo. Saturates.
+pub fn run_bytes(cfg: &RunConfig) -> u64 {
+    let wire = payload::wire_len(cfg.size, cfg.framed) as u64;
+    let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
+    let capacity = window_capacity(cfg, schedule);
+    let window = Window::bytes_for(capacity) as u64;
+    let slots = Window::slots_for(capacity);
+    let out = (send_batch(cfg, wire as usize, slots) as u64).saturating_mul(wire);
+    let per_conn = CONNECTION_OVERHEAD + window + out.saturating_add(wire);
+    let per_thread = (SCRATCH_LEN + cfg.size) as u64;
+    (cfg.connections as u64)
+        .saturating_mul(per_conn)
+        .saturating_add((cfg.threads as u64).saturating_mul(per_thread))
 }

@@ -19,8 +19,8 @@ use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::RunConfig;
-use crate::conn::{Client, Closed, Ctx, Flow, ThreadStats};
-use crate::payload::{Codec, MAX_DATAGRAM};
+use crate::conn::{ns, Client, Closed, Ctx, Flow, ThreadStats, SCRATCH_LEN};
+use crate::payload::Codec;
 use crate::schedule::{Cursor, Schedule};
 use crate::timer::{self, WakeTimer};
 
@@ -122,10 +122,6 @@ fn first_or_debug(count: u64) -> log::Level {
     }
 }
 
-fn ns(d: Duration) -> u64 {
-    d.as_nanos() as u64
-}
-
 impl<C: Client> Worker<C> {
     fn new(spec: WorkerSpec) -> io::Result<Self> {
         let cfg = spec.cfg;
@@ -134,8 +130,9 @@ impl<C: Client> Worker<C> {
         let cursor = schedule.map(|s| s.cursor(spec.thread, cfg.threads));
         let timer = timer::for_schedule(schedule.is_some(), poll.registry(), TIMER)?;
         let local = (cfg.connections - spec.thread).div_ceil(cfg.threads);
+        // Saturating: validation caps user durations, a library caller may not have.
         let measure_start = ns(cfg.warmup);
-        let measure_end = measure_start + ns(cfg.duration);
+        let measure_end = measure_start.saturating_add(ns(cfg.duration));
         let grace = if cfg.protocol == crate::config::Protocol::Udp {
             cfg.udp_timeout
         } else {
@@ -148,7 +145,7 @@ impl<C: Client> Worker<C> {
             now: 0,
             measure_start,
             measure_end,
-            scratch: vec![0; 64 * 1024 + MAX_DATAGRAM],
+            scratch: vec![0; SCRATCH_LEN],
             hist: crate::conn::new_histogram(),
             stats: ThreadStats::default(),
             cfg: cfg.clone(),
@@ -165,9 +162,11 @@ impl<C: Client> Worker<C> {
             timer,
             ctx,
             interval: 0,
-            interval_end: measure_start + INTERVAL_NS,
+            interval_end: measure_start.saturating_add(INTERVAL_NS),
             next_tick: 0,
-            drain_deadline: measure_end + ns(grace) + TICK_NS,
+            drain_deadline: measure_end
+                .saturating_add(ns(grace))
+                .saturating_add(TICK_NS),
             tx: spec.tx,
         })
     }
@@ -301,7 +300,7 @@ impl<C: Client> Worker<C> {
     fn periodic(&mut self) {
         let now = self.ctx.now;
         if now >= self.next_tick {
-            self.next_tick = now + TICK_NS;
+            self.next_tick = now.saturating_add(TICK_NS);
             for (i, slot) in self.conns.iter_mut().enumerate() {
                 if let Slot::Live(c) = slot {
                     if let Flow::Close(why) = c.tick(&mut self.ctx) {
@@ -323,7 +322,7 @@ impl<C: Client> Worker<C> {
             };
             let _ = self.tx.send(msg);
             self.interval += 1;
-            self.interval_end += INTERVAL_NS;
+            self.interval_end = self.interval_end.saturating_add(INTERVAL_NS);
         }
     }
 

@@ -36,7 +36,8 @@
 //!
 //! Each of `--threads` threads runs one mio `Poll` ([`driver`]) over every `threads`-th
 //! connection. Readiness is edge-triggered: a readable connection is read until
-//! `WouldBlock` (or, for TCP on Linux, a short read), its echoes verified, and then all the
+//! `WouldBlock` (or, for TCP on Linux, a short read, unless the same event reported the
+//! peer's FIN or an error: no later edge would), its echoes verified, and then all the
 //! messages it may send go out in **one** `write`. Buffers are allocated when a connection
 //! opens and reused; nothing is allocated per message.
 //!
@@ -44,12 +45,12 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `config.rs` | command line, defaults, validation, duration parsing |
+//! | `config.rs` | command line, defaults, limits and validation, duration parsing |
 //! | `payload.rs` | the message codec |
 //! | `verify.rs` | in-flight window, error kinds |
 //! | `schedule.rs` | open-loop schedule and per-thread cursor |
 //! | `timer.rs` | precise wake-ups (timerfd) |
-//! | `conn.rs` | per-thread context, the `Client` trait, send policy |
+//! | `conn.rs` | per-thread context, the `Client` trait, send policy, buffer budget |
 //! | `tcp.rs`, `udp.rs` | the two clients |
 //! | `driver.rs` | the per-thread event loop: ramp-up, phases, intervals |
 //! | `collect.rs` | adding intervals, `.hlog` writing, progress |
@@ -168,7 +169,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     if let Some(e) = collector.failure.take() {
         return Err(Error::Worker(e));
     }
-    let warmup_ns = cfg.warmup.as_nanos() as u64;
+    let warmup_ns = conn::ns(cfg.warmup);
     let (histogram, stats, end_ns) = collector.finish(warmup_ns).map_err(io_err)?;
     if stats.opened == 0 && stats.failed > 0 {
         let reason = stats.first_error.unwrap_or_default();

@@ -25,6 +25,11 @@ pub const FRAME_PREFIX: usize = 4;
 /// The largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// Bytes of one `size`-byte message on the wire, the `--framed` prefix included.
+pub fn wire_len(size: usize, framed: bool) -> usize {
+    size + if framed { FRAME_PREFIX } else { 0 }
+}
+
 /// What an echoed message turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoded {
@@ -73,7 +78,7 @@ impl Codec {
 
     /// Bytes of one message on the wire, prefix included.
     pub fn wire_len(&self) -> usize {
-        self.size + if self.framed { FRAME_PREFIX } else { 0 }
+        wire_len(self.size, self.framed)
     }
 
     /// Appends message `(conn, seq)` to `out`. Allocates only if `out` lacks capacity.

@@ -36,7 +36,9 @@ impl Schedule {
 
     /// When message `m` of connection `conn` is due, in ns after the run's start.
     pub fn intended_ns(&self, conn: u64, m: u64) -> u64 {
-        ((conn + m * self.conns) as f64 * 1e9 / self.rate).round() as u64
+        // Saturating, like the float-to-int cast: a due time past u64 ns is "never".
+        let index = m.saturating_mul(self.conns).saturating_add(conn);
+        (index as f64 * 1e9 / self.rate).round() as u64
     }
 
     /// Per-connection messages per second: what its in-flight window must absorb.

@@ -1,8 +1,9 @@
 //! One TCP connection: non-blocking connect, batched writes, reads verified as they land.
 //!
 //! Per wakeup a connection makes at most one `read` that returns data (plus one that says
-//! `WouldBlock` only when the buffer filled exactly) and one `write` carrying every message
-//! it may send, so with `--pipeline K` the syscalls per message fall to about 2/K.
+//! `WouldBlock` only when the buffer filled exactly, or one that sees the EOF when the event
+//! also reported the peer's FIN) and one `write` carrying every message it may send, so with
+//! `--pipeline K` the syscalls per message fall to about 2/K.
 //!
 //! Readiness is edge-triggered: READABLE|WRITABLE are registered once and never changed, a
 //! WRITABLE edge only arrives after a write left the send buffer full, and a READABLE edge
@@ -15,7 +16,7 @@ use mio::event::{Event, Source};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
-use crate::conn::{Client, Closed, Ctx, Flow, SendState};
+use crate::conn::{ns, send_batch, Client, Closed, Ctx, Flow, SendState};
 
 /// A TCP client connection.
 pub struct TcpClient {
@@ -66,10 +67,7 @@ impl Client for TcpClient {
         let stream = start_connect(ctx.cfg.target, bind)?;
         let wire = ctx.codec.wire_len();
         let send = SendState::new(id, ctx);
-        let msgs = match ctx.schedule {
-            None => ctx.cfg.pipeline,
-            Some(_) => (256 * 1024 / wire).clamp(1, send.window.capacity()),
-        };
+        let msgs = send_batch(&ctx.cfg, wire, send.window.capacity());
         Ok(TcpClient {
             stream,
             connected: false,
@@ -93,8 +91,10 @@ impl Client for TcpClient {
                 Err(e) => return Flow::Close(Closed::ConnectFailed(e.to_string())),
             }
         }
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            if let Flow::Close(why) = self.read_all(ctx) {
+        // EOF or an error may sit behind data reported by the same event: read through them.
+        let hung_up = ev.is_read_closed() || ev.is_error();
+        if ev.is_readable() || hung_up {
+            if let Flow::Close(why) = self.read_all(hung_up, ctx) {
                 return Flow::Close(why);
             }
         }
@@ -115,7 +115,7 @@ impl Client for TcpClient {
     }
 
     fn tick(&mut self, ctx: &mut Ctx) -> Flow {
-        let limit = ctx.cfg.connect_timeout.as_nanos() as u64;
+        let limit = ns(ctx.cfg.connect_timeout);
         if !self.connected && ctx.now.saturating_sub(self.started) >= limit {
             let why = format!("connect timed out after {:?}", ctx.cfg.connect_timeout);
             return Flow::Close(Closed::ConnectFailed(why));
@@ -159,8 +159,9 @@ impl TcpClient {
         }
     }
 
-    /// Reads until the socket is drained, verifying every complete echo.
-    fn read_all(&mut self, ctx: &mut Ctx) -> Flow {
+    /// Reads until the socket is drained, verifying every complete echo. `hung_up`: the
+    /// event also reported the peer's FIN (or an error), so read on to the EOF (or error).
+    fn read_all(&mut self, hung_up: bool, ctx: &mut Ctx) -> Flow {
         let mut scratch = std::mem::take(&mut ctx.scratch);
         let flow = loop {
             match self.stream.read(&mut scratch) {
@@ -171,7 +172,10 @@ impl TcpClient {
                     // A short read means the receive queue is empty; Linux epoll queues a
                     // new edge for every new arrival, so the extra read that would only
                     // say WouldBlock is skipped (epoll(7) Q&A 9, same as tokio#4840).
-                    if cfg!(target_os = "linux") && n < scratch.len() {
+                    // Not when this event reported a FIN or an error: its edge was merged
+                    // into this one (it came with the data, or before we collected the
+                    // event), no other will follow, and only a read past the data sees it.
+                    if cfg!(target_os = "linux") && n < scratch.len() && !hung_up {
                         break Flow::Continue;
                     }
                 }

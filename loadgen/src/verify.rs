@@ -101,7 +101,7 @@ pub struct Window {
 impl Window {
     /// A window able to track at least `capacity` messages in flight.
     pub fn new(capacity: usize) -> Self {
-        let cap = capacity.max(2).next_power_of_two();
+        let cap = Self::slots_for(capacity);
         let empty = Slot {
             seq: u64::MAX,
             t_ref: 0,
@@ -121,6 +121,16 @@ impl Window {
     /// Messages sent and not yet resolved.
     pub fn in_flight(&self) -> usize {
         self.pending
+    }
+
+    /// Slots a window asked for `capacity` has: a power of two, at least 2.
+    pub fn slots_for(capacity: usize) -> usize {
+        capacity.max(2).next_power_of_two()
+    }
+
+    /// Heap bytes of a window asked for `capacity`: what [`Window::new`] allocates.
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::slots_for(capacity) * std::mem::size_of::<Slot>()
     }
 
     /// Messages the window can track at once.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{closed_port, tcp_peer, temp_path, Behaviour};
@@ -12,6 +12,27 @@ fn loadgen(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Runs the binary, killing it (and failing the test) if it is still going after `limit`.
+fn loadgen_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            panic!("{args:?} still running after {limit:?}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }
 
 const QUICK: [&str; 8] = [
@@ -79,6 +100,62 @@ fn usage_errors_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// Values that used to panic (a duration past what `Duration` holds), spin (a rate so high
+/// every message is due at once), overflow a deadline or allocate without bound (pipeline x
+/// connections) are usage errors: exit 2 at once, naming the flag. The target refuses, so
+/// a value let through by mistake cannot load anything.
+#[test]
+fn out_of_range_values_exit_2() {
+    let target = closed_port().to_string();
+    for (args, needles) in [
+        (
+            &["--duration", "1000000000000000000000000h"][..],
+            &["--duration", "too long"][..],
+        ),
+        (
+            &["--warmup", "99999999999999999999999"],
+            &["--warmup", "too long"],
+        ),
+        (&["--duration", "8761h"], &["--duration", "365 days"]),
+        (&["--warmup", "9000h"], &["--warmup", "365 days"]),
+        (
+            &["--udp", "--udp-timeout", "9000h"],
+            &["--udp-timeout", "365 days"],
+        ),
+        (&["--rate", "0"], &["--rate", "positive"]),
+        (&["--rate", "NaN"], &["--rate", "positive"]),
+        (&["--rate", "inf"], &["--rate", "positive"]),
+        (&["--rate", "1e300"], &["--rate", "at most"]),
+        (&["--connect-rate", "NaN"], &["--connect-rate", "positive"]),
+        (
+            &["--connections", "4294967296"],
+            &["--connections", "1000000"],
+        ),
+        (
+            &["--pipeline", "4294967295", "--connections", "1000000"],
+            &["--pipeline", "65536"],
+        ),
+        (
+            &["--pipeline", "65536", "--connections", "100000"],
+            &["--connections", "buffers", "--pipeline"],
+        ),
+        (&["--size", "100000000"], &["--size", "at most"]),
+        (
+            &["--threads", "2000", "--connections", "5000"],
+            &["--threads"],
+        ),
+    ] {
+        let mut all = vec!["--target", &target, "--quiet"];
+        all.extend(args);
+        let out = loadgen_within(&all, Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
     }
 }
 

@@ -130,6 +130,55 @@ fn framed_mode_round_trips() {
     assert_eq!(r.wire_bytes, Some(104));
 }
 
+/// A server that hangs up owing echoes is noticed at once, even when the last echo and the
+/// FIN arrive together in one readiness event (the short read must not end the read loop
+/// then: the EOF behind the data would never raise another edge). The connection counts as
+/// failed with "server closed the connection", and with no connection left the run ends
+/// long before `--duration`.
+#[test]
+fn hang_up_with_data_is_noticed_at_once() {
+    let peer = tcp_peer(Behaviour::HangUpOwing {
+        read: 128,
+        echo: 64,
+    });
+    let mut cfg = quick(peer.addr);
+    cfg.connections = 1;
+    cfg.pipeline = 2;
+    cfg.duration = Duration::from_secs(5);
+    let started = Instant::now();
+    let r = loadgen::run(&cfg).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}: {}",
+        r.to_text()
+    );
+    assert_eq!(r.connections.failed, 1, "{}", r.to_text());
+    let why = r.first_error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("server closed the connection with 1 messages owed"),
+        "{why}: {}",
+        r.to_text()
+    );
+    assert!(!r.passed());
+}
+
+/// Library settings the command line cannot reach are not validated against a cap:
+/// `Duration::MAX` for the connect and drain timeouts means "never", and the deadlines
+/// built from them saturate instead of overflowing. A clean run still ends as soon as
+/// nothing is owed.
+#[test]
+fn endless_library_timeouts_saturate() {
+    let peer = tcp_peer(Behaviour::Echo);
+    let mut cfg = quick(peer.addr);
+    cfg.connect_timeout = Duration::MAX;
+    cfg.drain_timeout = Duration::MAX;
+    let started = Instant::now();
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
 /// A refused target is a clear error, quickly, not a hang.
 #[test]
 fn refused_target_is_an_error() {

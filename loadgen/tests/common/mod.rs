@@ -1,6 +1,6 @@
 //! Tiny echo peers for loadgen's tests, all on 127.0.0.1 port 0: a plain TCP echo, one that
-//! flips a byte, one that stops answering for a while, a framed echo, and a UDP echo that
-//! can drop datagrams. Each is thread-per-connection and blocking: simple enough to trust.
+//! flips a byte, one that stops answering for a while, a framed echo, one that hangs up
+//! owing echoes, and a UDP echo that can drop datagrams. Each is thread-per-connection and blocking: simple enough to trust.
 
 #![allow(dead_code)]
 
@@ -22,6 +22,10 @@ pub enum Behaviour {
     Stall { after: Duration, length: Duration },
     /// Read u32 BE length + payload frames and echo each whole.
     Framed,
+    /// Read `read` bytes, echo the first `echo` of them and the FIN in one segment (TCP_CORK,
+    /// then `shutdown(Write)`), then read and discard until the client closes. The client
+    /// gets the data and the EOF in one readiness event, owing `read - echo` bytes.
+    HangUpOwing { read: usize, echo: usize },
 }
 
 /// A running peer; stops accepting when dropped.
@@ -89,8 +93,10 @@ pub fn tcp_peer(behaviour: Behaviour) -> Peer {
 
 fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize, first: Instant) {
     stream.set_nodelay(true).unwrap();
-    if let Behaviour::Framed = behaviour {
-        return serve_framed(stream);
+    match behaviour {
+        Behaviour::Framed => return serve_framed(stream),
+        Behaviour::HangUpOwing { read, echo } => return serve_hang_up(stream, read, echo),
+        _ => {}
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut offset = 0u64;
@@ -138,6 +144,21 @@ fn serve_framed(mut stream: TcpStream) {
             return;
         }
     }
+}
+
+fn serve_hang_up(mut stream: TcpStream, read: usize, echo: usize) {
+    let mut buf = vec![0u8; read];
+    if stream.read_exact(&mut buf).is_err() {
+        return;
+    }
+    // Corked, the echo waits in the send queue, and shutdown tacks the FIN onto it: one
+    // segment, so the client cannot see the data and the EOF as two edges.
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
+    stream.write_all(&buf[..echo]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // Keep reading (no RST for unread data, no extra wakeup for the client) until it leaves.
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
 }
 
 /// Starts a UDP echo that drops every `drop_every`-th datagram (if set).
