@@ -65,8 +65,15 @@ pub struct Config {
 /// purpose, and keeps `Instant + duration` from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// Largest `--max-pending`: memory is bounded by connections x this, so a
+/// value that large is a mistake, not a setting.
+pub const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
+
 /// Largest `--max-line`: a line buffer is per connection, so this bounds it.
 pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Default `--max-conns`.
+pub const DEFAULT_MAX_CONNS: usize = 10_000;
 
 /// Default TCP (and UDP) address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -78,7 +85,7 @@ impl Default for Config {
             listen,
             udp: Some(listen),
             mode: Mode::Echo,
-            max_conns: 10_000,
+            max_conns: DEFAULT_MAX_CONNS,
             max_pending: 256 * 1024,
             idle_timeout: Some(Duration::from_secs(300)),
             drain_timeout: Duration::from_secs(5),
@@ -113,6 +120,12 @@ impl Config {
         }
         if self.mode == Mode::Files && self.root.is_none() {
             return bad("--mode files needs --root DIR");
+        }
+        if self.max_pending > MAX_PENDING_LIMIT {
+            return bad("--max-pending cannot exceed 1073741824 (1 GiB)");
+        }
+        if self.root.is_some() && self.mode != Mode::Files {
+            return bad("--root only applies to --mode files");
         }
         if self.max_line > MAX_LINE_LIMIT {
             return bad("--max-line cannot exceed 67108864 (64 MiB)");

@@ -37,7 +37,7 @@ struct Cli {
 
     /// Most connections at once; further clients wait in the backlog. Also
     /// clamped below the open-files limit.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = echoloop::config::DEFAULT_MAX_CONNS)]
     max_conns: usize,
 
     /// Per-connection high-water mark of unsent output, in bytes; past it the
@@ -123,7 +123,16 @@ fn main() -> ExitCode {
     let config = Cli::parse().into_config();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     echoloop::server::raise_fd_limit();
-    match Server::bind(config).and_then(Server::run) {
+    let run = Server::bind(config).and_then(|server| {
+        // The bound addresses on stdout, whatever RUST_LOG says: with port 0
+        // this is how a script learns where to connect.
+        let udp = server
+            .udp_addr()
+            .map_or("off".to_string(), |a| a.to_string());
+        println!("tcp={} udp={udp}", server.tcp_addr());
+        server.run()
+    });
+    match run {
         Ok(_) => ExitCode::SUCCESS,
         // A setting that cannot work is a usage error, like a bad flag (2).
         Err(e @ Error::Config(_)) => {

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, DEFAULT_MAX_CONNS};
 use crate::error::Error;
 use crate::reactor::{Reactor, WAKER};
 use crate::shutdown::ShutdownHandle;
@@ -189,9 +189,15 @@ fn clamp_to_fd_limit(max_conns: usize, mode: Mode) -> usize {
     let allowed = (limit.saturating_sub(RESERVED_FDS) / per_conn).max(1);
     let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
     if max_conns > allowed {
-        warn!(
+        let msg = format!(
             "max_conns={max_conns} exceeds what the open-files limit allows; using max_conns={allowed} (raise it with ulimit -n)"
         );
+        // Lowering a limit the user never set is worth knowing, not a warning.
+        if max_conns == DEFAULT_MAX_CONNS {
+            info!("{msg}");
+        } else {
+            warn!("{msg}");
+        }
         return allowed;
     }
     max_conns

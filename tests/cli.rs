@@ -68,6 +68,32 @@ fn port_zero_logs_real_addresses() {
     assert_eq!(sock.recv(&mut buf).unwrap(), 2);
 }
 
+/// The bound addresses also go to stdout, whatever the log level, so a
+/// script can find a port-0 server even with `RUST_LOG=off`.
+#[test]
+fn bound_addresses_on_stdout_even_with_logging_off() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let read = stdout.read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    let addr = |key: &str| -> std::net::SocketAddr {
+        let field = line.split_whitespace().find_map(|f| f.strip_prefix(key));
+        field.expect(key).parse().expect(key)
+    };
+    assert_ne!(addr("tcp=").port(), 0, "{line}");
+    assert_ne!(addr("udp=").port(), 0, "{line}");
+}
+
 /// `--no-udp` says `udp=off`; `--udp` picks a separate address.
 #[test]
 fn udp_flags() {
@@ -135,6 +161,16 @@ fn unusable_settings_exit_2() {
         &[&l[..], &["--max-line", &huge]].concat(),
         2,
         &["--max-line"],
+    );
+    assert_fails(
+        &[&l[..], &["--max-pending", &huge]].concat(),
+        2,
+        &["--max-pending"],
+    );
+    assert_fails(
+        &[&l[..], &["--root", "/tmp"]].concat(),
+        2,
+        &["--root", "--mode files"],
     );
 }
 

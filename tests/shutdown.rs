@@ -123,5 +123,8 @@ fn second_signal_exits_at_once() {
     server.wait_exit();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(server.log().iter().any(|l| l.contains("second signal")));
+    // The bytes still owed to the client are lost, and counted.
+    let stopped = server.wait_log("final counters", "stopped:");
+    assert!(stopped.contains("drain_aborts=1 "), "{stopped}");
     drop(s);
 }

@@ -102,6 +102,10 @@ impl Reactor {
     pub(super) fn finish(self) -> StatsSnapshot {
         let remaining = self.conns.len() as u64;
         let stats = &self.shared.stats;
+        // Only a second signal leaves connections behind; those still owed
+        // bytes lose them, and that is counted like a drain that timed out.
+        let abandoned = self.conns.iter().filter(|(_, s)| !s.conn.fully_delivered());
+        stats::add(&stats.drain_aborts, abandoned.count() as u64);
         stats::add(&stats.closed, remaining);
         stats::sub(&stats.active, remaining);
         let snap = stats.snapshot();
