@@ -61,19 +61,35 @@ impl HlogSink {
     }
 }
 
-/// One per-second line (or a bar on a terminal) on stderr.
+/// One per-second line (or a bar on a terminal) on stderr, and the "warming up" line.
 struct Progress {
     enabled: bool,
     tty: bool,
+    warmup: Duration,
     duration: Duration,
+    /// "warming up" was printed (or is not to be).
+    warned_warmup: bool,
 }
 
 impl Progress {
-    /// Interval `index` (0-based) is complete with `msgs` messages.
-    fn line(&self, index: u64, msgs: u64, p99_ns: u64, errors: u64) {
-        let measured = crate::conn::ns(self.duration);
+    /// A connection works `at_ns` after the epoch: say that the warm-up runs, if it still
+    /// does. Not before, so a refused target gets one error line and nothing else.
+    fn up(&mut self, at_ns: u64) {
+        let warming = at_ns < crate::conn::ns(self.warmup);
+        if self.enabled && !self.warned_warmup && warming {
+            eprintln!("warming up for {:?}", self.warmup);
+        }
+        self.warned_warmup = true;
+    }
+
+    /// Interval `index` (0-based) is complete with `msgs` messages. `end_ns`: when the run
+    /// ended (ns since the start of the measured time), if it has: the last interval may
+    /// be cut short, or may never have begun.
+    fn line(&self, index: u64, msgs: u64, p99_ns: u64, errors: u64, end_ns: Option<u64>) {
+        let measured = crate::conn::ns(self.duration).min(end_ns.unwrap_or(u64::MAX));
         let start = index * INTERVAL_NS;
-        // An interval starting after the measured time holds only drained echoes.
+        // An interval starting after the measured time holds only drained echoes; one
+        // starting after the run ended (every connection failed in the warm-up) never was.
         if !self.enabled || start >= measured {
             return;
         }
@@ -125,8 +141,15 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector for `threads` workers.
-    pub fn new(threads: usize, hlog: Option<HlogSink>, progress: bool, duration: Duration) -> Self {
+    /// A collector for `threads` workers; progress (if `progress`) for a run of `warmup`
+    /// then `duration`.
+    pub fn new(
+        threads: usize,
+        hlog: Option<HlogSink>,
+        progress: bool,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Self {
         Collector {
             threads,
             reported: vec![None; threads],
@@ -142,7 +165,9 @@ impl Collector {
             progress: Progress {
                 enabled: progress,
                 tty: io::stderr().is_terminal(),
+                warmup,
                 duration,
+                warned_warmup: warmup.is_zero(),
             },
             failure: None,
         }
@@ -173,6 +198,7 @@ impl Collector {
                 self.stats.add(&stats);
                 self.end_ns = self.end_ns.max(end_ns);
             }
+            WorkerMsg::Up { at_ns } => self.progress.up(at_ns),
             WorkerMsg::Failed(e) => {
                 self.failure.get_or_insert(e);
             }
@@ -206,8 +232,18 @@ impl Collector {
                 .add(&hist)
                 .map_err(|e| io::Error::other(format!("{e:?}")))?;
             let errors: u64 = self.errors.iter().sum();
-            self.progress
-                .line(k, hist.len(), self.total.value_at_quantile(0.99), errors);
+            // Every thread done: the run ended at `end_ns`, and if no connection was ever
+            // made the run is an error, with no progress to show.
+            let all_done = self.done.iter().all(|d| *d);
+            let end = all_done.then(|| {
+                let warmup = crate::conn::ns(self.progress.warmup);
+                match self.stats.opened {
+                    0 => 0,
+                    _ => self.end_ns.saturating_sub(warmup),
+                }
+            });
+            let p99 = self.total.value_at_quantile(0.99);
+            self.progress.line(k, hist.len(), p99, errors, end);
             self.emitted.push((k, hist));
             self.write_emitted()?;
             self.next_emit += 1;

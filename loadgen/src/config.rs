@@ -135,7 +135,15 @@ impl RunConfig {
         }
         check_duration("warmup", self.warmup)?;
         check_duration("udp-timeout", self.udp_timeout)?;
+        if self.protocol == Protocol::Udp && self.udp_timeout.is_zero() {
+            return Err(invalid("udp-timeout", "must be greater than 0"));
+        }
         check_rate("rate", self.rate)?;
+        if self.rate.is_some() && self.pipeline != 1 {
+            let why = "cannot be combined with --rate (open loop sends on its schedule; \
+                       a pipeline applies to the closed loop only)";
+            return Err(invalid("pipeline", why));
+        }
         if self.rate.is_some_and(|r| r > MAX_RATE) {
             let why = format!("at most {MAX_RATE:e} messages/s (one per ns)");
             return Err(invalid("rate", why));
@@ -510,6 +518,16 @@ mod tests {
             assert_eq!(flag_for(|c| c.connect_rate = Some(r)), want, "{r}");
         }
         assert_eq!(flag_for(|c| c.rate = Some(MAX_RATE)), "ok");
+        // Open loop has no pipeline; a zero UDP timeout would count every datagram lost.
+        assert_eq!(
+            flag_for(|c| (c.rate, c.pipeline) = (Some(10.0), 4)),
+            "pipeline"
+        );
+        assert_eq!(flag_for(|c| (c.rate, c.pipeline) = (Some(10.0), 1)), "ok");
+        let udp_zero = |c: &mut RunConfig| {
+            (c.protocol, c.udp_timeout) = (Protocol::Udp, Duration::ZERO);
+        };
+        assert_eq!(flag_for(udp_zero), "udp-timeout");
         assert_eq!(
             flag_for(|c| c.connections = MAX_CONNECTIONS + 1),
             "connections"

@@ -57,8 +57,11 @@ pub struct ThreadStats {
     pub late_sends: u64,
     /// Open loop: the largest send lag seen in the measured time, ns.
     pub max_lag_ns: u64,
+    /// The first data error (corrupt, missing, duplicate, reordered: what fails a run),
+    /// described, with when it was seen (ns since the epoch) to pick the earliest thread's.
+    pub first_error: Option<(u64, String)>,
     /// The first connection error, to explain a failed run.
-    pub first_error: Option<String>,
+    pub conn_error: Option<String>,
 }
 
 impl ThreadStats {
@@ -71,8 +74,16 @@ impl ThreadStats {
         self.sent += o.sent;
         self.late_sends += o.late_sends;
         self.max_lag_ns = self.max_lag_ns.max(o.max_lag_ns);
-        if self.first_error.is_none() {
+        let earlier = match (&self.first_error, &o.first_error) {
+            (None, theirs) => theirs.is_some(),
+            (Some((mine, _)), Some((theirs, _))) => theirs < mine,
+            (Some(_), None) => false,
+        };
+        if earlier {
             self.first_error.clone_from(&o.first_error);
+        }
+        if self.conn_error.is_none() {
+            self.conn_error.clone_from(&o.conn_error);
         }
     }
 }
@@ -101,6 +112,8 @@ pub struct Ctx {
     pub hist: Histogram<u64>,
     /// This thread's counters.
     pub stats: ThreadStats,
+    /// Set once a connection of this thread works (TCP: connected; UDP: an answer came).
+    pub up: bool,
 }
 
 impl Ctx {
@@ -114,6 +127,14 @@ impl Ctx {
     pub fn record(&mut self, t_ref: u64) {
         if (self.measure_start..self.measure_end).contains(&t_ref) {
             self.hist.saturating_record(self.now.saturating_sub(t_ref));
+        }
+    }
+
+    /// Records the first data error of this thread, described by `what` (only called
+    /// while none is recorded, so describing costs nothing per message).
+    pub fn data_error(&mut self, what: String) {
+        if self.stats.first_error.is_none() {
+            self.stats.first_error = Some((self.now, what));
         }
     }
 

@@ -57,6 +57,12 @@ pub enum WorkerMsg {
         /// When the thread stopped, ns since epoch.
         end_ns: u64,
     },
+    /// The thread's first connection works (TCP: connected; UDP: answered), at `at_ns`
+    /// since the epoch. Sent once per thread.
+    Up {
+        /// When.
+        at_ns: u64,
+    },
     /// The thread could not run at all.
     Failed(String),
 }
@@ -100,6 +106,11 @@ pub struct Worker<C: Client> {
     interval_end: u64,
     next_tick: u64,
     drain_deadline: u64,
+    /// `ctx.up` has been reported to the collector.
+    announced: bool,
+    /// The first connect failure, logged as a warning only once a connection works: when
+    /// none does, the run's error says it all, in one line.
+    deferred_warning: Option<String>,
     tx: Sender<WorkerMsg>,
 }
 
@@ -148,6 +159,7 @@ impl<C: Client> Worker<C> {
             scratch: vec![0; SCRATCH_LEN],
             hist: crate::conn::new_histogram(),
             stats: ThreadStats::default(),
+            up: false,
             cfg: cfg.clone(),
         };
         Ok(Worker {
@@ -167,6 +179,8 @@ impl<C: Client> Worker<C> {
             drain_deadline: measure_end
                 .saturating_add(ns(grace))
                 .saturating_add(TICK_NS),
+            announced: false,
+            deferred_warning: None,
             tx: spec.tx,
         })
     }
@@ -190,6 +204,7 @@ impl<C: Client> Worker<C> {
             }
             self.ctx.refresh_now();
             self.dispatch();
+            self.announce_up();
         }
         self.finish();
         Ok(())
@@ -237,7 +252,9 @@ impl<C: Client> Worker<C> {
                     }
                     self.conns[i] = Slot::Live(c);
                 }
-                Err(e) => self.closing.push((i, Closed::ConnectFailed(e.to_string()))),
+                Err(e) => self
+                    .closing
+                    .push((i, Closed::ConnectFailed(crate::io_text(&e)))),
             }
         }
         self.close_pending();
@@ -387,8 +404,15 @@ impl<C: Client> Worker<C> {
                     if self.ctx.cfg.protocol == crate::config::Protocol::Udp {
                         stats.opened = stats.opened.saturating_sub(1);
                     }
-                    let (level, target) = (first_or_debug(stats.failed), self.ctx.cfg.target);
-                    log::log!(level, "connect failed id={id} target={target} error={e}");
+                    let target = self.ctx.cfg.target;
+                    if stats.failed == 1 && !self.ctx.up {
+                        let line = format!("connect failed id={id} target={target} error={e}");
+                        log::debug!("{line}");
+                        self.deferred_warning = Some(line);
+                    } else {
+                        let level = first_or_debug(stats.failed);
+                        log::log!(level, "connect failed id={id} target={target} error={e}");
+                    }
                     e
                 }
                 Closed::Broken(e) => {
@@ -400,9 +424,24 @@ impl<C: Client> Worker<C> {
                     e
                 }
             };
-            if stats.first_error.is_none() {
-                stats.first_error = Some(text);
+            if stats.conn_error.is_none() {
+                stats.conn_error = Some(text);
             }
+        }
+    }
+
+    /// Once a connection of this thread works: tells the collector (which then says
+    /// "warming up"), and logs the connect failure held back until now.
+    fn announce_up(&mut self) {
+        if self.announced || !self.ctx.up {
+            return;
+        }
+        self.announced = true;
+        let _ = self.tx.send(WorkerMsg::Up {
+            at_ns: self.ctx.now,
+        });
+        if let Some(line) = self.deferred_warning.take() {
+            log::warn!("{line}");
         }
     }
 

@@ -112,8 +112,9 @@ pub enum Error {
         /// The first error.
         reason: String,
     },
-    /// An output file could not be written; check the path and permissions.
-    #[error("cannot write {}: {source}", path.display())]
+    /// An output file could not be created or written; check the path and permissions.
+    /// Every output path is opened before any traffic, so a bad one fails at once.
+    #[error("cannot write {}: {}", path.display(), io_text(source))]
     Output {
         /// The file.
         path: PathBuf,
@@ -133,6 +134,16 @@ pub enum Error {
     Worker(String),
 }
 
+/// An IO error's text without the " (os error N)" suffix the standard library adds: the
+/// messages loadgen prints say "Connection refused", as the README shows.
+pub fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 impl Error {
     /// The exit status the command line uses: 2 for usage errors, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
@@ -150,10 +161,9 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     let wire = payload::Codec::new(cfg.size, cfg.framed).wire_len();
     let hlog = open_hlog(cfg, wire)?;
     let (rx, handles) = spawn_workers(cfg)?;
-    if cfg.progress && !cfg.warmup.is_zero() {
-        eprintln!("warming up for {:?}", cfg.warmup);
-    }
-    let mut collector = Collector::new(cfg.threads, hlog, cfg.progress, cfg.duration);
+    // "warming up" is printed by the collector once a connection works, so a refused
+    // target gets its one error line and nothing else.
+    let mut collector = Collector::new(cfg.threads, hlog, cfg.progress, cfg.warmup, cfg.duration);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
         source,
@@ -172,7 +182,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     let warmup_ns = conn::ns(cfg.warmup);
     let (histogram, stats, end_ns) = collector.finish(warmup_ns).map_err(io_err)?;
     if stats.opened == 0 && stats.failed > 0 {
-        let reason = stats.first_error.unwrap_or_default();
+        let reason = stats.conn_error.unwrap_or_default();
         return Err(Error::Connect {
             target: cfg.target,
             failed: stats.failed,
@@ -253,6 +263,26 @@ fn build_report(
         },
         sent: stats.sent,
         schedule,
-        first_error: stats.first_error,
+        first_error: stats.first_error.map(|(_, what)| what),
+        conn_error: stats.conn_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
+    #[test]
+    fn io_text_strips_the_os_error_code() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(io_text(&refused), "Connection refused");
+        let custom = std::io::Error::other("no (os error 5) here");
+        assert_eq!(io_text(&custom), "no (os error 5) here");
+        let out = Error::Output {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::EISDIR),
+        };
+        assert_eq!(out.to_string(), "cannot write /x: Is a directory");
     }
 }

@@ -1,7 +1,10 @@
 //! The `loadgen` command: parse, run (or merge), report, and map the outcome to the exit
-//! status: 0 passed, 1 data errors / lost data / connection failures, 2 usage errors.
+//! status: 0 passed (or merged), 1 data errors / lost data / connection failures / a file
+//! that cannot be written or read, 2 usage errors.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -21,18 +24,24 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Some(Command::Merge(m)) => loadgen::merge::merge_files(&m.files).map(|r| (r, m.output)),
+        Some(Command::Merge(m)) => Outputs::open(&m.output).and_then(|files| {
+            let merged = loadgen::merge::merge_files(&m.files);
+            files.finish(merged, &m.output)
+        }),
         None => {
             let output = cli.run.output.clone();
+            // Usage errors first (exit 2), then the output files (before any traffic), then
+            // the run, which opens --hlog before it starts.
             cli.run
                 .into_config()
                 .map_err(Error::from)
-                .and_then(|cfg| loadgen::run(&cfg))
-                .map(|r| (r, output))
+                .and_then(|cfg| Outputs::open(&output).map(|files| (cfg, files)))
+                .and_then(|(cfg, files)| files.finish(loadgen::run(&cfg), &output))
         }
     };
-    match outcome.and_then(|(report, output)| emit(&report, &output).map(|()| report)) {
-        Ok(report) if report.passed() => ExitCode::SUCCESS,
+    match outcome {
+        // A merge has no verdict: it succeeded if it could read and write everything.
+        Ok(report) if report.verdict() != Some(false) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("loadgen: error: {e}");
@@ -41,26 +50,111 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the report and writes the requested files.
-fn emit(report: &Report, output: &OutputArgs) -> Result<(), Error> {
-    if output.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report.to_json()).expect("a Value serialises")
-        );
-    } else {
-        print!("{}", report.to_text());
+/// One `--hgrm` or `--plot` file, opened before the run so that a bad path (a directory,
+/// a missing directory, no permission) fails at once rather than after the measured time.
+/// It is not truncated until the report is written: a failed run leaves an existing file
+/// as it was, and removes one it created.
+struct OutputFile {
+    path: PathBuf,
+    file: File,
+    created: bool,
+}
+
+impl OutputFile {
+    fn open(path: &Path) -> Result<Self, Error> {
+        let created = !path.exists();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| output_err(path, source))?;
+        Ok(OutputFile {
+            path: path.to_path_buf(),
+            file,
+            created,
+        })
     }
-    if let Some(path) = &output.hgrm {
-        write(path, &export::hgrm(&report.histogram))?;
+
+    fn write(mut self, text: &str) -> Result<(), Error> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .map_err(|source| output_err(&self.path, source))
     }
-    if let Some(path) = &output.plot {
-        write(
-            path,
-            &export::svg(&report.histogram, &title(report, &report.histogram)),
-        )?;
+
+    /// No report to write: leave no empty file behind.
+    fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
-    Ok(())
+}
+
+fn output_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Output {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The report's files, opened up front.
+struct Outputs {
+    hgrm: Option<OutputFile>,
+    plot: Option<OutputFile>,
+}
+
+impl Outputs {
+    fn open(output: &OutputArgs) -> Result<Self, Error> {
+        let hgrm = output.hgrm.as_deref().map(OutputFile::open).transpose()?;
+        let plot = match output.plot.as_deref().map(OutputFile::open).transpose() {
+            Ok(plot) => plot,
+            Err(e) => {
+                hgrm.into_iter().for_each(OutputFile::discard);
+                return Err(e);
+            }
+        };
+        Ok(Outputs { hgrm, plot })
+    }
+
+    /// Prints the report and writes the files, or discards them when there is no report.
+    fn finish(self, report: Result<Report, Error>, output: &OutputArgs) -> Result<Report, Error> {
+        match report {
+            Ok(report) => self.emit(&report, output).map(|()| report),
+            Err(e) => {
+                self.hgrm.into_iter().for_each(OutputFile::discard);
+                self.plot.into_iter().for_each(OutputFile::discard);
+                Err(e)
+            }
+        }
+    }
+
+    /// Prints the report (stdout: text, or JSON alone) and writes the requested files.
+    fn emit(self, report: &Report, output: &OutputArgs) -> Result<(), Error> {
+        if output.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json()).expect("a Value serialises")
+            );
+            // The text report carries this warning; with --json, stdout stays pure JSON.
+            if let Some(warning) = report.schedule_warning() {
+                eprintln!("WARNING {warning}");
+                eprintln!("        {}", loadgen::report::SCHEDULE_HINT);
+            }
+        } else {
+            print!("{}", report.to_text());
+        }
+        if let Some(file) = self.hgrm {
+            file.write(&export::hgrm(&report.histogram))?;
+        }
+        if let Some(file) = self.plot {
+            file.write(&export::svg(
+                &report.histogram,
+                &title(report, &report.histogram),
+            ))?;
+        }
+        Ok(())
+    }
 }
 
 fn title(report: &Report, h: &Histogram<u64>) -> String {
@@ -75,11 +169,4 @@ fn title(report: &Report, h: &Histogram<u64>) -> String {
         ),
         None => format!("merged: {} messages", h.len()),
     }
-}
-
-fn write(path: &Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text).map_err(|source| Error::Output {
-        path: path.to_path_buf(),
-        source,
-    })
 }

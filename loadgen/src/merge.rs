@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
@@ -40,13 +40,19 @@ fn input_err(path: &Path, reason: impl ToString) -> Error {
 
 /// Reads one interval log.
 pub fn read_log(path: &Path) -> Result<LogContents, Error> {
-    let bytes = std::fs::read(path).map_err(|e| input_err(path, e))?;
-    let mut histogram = Histogram::<u64>::new(3).map_err(|e| input_err(path, format!("{e:?}")))?;
+    let bytes = std::fs::read(path).map_err(|e| input_err(path, crate::io_text(&e)))?;
+    let mut histogram = Histogram::<u64>::new(3).map_err(|e| input_err(path, e))?;
     let mut deserializer = Deserializer::new();
     let mut base = 0.0;
     let mut spans = Vec::new();
     for entry in IntervalLogIterator::new(&bytes) {
-        match entry.map_err(|e| input_err(path, format!("not an interval log ({e:?})")))? {
+        let entry = entry.map_err(|LogIteratorError::ParseError { offset }| {
+            input_err(
+                path,
+                format!("not an HdrHistogram interval log (parse error at byte {offset})"),
+            )
+        })?;
+        match entry {
             LogEntry::BaseTime(t) => base = t.as_secs_f64(),
             LogEntry::StartTime(_) => {}
             LogEntry::Interval(ilh) => {
@@ -55,10 +61,10 @@ pub fn read_log(path: &Path) -> Result<LogContents, Error> {
                     .map_err(|e| input_err(path, format!("bad base64: {e}")))?;
                 let h: Histogram<u64> = deserializer
                     .deserialize(&mut raw.as_slice())
-                    .map_err(|e| input_err(path, format!("bad histogram: {e:?}")))?;
+                    .map_err(|e| input_err(path, format!("bad histogram: {e}")))?;
                 histogram
                     .add(&h)
-                    .map_err(|e| input_err(path, format!("{e:?}")))?;
+                    .map_err(|e| input_err(path, format!("cannot add a histogram: {e}")))?;
                 let start = base + ilh.start_timestamp().as_secs_f64();
                 spans.push((start, start + ilh.duration().as_secs_f64()));
             }
@@ -100,16 +106,17 @@ pub fn union_length(spans: &mut [(f64, f64)]) -> f64 {
     total + current.map_or(0.0, |(s, e)| e - s)
 }
 
-/// Merges the logs into one report (no settings, no error counts: logs hold latencies).
+/// Merges the logs into one report (no settings, no error counts and no verdict: logs hold
+/// latencies only).
 pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
-    let mut total = Histogram::<u64>::new(3).map_err(|e| Error::Worker(format!("{e:?}")))?;
+    let mut total = Histogram::<u64>::new(3).map_err(|e| Error::Worker(e.to_string()))?;
     let mut spans = Vec::new();
     let mut wire: Option<Option<usize>> = None;
     for path in paths {
         let log = read_log(path)?;
         total
             .add(&log.histogram)
-            .map_err(|e| input_err(path, format!("{e:?}")))?;
+            .map_err(|e| input_err(path, format!("cannot add its histogram: {e}")))?;
         spans.extend(log.spans);
         // MB/s only when every log agrees on the message size.
         wire = Some(match wire {
@@ -128,6 +135,7 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
         sent: 0,
         schedule: None,
         first_error: None,
+        conn_error: None,
     })
 }
 

@@ -125,6 +125,58 @@ impl Codec {
     }
 }
 
+/// Most received bytes a first-error description quotes.
+pub const QUOTE_MAX: usize = 80;
+
+/// `bytes` (at most [`QUOTE_MAX`] of them) as a quoted, escaped string: printable ASCII as
+/// is, everything else `\n`, `\xNN` and so on, `...` after the quote when cut short. A
+/// server's error message shows as text among the binary.
+pub fn quote(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(QUOTE_MAX)];
+    let more = if shown.len() < bytes.len() { "..." } else { "" };
+    format!("\"{}\"{more}", shown.escape_ascii())
+}
+
+impl Codec {
+    /// How `got` differs from message `(conn, seq)` as sent: the first differing byte
+    /// (offset on the wire, framed prefix included), how many differ, and a length
+    /// mismatch. Allocates: meant for the first error only.
+    pub fn describe_diff(&self, conn: u32, seq: u64, got: &[u8]) -> String {
+        let mut want = Vec::with_capacity(self.wire_len());
+        self.encode_into(conn, seq, &mut want);
+        let pairs = || want.iter().zip(got);
+        let differing = pairs().filter(|(w, g)| w != g).count();
+        let mut text = match pairs().position(|(w, g)| w != g) {
+            Some(i) => format!(
+                "byte {i} differs (expected {:#04x}, got {:#04x})",
+                want[i], got[i]
+            ),
+            None if got.len() == want.len() => "no byte differs".to_string(),
+            None => String::new(),
+        };
+        if differing > 1 {
+            let compared = want.len().min(got.len());
+            text.push_str(&format!(", {differing} of {compared} bytes differ"));
+        }
+        if got.len() != want.len() {
+            let sep = if text.is_empty() { "" } else { "; " };
+            text.push_str(&format!(
+                "{sep}{} bytes long, expected {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        text
+    }
+
+    /// Whether `got` is how message `(conn, seq)` begins on the wire (a cut-off echo).
+    pub fn is_prefix_of(&self, conn: u32, seq: u64, got: &[u8]) -> bool {
+        let mut want = Vec::with_capacity(self.wire_len());
+        self.encode_into(conn, seq, &mut want);
+        want.starts_with(got)
+    }
+}
+
 /// SplitMix64 finaliser: cheap, and every input bit affects every output bit.
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -217,6 +269,40 @@ mod tests {
         assert_eq!(msg.len(), HEADER_LEN);
         assert_eq!(codec.decode(&msg), Decoded::Intact { conn: 0, seq: 0 });
         assert_eq!(codec.decode(&msg[..HEADER_LEN - 1]), Decoded::Garbage);
+    }
+
+    /// A diff names the first differing byte with both values and counts the rest; a
+    /// length mismatch is said too.
+    #[test]
+    fn diff_descriptions() {
+        let codec = Codec::new(64, false);
+        let clean = message(&codec, 3, 17);
+        let mut upper = clean.clone();
+        upper[20] ^= 0x20;
+        upper[30] ^= 0x20;
+        let want = format!(
+            "byte 20 differs (expected {:#04x}, got {:#04x}), 2 of 64 bytes differ",
+            clean[20], upper[20]
+        );
+        assert_eq!(codec.describe_diff(3, 17, &upper), want);
+        assert_eq!(codec.describe_diff(3, 17, &clean), "no byte differs");
+        assert_eq!(
+            codec.describe_diff(3, 17, &clean[..10]),
+            "10 bytes long, expected 64"
+        );
+        assert!(codec.is_prefix_of(3, 17, &clean[..10]));
+        assert!(!codec.is_prefix_of(3, 17, &upper[..30]));
+    }
+
+    /// Quoting keeps text readable, escapes the rest, and cuts at 80 bytes.
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            quote(b"\0\0\x2aerror: \"x\"\n"),
+            r#""\x00\x00*error: \"x\"\n""#
+        );
+        let long = quote(&[b'a'; 100]);
+        assert_eq!(long, format!("\"{}\"...", "a".repeat(80)));
     }
 
     /// Encoding into a buffer with capacity does not reallocate.

@@ -151,8 +151,10 @@ pub struct Report {
     pub sent: u64,
     /// Open loop only.
     pub schedule: Option<ScheduleReport>,
-    /// The first connection error, if any.
+    /// The first data error, described (what differed, or what came instead of an echo).
     pub first_error: Option<String>,
+    /// The first connection error, if any.
+    pub conn_error: Option<String>,
 }
 
 impl Report {
@@ -210,25 +212,50 @@ impl Report {
         why
     }
 
-    /// Whether the run passed (exit status 0).
+    /// Whether the run passed: `None` for a merge, whose logs carry latencies only, so
+    /// nothing says whether the runs behind them passed.
+    pub fn verdict(&self) -> Option<bool> {
+        self.settings.as_ref().map(|_| self.failures().is_empty())
+    }
+
+    /// Whether the run passed (exit status 0). False for a merge, which has no verdict
+    /// ([`Report::verdict`]).
     pub fn passed(&self) -> bool {
-        self.failures().is_empty()
+        self.verdict() == Some(true)
+    }
+
+    /// Open loop: the warning when loadgen fell behind its schedule (over 1% of the
+    /// measured sends more than 1 ms late), without the hint ([`SCHEDULE_HINT`]).
+    pub fn schedule_warning(&self) -> Option<String> {
+        let s = self.schedule?;
+        let messages = self.messages();
+        if messages == 0 || s.late_sends * 100 <= messages {
+            return None;
+        }
+        let pct = s.late_sends as f64 * 100.0 / messages as f64;
+        Some(format!(
+            "loadgen fell behind its schedule ({pct:.1}% of sends late)."
+        ))
     }
 
     /// The `--json` object.
     pub fn to_json(&self) -> serde_json::Value {
+        let run = self.settings.as_ref();
         let mut v = json!({
             "messages": self.messages(),
             "duration_s": self.duration.as_secs_f64(),
             "msgs_per_sec": self.msgs_per_sec(),
             "bytes_per_sec": self.bytes_per_sec(),
             "latency_us": Latency::of(&self.histogram),
-            // A merge has no error or connection counts: null, not a misleading zero.
-            "errors": self.settings.as_ref().map(|_| self.errors),
-            "connections": self.settings.as_ref().map(|_| self.connections),
-            "sent": self.sent,
-            "passed": self.passed(),
-            "failures": self.failures(),
+            // A merge has no error or connection counts and no verdict: null, not a
+            // misleading zero or pass.
+            "errors": run.map(|_| self.errors),
+            "connections": run.map(|_| self.connections),
+            "sent": run.map(|_| self.sent),
+            "passed": self.verdict(),
+            "failures": run.map(|_| self.failures()),
+            "first_error": self.first_error,
+            "conn_error": self.conn_error,
             "settings": self.settings,
         });
         if self.udp() {
@@ -284,26 +311,24 @@ impl Report {
         if let Some(e) = &self.first_error {
             let _ = writeln!(t, "  first error  {e}");
         }
+        if let Some(e) = &self.conn_error {
+            let _ = writeln!(t, "  conn error   {e}");
+        }
         if let Some(s) = self.schedule {
             let _ = writeln!(
                 t,
                 "  schedule     {} of the measured sends were more than 1 ms late (max lag {:.1} us)",
                 s.late_sends, s.max_lag_us
             );
-            if self.messages() > 0 && s.late_sends * 100 > self.messages() {
-                let pct = s.late_sends as f64 * 100.0 / self.messages() as f64;
-                let _ = writeln!(
-                    t,
-                    "  WARNING      loadgen fell behind its schedule ({pct:.1}% of sends late)."
-                );
+            if let Some(warning) = self.schedule_warning() {
+                let _ = writeln!(t, "  WARNING      {warning}");
                 let _ = writeln!(t, "               {SCHEDULE_HINT}");
             }
         }
-        let fails = self.failures();
-        let verdict = if fails.is_empty() {
-            "PASS".to_string()
-        } else {
-            format!("FAIL ({})", fails.join(", "))
+        let verdict = match self.verdict() {
+            None => "n/a (logs carry latencies only)".to_string(),
+            Some(true) => "PASS".to_string(),
+            Some(false) => format!("FAIL ({})", self.failures().join(", ")),
         };
         let _ = writeln!(t, "  result       {verdict}");
         t
@@ -348,7 +373,7 @@ impl Report {
 }
 
 /// What to do when the schedule slips.
-const SCHEDULE_HINT: &str =
+pub const SCHEDULE_HINT: &str =
     "Latencies still count from the schedule, but the load was burstier than \
 asked. After a server stall that is expected (the backlog comes back at once); otherwise add \
 --threads, lower --rate, or give loadgen its own core.";
@@ -382,6 +407,7 @@ mod tests {
             sent: 0,
             schedule: None,
             first_error: None,
+            conn_error: None,
         }
     }
 
@@ -426,5 +452,71 @@ mod tests {
         assert!(u.passed(), "1.0% loss is within 1%");
         u.errors.lost = 11;
         assert!(!u.passed());
+    }
+
+    /// A merge has no verdict: text "n/a", JSON null for the verdict and every count the
+    /// logs do not carry.
+    #[test]
+    fn merge_has_no_verdict() {
+        let mut m = report(new_histogram());
+        m.settings = None;
+        assert_eq!(m.verdict(), None);
+        assert!(!m.passed());
+        assert!(m
+            .to_text()
+            .contains("  result       n/a (logs carry latencies only)\n"));
+        let v = m.to_json();
+        for key in [
+            "passed",
+            "sent",
+            "errors",
+            "connections",
+            "failures",
+            "settings",
+        ] {
+            assert!(v[key].is_null(), "{key}: {v}");
+        }
+    }
+
+    /// The schedule warning appears past 1% late sends, in the text report and on its own.
+    #[test]
+    fn schedule_warning_past_one_percent() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v).unwrap();
+        }
+        let mut r = report(h);
+        let late = |late_sends| ScheduleReport {
+            target_rate: 500.0,
+            late_sends,
+            max_lag_us: 5000.0,
+        };
+        r.schedule = Some(late(10));
+        assert_eq!(r.schedule_warning(), None);
+        r.schedule = Some(late(34));
+        let w = r.schedule_warning().unwrap();
+        assert_eq!(w, "loadgen fell behind its schedule (3.4% of sends late).");
+        assert!(r.to_text().contains(&format!("  WARNING      {w}")));
+    }
+
+    /// A data error and a connection error each get their line and JSON key.
+    #[test]
+    fn first_and_conn_errors_are_shown() {
+        let mut r = report(new_histogram());
+        r.errors.corrupt = 1;
+        r.first_error = Some("conn 3 seq 17: byte 20 differs".into());
+        r.conn_error = Some("Connection reset by peer".into());
+        let text = r.to_text();
+        assert!(
+            text.contains("  first error  conn 3 seq 17: byte 20 differs\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  conn error   Connection reset by peer\n"),
+            "{text}"
+        );
+        let v = r.to_json();
+        assert_eq!(v["first_error"], "conn 3 seq 17: byte 20 differs");
+        assert_eq!(v["conn_error"], "Connection reset by peer");
     }
 }

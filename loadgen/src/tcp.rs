@@ -17,6 +17,9 @@ use mio::net::TcpStream;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::conn::{ns, send_batch, Client, Closed, Ctx, Flow, SendState};
+use crate::io_text;
+use crate::payload::{quote, Codec, Decoded};
+use crate::verify::ErrorCounts;
 
 /// A TCP client connection.
 pub struct TcpClient {
@@ -88,7 +91,7 @@ impl Client for TcpClient {
                 Ok(true) => {}
                 // Spurious wakeup: the handshake is still going.
                 Ok(false) => return Flow::Continue,
-                Err(e) => return Flow::Close(Closed::ConnectFailed(e.to_string())),
+                Err(e) => return Flow::Close(Closed::ConnectFailed(io_text(&e))),
             }
         }
         // EOF or an error may sit behind data reported by the same event: read through them.
@@ -124,6 +127,13 @@ impl Client for TcpClient {
     }
 
     fn finish(&mut self, ctx: &mut Ctx) {
+        let (owed, front) = (self.send.window.in_flight(), self.send.window.front());
+        if owed > 0 && ctx.stats.first_error.is_none() {
+            let id = self.send.id;
+            ctx.data_error(format!(
+                "conn {id} seq {front}: never echoed ({owed} messages owed when the connection ended)"
+            ));
+        }
         self.send.window.abandon(false, &mut ctx.stats.errors);
     }
 
@@ -146,6 +156,7 @@ impl TcpClient {
             Ok(_) => {
                 self.connected = true;
                 ctx.stats.opened += 1;
+                ctx.up = true;
                 self.send.on_connect();
                 log::debug!(
                     "connected id={} local={:?}",
@@ -181,7 +192,7 @@ impl TcpClient {
                 }
                 Err(e) if would_block(&e) => break Flow::Continue,
                 Err(e) if interrupted(&e) => continue,
-                Err(e) => break Flow::Close(Closed::Broken(e.to_string())),
+                Err(e) => break Flow::Close(Closed::Broken(io_text(&e))),
             }
         };
         ctx.scratch = scratch;
@@ -189,10 +200,22 @@ impl TcpClient {
     }
 
     /// The server closed its side: fine once nothing is owed after the measured time.
-    fn on_eof(&mut self, ctx: &Ctx) -> Flow {
+    /// Otherwise the connection broke; and when the last bytes the server sent are not the
+    /// start of an echo (a server's error message, typically), they are the first error,
+    /// quoted.
+    fn on_eof(&mut self, ctx: &mut Ctx) -> Flow {
         let owed = self.send.window.in_flight();
         if owed == 0 && ctx.now >= ctx.measure_end {
             return Flow::Close(Closed::Finished);
+        }
+        let (id, front) = (self.send.id, self.send.window.front());
+        let junk = !self.partial.is_empty() && !ctx.codec.is_prefix_of(id, front, &self.partial);
+        if junk && ctx.stats.first_error.is_none() {
+            ctx.data_error(format!(
+                "conn {id} seq {front}: the server sent {} bytes that are not an echo, then closed: {}",
+                self.partial.len(),
+                quote(&self.partial)
+            ));
         }
         Flow::Close(Closed::Broken(format!(
             "server closed the connection with {owed} messages owed"
@@ -211,26 +234,41 @@ impl TcpClient {
                 return;
             }
             let partial = std::mem::take(&mut self.partial);
-            self.verify(&partial, ctx);
+            self.verify(&partial, bytes, ctx);
             self.partial = partial;
             self.partial.clear();
         }
-        let mut chunks = bytes.chunks_exact(wire);
-        for msg in &mut chunks {
-            self.verify(msg, ctx);
+        let whole = bytes.len() / wire * wire;
+        for at in (0..whole).step_by(wire) {
+            self.verify(&bytes[at..at + wire], &bytes[at + wire..], ctx);
         }
-        self.partial.extend_from_slice(chunks.remainder());
+        self.partial.extend_from_slice(&bytes[whole..]);
     }
 
-    fn verify(&mut self, msg: &[u8], ctx: &mut Ctx) {
+    /// Verifies one echo; `after` is what followed it in the same read, quoted with it
+    /// when it is the first data error and not even a header (a server's message).
+    fn verify(&mut self, msg: &[u8], after: &[u8], ctx: &mut Ctx) {
         let decoded = ctx.codec.decode(msg);
         let id = self.send.id;
+        let watch = ctx.stats.first_error.is_none();
+        let (before, front) = (ctx.stats.errors, self.send.window.front());
         if let Some(t_ref) = self
             .send
             .window
             .on_stream_message(decoded, id, &mut ctx.stats.errors)
         {
             ctx.record(t_ref);
+        }
+        if watch && ctx.stats.errors.fails(false) != before.fails(false) {
+            let echo = Echo {
+                id,
+                front,
+                decoded,
+                msg,
+                after,
+            };
+            let what = echo.describe(&ctx.codec, &before, &ctx.stats.errors);
+            ctx.data_error(what);
         }
     }
 
@@ -248,9 +286,65 @@ impl TcpClient {
                 }
                 Err(e) if would_block(&e) => break,
                 Err(e) if interrupted(&e) => continue,
-                Err(e) => return Flow::Close(Closed::Broken(e.to_string())),
+                Err(e) => return Flow::Close(Closed::Broken(io_text(&e))),
             }
         }
         Flow::Continue
+    }
+}
+
+/// One echo that was a data error, with what is needed to say what went wrong.
+struct Echo<'a> {
+    /// The connection.
+    id: u32,
+    /// The message the stream was due to deliver.
+    front: u64,
+    decoded: Decoded,
+    msg: &'a [u8],
+    /// The bytes that followed in the same read.
+    after: &'a [u8],
+}
+
+impl Echo<'_> {
+    /// What differed, given the error counts before and after the window judged it.
+    fn describe(&self, codec: &Codec, before: &ErrorCounts, after: &ErrorCounts) -> String {
+        let (id, front) = (self.id, self.front);
+        match self.decoded {
+            Decoded::Intact { conn, seq } if conn == id => {
+                if after.missing > before.missing {
+                    format!(
+                        "conn {id}: the echo of seq {seq} came where seq {front} was due ({} messages skipped)",
+                        seq - front
+                    )
+                } else if after.duplicate > before.duplicate {
+                    format!("conn {id} seq {seq}: echoed twice")
+                } else if after.reordered > before.reordered {
+                    format!("conn {id} seq {seq}: echoed after later messages")
+                } else {
+                    format!("conn {id} seq {front}: got seq {seq}, which was never sent")
+                }
+            }
+            Decoded::Intact { conn, seq } => {
+                format!("conn {id} seq {front}: got the echo of conn {conn} seq {seq}")
+            }
+            Decoded::Damaged { conn, seq } if conn == id => {
+                format!(
+                    "conn {id} seq {seq}: {}",
+                    codec.describe_diff(id, seq, self.msg)
+                )
+            }
+            // Not even the header: quote what came, it may be the server talking.
+            Decoded::Damaged { .. } | Decoded::Garbage => {
+                let mut got = self.msg.to_vec();
+                got.extend_from_slice(
+                    &self.after[..self.after.len().min(crate::payload::QUOTE_MAX)],
+                );
+                format!(
+                    "conn {id} seq {front}: {}; received {}",
+                    codec.describe_diff(id, front, self.msg),
+                    quote(&got)
+                )
+            }
+        }
     }
 }

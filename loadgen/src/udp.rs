@@ -12,6 +12,9 @@ use mio::event::{Event, Source};
 use mio::net::UdpSocket;
 
 use crate::conn::{Client, Closed, Ctx, Flow, SendState};
+use crate::io_text;
+use crate::payload::{quote, Codec, Decoded};
+use crate::verify::ErrorCounts;
 
 /// A UDP client socket.
 pub struct UdpClient {
@@ -116,11 +119,21 @@ impl UdpClient {
                 Ok(n) => {
                     ctx.refresh_now();
                     self.answered = true;
-                    let decoded = ctx.codec.decode(&scratch[..n]);
+                    ctx.up = true;
+                    let datagram = &scratch[..n];
+                    let decoded = ctx.codec.decode(datagram);
+                    let watch = ctx.stats.first_error.is_none();
+                    let before = ctx.stats.errors;
                     let errors = &mut ctx.stats.errors;
                     if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors)
                     {
                         ctx.record(t_ref);
+                    }
+                    if watch && ctx.stats.errors.fails(true) != before.fails(true) {
+                        let after = &ctx.stats.errors;
+                        let what =
+                            describe(&ctx.codec, self.send.id, decoded, datagram, &before, after);
+                        ctx.data_error(what);
                     }
                 }
                 Err(e) if would_block(&e) => break Flow::Continue,
@@ -132,18 +145,100 @@ impl UdpClient {
         flow
     }
 
-    /// A socket error (typically ECONNREFUSED: nothing listens on the target port).
+    /// A socket error (typically ECONNREFUSED: nothing listens on the target port). The
+    /// text is the error alone: the report and the connect error already name the target.
     fn failed(&self, e: io::Error) -> Flow {
-        let why = format!(
-            "{e} (udp {})",
-            self.socket
-                .peer_addr()
-                .map_or("?".into(), |a| a.to_string())
-        );
+        let why = io_text(&e);
         if self.answered {
             Flow::Close(Closed::Broken(why))
         } else {
             Flow::Close(Closed::ConnectFailed(why))
         }
+    }
+}
+
+/// What was wrong with a datagram that was a data error (corrupt or duplicate), given the
+/// error counts before and after the window judged it.
+fn describe(
+    codec: &Codec,
+    id: u32,
+    decoded: Decoded,
+    datagram: &[u8],
+    before: &ErrorCounts,
+    after: &ErrorCounts,
+) -> String {
+    match decoded {
+        Decoded::Damaged { conn, seq } if conn == id => {
+            format!(
+                "conn {id} seq {seq}: {}",
+                codec.describe_diff(id, seq, datagram)
+            )
+        }
+        Decoded::Intact { conn, seq } if conn == id && after.duplicate > before.duplicate => {
+            format!("conn {id} seq {seq}: answered twice")
+        }
+        Decoded::Intact { conn, seq } if conn == id => {
+            format!("conn {id}: got seq {seq}, which was never sent")
+        }
+        Decoded::Intact { conn, seq } | Decoded::Damaged { conn, seq } => {
+            format!("conn {id}: got the answer of conn {conn} seq {seq}")
+        }
+        Decoded::Garbage if datagram.len() != codec.wire_len() => format!(
+            "conn {id}: a datagram of {} bytes, expected {}; received {}",
+            datagram.len(),
+            codec.wire_len(),
+            quote(datagram)
+        ),
+        Decoded::Garbage => format!(
+            "conn {id}: a datagram with an unreadable header; received {}",
+            quote(datagram)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of bad datagram is described: a changed byte, a duplicate, another
+    /// socket's answer, a wrong length, an unreadable header (quoted).
+    #[test]
+    fn bad_datagrams_are_described() {
+        let codec = Codec::new(32, false);
+        let mut msg = Vec::new();
+        codec.encode_into(2, 5, &mut msg);
+        let none = ErrorCounts::default();
+        let dup = ErrorCounts {
+            duplicate: 1,
+            ..none
+        };
+        let say =
+            |d, bytes: &[u8], after: &ErrorCounts| describe(&codec, 2, d, bytes, &none, after);
+        let mut damaged = msg.clone();
+        damaged[20] ^= 1;
+        let want = format!(
+            "conn 2 seq 5: byte 20 differs (expected {:#04x}, got {:#04x})",
+            msg[20], damaged[20]
+        );
+        let d = Decoded::Damaged { conn: 2, seq: 5 };
+        assert_eq!(say(d, &damaged, &none), want);
+        let ok = Decoded::Intact { conn: 2, seq: 5 };
+        assert_eq!(say(ok, &msg, &dup), "conn 2 seq 5: answered twice");
+        assert_eq!(
+            say(ok, &msg, &none),
+            "conn 2: got seq 5, which was never sent"
+        );
+        let other = Decoded::Intact { conn: 7, seq: 1 };
+        assert_eq!(
+            say(other, &msg, &none),
+            "conn 2: got the answer of conn 7 seq 1"
+        );
+        assert_eq!(
+            say(Decoded::Garbage, b"hi", &none),
+            r#"conn 2: a datagram of 2 bytes, expected 32; received "hi""#
+        );
+        let junk = [b'x'; 32];
+        let text = say(Decoded::Garbage, &junk, &none);
+        assert!(text.starts_with("conn 2: a datagram with an unreadable header; received \"xx"));
     }
 }

@@ -148,6 +148,11 @@ impl Window {
         self.next - self.low < self.slots.len() as u64
     }
 
+    /// The oldest unresolved seq: for TCP, the message the next echo in the stream must be.
+    pub fn front(&self) -> u64 {
+        self.low
+    }
+
     /// The seq the next [`Window::push`] returns.
     pub fn next_seq(&self) -> u64 {
         self.next

@@ -117,7 +117,32 @@ fn upper_mode_is_corruption() {
     let server = start(echoloop::Mode::Upper);
     let mut cfg = quick(server.tcp);
     cfg.duration = Duration::from_millis(200);
+    // A slow open loop: a few bad echoes are enough, the CPU stays free for timing tests.
+    (cfg.connections, cfg.rate) = (1, Some(200.0));
     let r = loadgen::run(&cfg).unwrap();
     assert!(!r.passed());
     assert!(r.errors.corrupt > 0, "{}", r.to_text());
+    // The report says what differed.
+    let what = r.first_error.clone().unwrap_or_default();
+    assert!(
+        what.starts_with("conn ") && what.contains(" differs (expected 0x"),
+        "{what}"
+    );
+}
+
+/// echoloop's framed mode answers a non-framed loadgen with an error frame and hangs up:
+/// the report quotes the server's message.
+#[test]
+fn framed_server_error_is_quoted() {
+    let server = start(echoloop::Mode::Framed);
+    let mut cfg = quick(server.tcp);
+    cfg.connections = 1;
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.passed(), "{}", r.to_text());
+    let what = r.first_error.clone().unwrap_or_default();
+    assert!(
+        what.contains("error: frame length ") && what.contains(" exceeds max-frame "),
+        "{}",
+        r.to_text()
+    );
 }

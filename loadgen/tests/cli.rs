@@ -147,6 +147,15 @@ fn out_of_range_values_exit_2() {
             &["--threads", "2000", "--connections", "5000"],
             &["--threads"],
         ),
+        // Open loop has no pipeline: both flags are named.
+        (
+            &["--rate", "100", "--pipeline", "4"],
+            &["--pipeline", "--rate"],
+        ),
+        (
+            &["--udp", "--udp-timeout", "0"],
+            &["--udp-timeout", "must be greater than 0"],
+        ),
     ] {
         let mut all = vec!["--target", &target, "--quiet"];
         all.extend(args);
@@ -172,24 +181,141 @@ fn corruption_exits_1_with_report() {
     );
 }
 
-/// A target that refuses connections exits 1 quickly with a clear message.
+/// A target that refuses connections exits 1 quickly with exactly the line the README
+/// shows, and nothing else: no "warming up", no log line per failure, no progress line for
+/// a second that never ran, no "(os error N)", the address once (TCP and UDP alike).
 #[test]
-fn refused_exits_1_quickly() {
-    let started = Instant::now();
-    let out = loadgen(&[
-        "--target",
-        &closed_port().to_string(),
-        "--duration",
-        "10s",
-        "--quiet",
-    ]);
+fn refused_exits_1_quickly_with_one_line() {
+    let target = closed_port().to_string();
+    for (extra, n) in [(&[][..], 50), (&["--udp", "--connections", "3"][..], 3)] {
+        let mut args = vec!["--target", &target, "--duration", "10s"];
+        args.extend(extra);
+        let started = Instant::now();
+        // Progress on, default logging: what a user sees.
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let want = format!(
+            "loadgen: error: could not connect to {target}: Connection refused \
+             ({n} of {n} connections failed)\n"
+        );
+        assert_eq!(err, want, "{extra:?}");
+        assert!(out.stdout.is_empty(), "{extra:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
+
+/// Output paths are opened before any traffic: a directory or a missing directory as
+/// --hgrm, --plot or --hlog fails at once (not after the measured time, not after printing
+/// a report), exit 1 like any file that cannot be written, and a file the failed run
+/// created is not left behind.
+#[test]
+fn bad_output_paths_fail_before_the_run() {
+    let peer = tcp_peer(Behaviour::Echo);
+    let addr = peer.addr.to_string();
+    let dir = temp_path("out-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("no-such-dir").join("x.svg");
+    let (dir, missing) = (dir.to_str().unwrap(), missing.to_str().unwrap());
+    let fresh = temp_path("fresh.hgrm");
+    let _ = std::fs::remove_file(&fresh);
+    for (flag, path, why) in [
+        ("--plot", dir, "Is a directory"),
+        ("--hgrm", dir, "Is a directory"),
+        ("--hlog", dir, "Is a directory"),
+        ("--plot", missing, "No such file or directory"),
+    ] {
+        // A second, good output file, which must not be left behind either.
+        let other = if flag == "--hgrm" { "--plot" } else { "--hgrm" };
+        let args = [
+            "--target",
+            &addr,
+            "--duration",
+            "10s",
+            other,
+            fresh.to_str().unwrap(),
+            flag,
+            path,
+        ];
+        let started = Instant::now();
+        let out = loadgen_within(&args, Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag} {path}: {err}");
+        assert_eq!(err, format!("loadgen: error: cannot write {path}: {why}\n"));
+        assert!(out.stdout.is_empty(), "{flag} {path}: a report was printed");
+        assert!(started.elapsed() < Duration::from_secs(3), "{flag} {path}");
+        assert!(!fresh.exists(), "{flag} {path}: left {fresh:?} behind");
+    }
+    // merge checks its outputs before reading too.
+    let out = loadgen(&["merge", "--plot", dir, "no-such.hlog"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("could not connect") && err.contains("refused"),
+        err.contains(&format!("cannot write {dir}: Is a directory")),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// An existing --hgrm file survives a run that ends without a report, and is replaced by
+/// one that has a report.
+#[test]
+fn existing_output_file_is_replaced_only_by_a_report() {
+    let hgrm = temp_path("keep.hgrm");
+    std::fs::write(&hgrm, "old contents that are longer than nothing\n").unwrap();
+    let path = hgrm.to_str().unwrap();
+    let refused = closed_port().to_string();
+    let out = loadgen(&["--target", &refused, "--quiet", "--hgrm", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(std::fs::read_to_string(&hgrm)
+        .unwrap()
+        .starts_with("old contents"));
+    let peer = tcp_peer(Behaviour::Echo);
+    let out = run_against(&peer.addr.to_string(), &["--hgrm", path]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        text.starts_with("       Value") && !text.contains("old"),
+        "{text}"
+    );
+}
+
+/// In open loop, --json warns on stderr when loadgen fell behind its schedule, as the text
+/// report does, and stdout stays one JSON object. A rate no loadgen can keep makes sure
+/// (the backlog then goes out in the drain, up to its 3 s timeout, and what is still owed
+/// then counts missing: exit 0 or 1, either way with the warning).
+#[test]
+fn json_open_loop_warns_on_stderr_when_behind() {
+    let peer = tcp_peer(Behaviour::Echo);
+    let args = [
+        "--target",
+        &peer.addr.to_string(),
+        "--connections",
+        "1",
+        "--size",
+        "1024",
+        "--rate",
+        "100000000",
+        "--warmup",
+        "0",
+        "--duration",
+        "300ms",
+        "--quiet",
+        "--json",
+    ];
+    let out = loadgen_within(&args, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["schedule"]["late_sends"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        err.starts_with("WARNING loadgen fell behind its schedule (")
+            && err.contains("% of sends late)."),
+        "{err}"
+    );
 }
 
 /// --hgrm, --plot and --hlog write their files; `merge` reads the log back with the same
@@ -229,4 +355,30 @@ fn output_files_and_merge() {
     let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(merged["messages"], run["messages"]);
     assert_eq!(merged["latency_us"]["max"], run["latency_us"]["max"]);
+    // Logs carry latencies only: no verdict and no counts, in JSON and in text.
+    for key in ["passed", "sent", "errors", "connections", "failures"] {
+        assert!(merged[key].is_null(), "{key}: {merged}");
+    }
+    let out = loadgen(&["merge", paths[2]]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  result       n/a (logs carry latencies only)\n") && !text.contains("PASS"),
+        "{text}"
+    );
+}
+
+/// `merge` of a file that is not an interval log says so in words, exit 1.
+#[test]
+fn merge_of_a_non_log_is_a_clear_error() {
+    let bad = temp_path("bad.hlog");
+    std::fs::write(&bad, "this is not a log\n").unwrap();
+    let path = bad.to_str().unwrap();
+    let out = loadgen(&["merge", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "loadgen: error: cannot read {path}: not an HdrHistogram interval log (parse error at byte 0)\n"
+    );
+    assert_eq!(err, want);
 }

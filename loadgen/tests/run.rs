@@ -154,13 +154,68 @@ fn hang_up_with_data_is_noticed_at_once() {
         r.to_text()
     );
     assert_eq!(r.connections.failed, 1, "{}", r.to_text());
-    let why = r.first_error.as_deref().unwrap_or_default();
+    let why = r.conn_error.as_deref().unwrap_or_default();
     assert!(
         why.contains("server closed the connection with 1 messages owed"),
         "{why}: {}",
         r.to_text()
     );
     assert!(!r.passed());
+}
+
+/// A server that upper-cases (echoloop `--mode upper`) fails the run, and the report says
+/// what differed: which connection and message, the first differing byte, and both values
+/// (a lower-case letter expected, its upper case received).
+#[test]
+fn first_error_names_the_differing_byte() {
+    let peer = tcp_peer(Behaviour::Upper);
+    // One bad echo is enough: a slow open loop keeps the CPU free for the timing tests.
+    let mut cfg = quick(peer.addr);
+    (cfg.connections, cfg.rate) = (1, Some(200.0));
+    (cfg.warmup, cfg.duration) = (Duration::ZERO, Duration::from_millis(200));
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.errors.corrupt > 0 && !r.passed(), "{}", r.to_text());
+    let what = r.first_error.clone().unwrap_or_default();
+    // "conn C seq S: byte B differs (expected 0xWW, got 0xGG)..."
+    let (head, tail) = what.split_once(": byte ").expect(&what);
+    assert!(
+        head.starts_with("conn ") && head.contains(" seq "),
+        "{what}"
+    );
+    let hex = |key: &str| {
+        let at = tail.find(key).expect(&what) + key.len();
+        u8::from_str_radix(&tail[at..at + 2], 16).expect(&what)
+    };
+    let (expected, got) = (hex("expected 0x"), hex("got 0x"));
+    assert!(expected.is_ascii_lowercase(), "{what}");
+    assert_eq!(got, expected.to_ascii_uppercase(), "{what}");
+    assert!(tail.contains(" differs ("), "{what}");
+    let text = r.to_text();
+    assert!(text.contains(&format!("  first error  {what}\n")), "{text}");
+}
+
+/// A server that answers with a message of its own and hangs up (echoloop's framed mode
+/// answering a non-framed client with an error frame): the first error quotes what it
+/// sent, escaped, whether that is shorter than one message (left over at the EOF) or
+/// longer (an echo-sized chunk of junk, quoted with what followed it).
+#[test]
+fn first_error_quotes_a_server_message() {
+    const REPLY: &[u8] = b"\0\0\0\x2aerror: frame length 2618 exceeds max-frame 1048576";
+    let peer = tcp_peer(Behaviour::Reply(REPLY));
+    for (size, needle) in [(1024, "not an echo, then closed"), (16, "; received ")] {
+        let mut cfg = quick(peer.addr);
+        (cfg.connections, cfg.size) = (1, size);
+        let r = loadgen::run(&cfg).unwrap();
+        assert!(!r.passed(), "{}", r.to_text());
+        let what = r.first_error.clone().unwrap_or_default();
+        assert!(what.starts_with("conn 0 seq 0: "), "{size}: {what}");
+        assert!(what.contains(needle), "{size}: {what}");
+        let quoted = r#""\x00\x00\x00*error: frame length 2618 exceeds max-frame 1048576""#;
+        assert!(what.ends_with(quoted), "{size}: {what}");
+        let why = r.conn_error.as_deref().unwrap_or_default();
+        assert!(why.contains("server closed the connection"), "{why}");
+        assert!(r.to_text().contains("  conn error   server closed"));
+    }
 }
 
 /// Library settings the command line cannot reach are not validated against a cap:

@@ -1,6 +1,8 @@
 //! Tiny echo peers for loadgen's tests, all on 127.0.0.1 port 0: a plain TCP echo, one that
-//! flips a byte, one that stops answering for a while, a framed echo, one that hangs up
-//! owing echoes, and a UDP echo that can drop datagrams. Each is thread-per-connection and blocking: simple enough to trust.
+//! flips a byte, one that upper-cases, one that stops answering for a while, a framed echo,
+//! one that hangs up owing echoes, one that answers with a message of its own and hangs up,
+//! and a UDP echo that can drop datagrams. Each is thread-per-connection and blocking:
+//! simple enough to trust.
 
 #![allow(dead_code)]
 
@@ -18,6 +20,12 @@ pub enum Behaviour {
     Echo,
     /// Echo, but flip the byte at this offset of the first connection's stream.
     FlipByteAt(u64),
+    /// Echo with ASCII letters upper-cased (echoloop's `--mode upper`).
+    Upper,
+    /// Read once, answer with these bytes instead of an echo, and hang up (reading and
+    /// discarding until the client leaves), like echoloop's framed mode answering a
+    /// non-framed client with an error frame.
+    Reply(&'static [u8]),
     /// Echo, but hold every reply during `[first accept + after, + length)`.
     Stall { after: Duration, length: Duration },
     /// Read u32 BE length + payload frames and echo each whole.
@@ -96,6 +104,7 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize, first: Insta
     match behaviour {
         Behaviour::Framed => return serve_framed(stream),
         Behaviour::HangUpOwing { read, echo } => return serve_hang_up(stream, read, echo),
+        Behaviour::Reply(reply) => return serve_reply(stream, reply),
         _ => {}
     }
     let mut buf = vec![0u8; 64 * 1024];
@@ -111,6 +120,7 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize, first: Insta
             {
                 buf[(at - offset) as usize] ^= 0x20;
             }
+            Behaviour::Upper => buf[..n].make_ascii_uppercase(),
             Behaviour::Stall { after, length } => {
                 let (from, until) = (first + after, first + after + length);
                 let now = Instant::now();
@@ -158,6 +168,19 @@ fn serve_hang_up(mut stream: TcpStream, read: usize, echo: usize) {
     stream.write_all(&buf[..echo]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     // Keep reading (no RST for unread data, no extra wakeup for the client) until it leaves.
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+fn serve_reply(mut stream: TcpStream, reply: &[u8]) {
+    let mut buf = vec![0u8; 64 * 1024];
+    if !matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+        return;
+    }
+    // One segment with the FIN, as in serve_hang_up.
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
+    stream.write_all(reply).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
     while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
 }
 
