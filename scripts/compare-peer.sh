@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the same loadgen load against echoloop and against the
-# thread-per-connection peer (loadgen/examples/echo_peer.rs), alternating,
-# with the server pinned to core 0 and loadgen to core 1, so the two can be
-# quoted as a ratio measured in one sitting.
+# Runs the same loadgen load against echoloop and against peers, alternating,
+# with the server pinned to core 0 and loadgen to core 1, so they can be
+# quoted as ratios measured in one sitting. Peers: echo_peer (blocking, one
+# thread per connection: loadgen/examples/echo_peer.rs) and tokio_peer (a
+# current-thread tokio runtime: examples/tokio_peer.rs).
 #
 #   cargo build --release --workspace --bins --examples
 #   scripts/compare-peer.sh ROUNDS [loadgen args...]
 #   scripts/compare-peer.sh 2 --connections 50 --duration 5s
+#   PEERS="echoloop tokio_peer" scripts/compare-peer.sh 1 --connections 1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=target/release
@@ -28,11 +30,11 @@ start() {
 }
 
 for _ in $(seq "$rounds"); do
-    for peer in echoloop echo_peer; do
+    for peer in ${PEERS:-echoloop echo_peer tokio_peer}; do
         if [ "$peer" = echoloop ]; then
             start "$R/echoloop" --listen 127.0.0.1:0 --no-udp
         else
-            start "$R/examples/echo_peer" 127.0.0.1:0
+            start "$R/examples/$peer" 127.0.0.1:0
         fi
         echo "== $peer $*"
         taskset -c 1 "$R/loadgen" --target "$addr" -q "$@" || true
