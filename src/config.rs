@@ -55,6 +55,11 @@ pub struct Config {
     pub max_line: usize,
     /// `files` mode: the directory files are served from.
     pub root: Option<PathBuf>,
+    /// Independent reactor threads, each with its own poller and sockets
+    /// bound to the same address with SO_REUSEPORT; the kernel spreads
+    /// clients across them. 1 (the default) is the classic single-threaded
+    /// server. `chat` needs 1: its room lives in one reactor.
+    pub reactors: usize,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. The binary sets it; an
     /// embedder that handles signals itself leaves it off and uses a
     /// `ShutdownHandle`.
@@ -64,6 +69,9 @@ pub struct Config {
 /// Longest accepted duration setting: a year is "never" for every practical
 /// purpose, and keeps `Instant + duration` from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Most `--reactors`: far more threads than cores only adds switching.
+pub const MAX_REACTORS: usize = 256;
 
 /// Largest `--max-pending`: memory is bounded by connections x this, so a
 /// value that large is a mistake, not a setting.
@@ -94,6 +102,7 @@ impl Default for Config {
             max_frame: 1024 * 1024,
             max_line: 4096,
             root: None,
+            reactors: 1,
             handle_signals: false,
         }
     }
@@ -120,6 +129,15 @@ impl Config {
         }
         if self.mode == Mode::Files && self.root.is_none() {
             return bad("--mode files needs --root DIR");
+        }
+        if self.reactors == 0 || self.reactors > MAX_REACTORS {
+            return bad("--reactors must be between 1 and 256");
+        }
+        if self.reactors > 1 && self.mode == Mode::Chat {
+            return bad("--mode chat needs --reactors 1 (the room lives in one reactor)");
+        }
+        if self.max_conns < self.reactors {
+            return bad("--max-conns must be at least --reactors");
         }
         if self.max_pending > MAX_PENDING_LIMIT {
             return bad("--max-pending cannot exceed 1073741824 (1 GiB)");

@@ -72,6 +72,12 @@ struct Cli {
     /// files mode: the directory to serve (required there).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+
+    /// Independent reactor threads sharing the port (SO_REUSEPORT), each
+    /// with its own poller and connections; max-conns is split between them.
+    /// 1 is the classic single-threaded server. Not with --mode chat.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    reactors: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -114,6 +120,7 @@ impl Cli {
             max_frame: self.max_frame,
             max_line: self.max_line,
             root: self.root,
+            reactors: self.reactors,
             handle_signals: true,
         }
     }

@@ -32,9 +32,8 @@ const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Server {
     pub(crate) config: Config,
-    pub(crate) poll: Poll,
-    pub(crate) listener: TcpListener,
-    pub(crate) udp: Option<UdpSocket>,
+    /// One set of sockets per reactor (`--reactors`, usually one).
+    shards: Vec<Shard>,
     pub(crate) shutdown: ShutdownHandle,
     pub(crate) stats: Stats,
     /// `--root`, canonicalised once so every request resolves against it.
@@ -43,9 +42,24 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
 }
 
+/// What one reactor owns: its poller and its own sockets. With several
+/// reactors every shard's listener (and UDP socket) is bound to the same
+/// address with SO_REUSEPORT, and the kernel spreads clients across them.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub(crate) poll: Poll,
+    pub(crate) listener: TcpListener,
+    pub(crate) udp: Option<UdpSocket>,
+    /// This reactor's share of `max_conns`.
+    pub(crate) max_conns: usize,
+    /// 0 for the first reactor, which also handles signals and logs stats.
+    pub(crate) index: usize,
+}
+
 impl Server {
-    /// Validates `config`, binds the TCP listener and the UDP socket, and sets
-    /// up the poller. Does not serve anything until [`Server::run`].
+    /// Validates `config`, binds the TCP listener and the UDP socket (one of
+    /// each per reactor), and sets up the pollers. Does not serve anything
+    /// until [`Server::run`].
     pub fn bind(mut config: Config) -> Result<Server, Error> {
         config.validate()?;
         let root = match (&config.root, config.mode) {
@@ -53,30 +67,52 @@ impl Server {
             _ => None,
         };
         config.max_conns = clamp_to_fd_limit(config.max_conns, config.mode);
+        let n = config.reactors;
+        let reuse_port = n > 1;
 
-        let listener =
-            tcp_listener(config.listen, config.backlog).map_err(|source| Error::BindTcp {
-                addr: config.listen,
-                source,
-            })?;
-        let tcp_addr = listener.local_addr()?;
-        let udp = match config.udp {
-            Some(addr) => Some(udp_socket(addr).map_err(|source| Error::BindUdp { addr, source })?),
-            None => None,
-        };
-        let udp_addr = udp.as_ref().map(UdpSocket::local_addr).transpose()?;
-
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        // The first bind resolves port 0; the other reactors bind the same port.
+        let mut tcp_addr = config.listen;
+        let mut udp_addr = config.udp;
+        let mut shards = Vec::with_capacity(n);
+        let mut wakers = Vec::with_capacity(n);
+        for index in 0..n {
+            let listener =
+                tcp_listener(tcp_addr, config.backlog, reuse_port).map_err(|source| {
+                    Error::BindTcp {
+                        addr: tcp_addr,
+                        source,
+                    }
+                })?;
+            tcp_addr = listener.local_addr()?;
+            let udp = match udp_addr {
+                Some(addr) => {
+                    let socket = udp_socket(addr, reuse_port)
+                        .map_err(|source| Error::BindUdp { addr, source })?;
+                    udp_addr = Some(socket.local_addr()?);
+                    Some(socket)
+                }
+                None => None,
+            };
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            // Share max_conns out; the first reactors take the remainder.
+            let max_conns = config.max_conns / n + usize::from(index < config.max_conns % n);
+            shards.push(Shard {
+                poll,
+                listener,
+                udp,
+                max_conns,
+                index,
+            });
+        }
         let shutdown = ShutdownHandle {
-            waker,
+            wakers: wakers.into(),
             requested: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
         };
         Ok(Server {
             config,
-            poll,
-            listener,
-            udp,
+            shards,
             shutdown,
             stats: Stats::default(),
             root,
@@ -112,16 +148,69 @@ impl Server {
 
     /// Serves until shutdown (a `ShutdownHandle`, or SIGINT/SIGTERM when
     /// `config.handle_signals`), then returns the final counters. Blocks the
-    /// calling thread. Errors only if the poller itself fails.
+    /// calling thread, which runs the first reactor; any others get a thread
+    /// each. Errors only if a poller itself fails.
     pub fn run(self) -> Result<StatsSnapshot, Error> {
-        Reactor::new(self)?.run()
+        let Server {
+            config,
+            shards,
+            shutdown,
+            stats,
+            root,
+            tcp_addr,
+            udp_addr,
+        } = self;
+        info!(
+            "echoloop listening tcp={tcp_addr} udp={} mode={:?} max_conns={} reactors={}",
+            udp_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            config.mode,
+            config.max_conns,
+            config.reactors,
+        );
+        // A reactor holds `Rc`s (it is single-threaded by design), so each is
+        // built on the thread that runs it.
+        let serve = |shard: Shard| {
+            let result = Reactor::new(shard, &config, &shutdown, &stats, root.as_deref())
+                .and_then(Reactor::run);
+            if result.is_err() {
+                // One reactor failing takes the server down, not half of it.
+                shutdown.abort();
+            }
+            result
+        };
+        let mut shards = shards.into_iter();
+        let first = shards.next().expect("bind creates at least one shard");
+        let results = std::thread::scope(|scope| {
+            let others: Vec<_> = shards
+                .map(|shard| {
+                    let name = format!("echoloop-reactor-{}", shard.index);
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn_scoped(scope, || serve(shard))
+                })
+                .collect();
+            let mut results = vec![serve(first)];
+            for spawned in others {
+                results.push(match spawned {
+                    Ok(thread) => thread.join().unwrap_or_else(|_| {
+                        Err(Error::Poll(io::Error::other("a reactor thread panicked")))
+                    }),
+                    Err(e) => Err(Error::Poll(e)),
+                });
+            }
+            results
+        });
+        results.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        let snap = stats.snapshot();
+        info!("stopped: {snap}");
+        Ok(snap)
     }
 }
 
 /// A listening TCP socket built with socket2, so we can set SO_REUSEADDR (a
 /// restarted server can bind while old connections sit in TIME_WAIT) and the
 /// backlog before `listen`.
-fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn tcp_listener(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -132,13 +221,18 @@ fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    // Several reactors: each has its own listener on the same port, and the
+    // kernel spreads incoming connections across them.
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(TcpListener::from_std(socket.into()))
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::DGRAM,
@@ -158,6 +252,9 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     if let Err(e) = socket.set_send_buffer_size(UDP_SOCKET_BUFFER) {
         debug!("udp SO_SNDBUF not raised error={e}");
+    }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

@@ -3,9 +3,9 @@
 //! The reactor sleeps in `poll`, so setting a flag is not enough: the handle
 //! also fires a mio `Waker`, which makes `poll` return with the `WAKER` token.
 //! Signals (SIGINT, SIGTERM) take another route to the same place: the
-//! reactor registers them with signal-hook-mio under the `SIGNALS` token.
+//! first reactor registers them with signal-hook-mio under the `SIGNALS`
+//! token, and passes a shutdown on to the others through this handle.
 
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -16,8 +16,13 @@ use mio::Waker;
 /// is harmless.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
-    pub(crate) waker: Arc<Waker>,
+    /// One waker per reactor (`--reactors`), each registered under `WAKER`
+    /// in its reactor's poll.
+    pub(crate) wakers: Arc<[Waker]>,
+    /// Set once a graceful shutdown was asked for.
     pub(crate) requested: Arc<AtomicBool>,
+    /// Set by a second signal: every reactor returns at once.
+    pub(crate) abort: Arc<AtomicBool>,
 }
 
 impl ShutdownHandle {
@@ -25,17 +30,30 @@ impl ShutdownHandle {
     /// then makes `Server::run` return.
     pub fn shutdown(&self) {
         self.requested.store(true, Ordering::Release);
-        if let Err(e) = self.wake() {
-            log::warn!("shutdown: cannot wake the reactor: {e}");
-        }
+        self.wake_all();
     }
 
-    fn wake(&self) -> io::Result<()> {
-        self.waker.wake()
+    /// Makes every reactor return now, without draining.
+    pub(crate) fn abort(&self) {
+        self.abort.store(true, Ordering::Release);
+        self.shutdown();
+    }
+
+    fn wake_all(&self) {
+        for waker in self.wakers.iter() {
+            if let Err(e) = waker.wake() {
+                log::warn!("shutdown: cannot wake a reactor error={e}");
+            }
+        }
     }
 
     /// True once `shutdown` was called.
     pub(crate) fn is_requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// True once `abort` was called.
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
     }
 }

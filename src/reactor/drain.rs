@@ -10,7 +10,7 @@ use log::{info, warn};
 use super::accept::AcceptState;
 use super::Reactor;
 use crate::conn::CloseReason;
-use crate::stats::{self, StatsSnapshot};
+use crate::stats;
 
 impl Reactor {
     pub(super) fn on_signals(&mut self) -> Exit {
@@ -23,9 +23,11 @@ impl Reactor {
         }
         if self.draining.is_some() || count > 1 {
             warn!("second signal: exiting without waiting for connections to drain");
+            self.shutdown.abort(); // the other reactors too
             return Exit::Now;
         }
         info!("signal received: shutting down (send again to exit at once)");
+        self.shutdown.shutdown(); // the other reactors hear it through their wakers
         self.begin_shutdown();
         Exit::No
     }
@@ -98,19 +100,17 @@ impl Reactor {
         self.conns.is_empty()
     }
 
-    /// Logs and returns the final counters.
-    pub(super) fn finish(self) -> StatsSnapshot {
+    /// Settles the counters for connections still open (only a second
+    /// signal leaves any). `Server::run` logs the total once every reactor
+    /// has finished.
+    pub(super) fn finish(self) {
         let remaining = self.conns.len() as u64;
         let stats = &self.shared.stats;
-        // Only a second signal leaves connections behind; those still owed
-        // bytes lose them, and that is counted like a drain that timed out.
+        // Those still owed bytes lose them: counted like a drain that timed out.
         let abandoned = self.conns.iter().filter(|(_, s)| !s.conn.fully_delivered());
         stats::add(&stats.drain_aborts, abandoned.count() as u64);
         stats::add(&stats.closed, remaining);
         stats::sub(&stats.active, remaining);
-        let snap = stats.snapshot();
-        info!("stopped: {snap}");
-        snap
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::{debug, info, trace, warn};
+use log::{debug, trace, warn};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -28,9 +28,9 @@ use slab::Slab;
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, Ctx};
 use crate::error::Error;
-use crate::server::Server;
+use crate::server::Shard;
 use crate::shutdown::ShutdownHandle;
-use crate::stats::{self, Counters, StatsSnapshot};
+use crate::stats::{self, Counters, Stats};
 use crate::timer::Timers;
 use crate::udp::Udp;
 
@@ -149,17 +149,26 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(server: Server) -> Result<Reactor, Error> {
-        let Server {
-            config,
+    /// Registers one shard's sockets (and, for the first reactor, the
+    /// signals) with its poller.
+    pub(crate) fn new(
+        shard: Shard,
+        config: &Config,
+        shutdown: &ShutdownHandle,
+        stats: &Stats,
+        root: Option<&Path>,
+    ) -> Result<Reactor, Error> {
+        let Shard {
             poll,
             mut listener,
             udp,
-            shutdown,
-            stats,
-            root,
-            ..
-        } = server;
+            max_conns,
+            index,
+        } = shard;
+        let config = Config {
+            max_conns,
+            ..config.clone()
+        };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let udp = match udp {
@@ -170,7 +179,8 @@ impl Reactor {
             }
             None => None,
         };
-        let signals = if config.handle_signals {
+        // Signals go to one reactor, which passes them on to the others.
+        let signals = if config.handle_signals && index == 0 {
             let mut s = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)?;
@@ -178,6 +188,8 @@ impl Reactor {
         } else {
             None
         };
+        // The counters are shared: one reactor logging them is enough.
+        let stats_interval = config.stats_interval.filter(|_| index == 0);
         let now = Instant::now();
         Ok(Reactor {
             poll,
@@ -188,13 +200,13 @@ impl Reactor {
             full_logged: false,
             udp,
             signals,
-            shutdown,
+            shutdown: shutdown.clone(),
             conns: Slab::new(),
             next_id: 0,
             shared: Shared {
                 scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
                 broadcasts: Vec::new(),
-                stats: stats.0,
+                stats: stats.0.clone(),
                 max_pending: config.max_pending,
                 low_water: config.low_water(),
             },
@@ -204,25 +216,16 @@ impl Reactor {
             udp_requeue: false,
             draining: None,
             drain_waiting: false,
-            next_stats: config.stats_interval.map(|d| now + d),
-            root: root.map(|p| Rc::from(p.as_path())),
+            next_stats: stats_interval.map(|d| now + d),
+            root: root.map(Rc::from),
             config,
             now,
         })
     }
 
-    /// The loop. Returns the final counters after a graceful shutdown.
-    pub(crate) fn run(mut self) -> Result<StatsSnapshot, Error> {
-        info!(
-            "echoloop listening tcp={} udp={} mode={:?} max_conns={}",
-            self.listener.local_addr()?,
-            self.udp
-                .as_ref()
-                .and_then(|u| u.socket.local_addr().ok())
-                .map_or_else(|| "off".to_string(), |a| a.to_string()),
-            self.config.mode,
-            self.config.max_conns,
-        );
+    /// The loop. Returns after a graceful shutdown (the counters are in
+    /// the shared `Stats`).
+    pub(crate) fn run(mut self) -> Result<(), Error> {
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -242,7 +245,8 @@ impl Reactor {
                     self.note_read_closed(token);
                 }
                 if self.dispatch(token, readable, writable) == Exit::Now {
-                    return Ok(self.finish());
+                    self.finish();
+                    return Ok(());
                 }
             }
             self.events = events;
@@ -251,7 +255,8 @@ impl Reactor {
             self.fire_timers();
             self.log_stats();
             if self.drain_done() {
-                return Ok(self.finish());
+                self.finish();
+                return Ok(());
             }
         }
     }
@@ -263,6 +268,9 @@ impl Reactor {
             UDP => self.udp_event(readable, writable),
             SIGNALS => return self.on_signals(),
             WAKER => {
+                if self.shutdown.is_aborted() {
+                    return Exit::Now;
+                }
                 if self.shutdown.is_requested() {
                     self.begin_shutdown();
                 }
