@@ -59,12 +59,20 @@
 //! unsent output), flush what they owe, and close once the peer has
 //! *acknowledged* it all, or when `drain_timeout` runs out.
 //!
+//! ## More than one core
+//!
+//! One reactor uses one core. `Config::reactors` (`--reactors N`) runs N
+//! reactors that share nothing but the counters: each has its own poller,
+//! its own listener and UDP socket bound to the same address with
+//! SO_REUSEPORT, and its own connections; the kernel spreads new clients
+//! across the listeners. Each one is exactly the loop described above.
+//!
 //! ## Module map
 //!
 //! | file | owns |
 //! |---|---|
 //! | `config.rs` | [`Config`], defaults and validation (no IO) |
-//! | `server.rs` | [`Server`]: binding sockets (socket2), addresses, `run` |
+//! | `server.rs` | [`Server`]: binding sockets (socket2) per reactor, addresses, `run` |
 //! | `reactor/mod.rs` | the event loop: tokens, dispatch, deferred close, chat fan-out |
 //! | `reactor/accept.rs` | accepting: `max_conns`, EMFILE back-off |
 //! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats |

@@ -167,6 +167,12 @@ fn unusable_settings_exit_2() {
         2,
         &["--max-pending"],
     );
+    assert_fails(&[&l[..], &["--reactors", "0"]].concat(), 2, &["--reactors"]);
+    assert_fails(
+        &[&l[..], &["--mode", "chat", "--reactors", "2"]].concat(),
+        2,
+        &["--reactors 1"],
+    );
     assert_fails(
         &[&l[..], &["--root", "/tmp"]].concat(),
         2,
