@@ -190,7 +190,7 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     /// `SHORT_READ_MEANS_DRAINED`), handing each read to the handler, which
     /// usually writes its reply straight back. Returns true when the
     /// per-event read cap stopped it with input maybe left, or when a
-    /// streaming handler yielded (see [`Conn::yielded`]): the reactor must
+    /// streaming handler yielded (see `Conn::yielded`): the reactor must
     /// call again, since no new edge will come for either.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let mut budget = MAX_READS_PER_EVENT;
