@@ -74,8 +74,9 @@ struct Cli {
     root: Option<PathBuf>,
 
     /// Independent reactor threads sharing the port (SO_REUSEPORT), each
-    /// with its own poller and connections; max-conns is split between them.
-    /// 1 is the classic single-threaded server. Not with --mode chat.
+    /// with its own poller and connections; the kernel picks one per client
+    /// by address hash, and max-conns is split between them. 1 is the
+    /// classic single-threaded server. Not with --mode chat.
     #[arg(long, value_name = "N", default_value_t = 1)]
     reactors: usize,
 }
