@@ -267,11 +267,14 @@ impl<S: Read + Write + HalfClose> Conn<S> {
     /// Queues broadcast messages (chat) without copying them, then sends
     /// them in as few `writev` calls as the socket allows. A member whose
     /// unread output passes the high-water mark is dropped: one slow reader
-    /// must not stall the room or grow without bound.
-    pub fn deliver(&mut self, messages: &[Rc<[u8]>], ctx: &mut Ctx<'_>) {
+    /// must not stall the room or grow without bound. Returns the same
+    /// requeue flag as `on_readable`: flushing may release backpressure, and
+    /// the bytes that arrived meanwhile raised their edge long ago.
+    pub fn deliver(&mut self, messages: &[Rc<[u8]>], ctx: &mut Ctx<'_>) -> bool {
         if self.close.is_some() || self.fin_sent.is_some() {
-            return;
+            return false;
         }
+        let could_read = self.can_read();
         for msg in messages {
             self.out.push_shared(Rc::clone(msg), 0);
         }
@@ -288,6 +291,10 @@ impl<S: Read + Write + HalfClose> Conn<S> {
             stats::add(&ctx.stats.slow_consumers, 1);
             self.close = Some(CloseReason::SlowConsumer);
         }
+        // The flush may also have sent the last bytes owed after the peer's
+        // EOF: `progress` sends our FIN and closes, as WRITABLE would have.
+        self.progress(ctx);
+        !could_read && self.can_read()
     }
 
     /// Graceful shutdown: stop taking requests, finish what is owed, then close.
@@ -557,6 +564,27 @@ mod tests {
         c.note_read_closed();
         c.on_readable(&mut env.ctx(1024));
         assert_eq!(c.socket.written, b"bye");
+        assert_eq!(c.close_reason(), Some(CloseReason::Done));
+    }
+
+    /// A member whose input ended, and whose last owed bytes go out with a
+    /// broadcast's flush, sends FIN and closes right then (regression: it
+    /// used to wait, deregistered, for the idle timeout).
+    #[test]
+    fn broadcast_flush_that_drains_after_eof_finishes_the_connection() {
+        let mut env = Env::new(64);
+        let io = ScriptedIo::new(vec![Some(2), None, Some(1000), Some(1000)])
+            .with_reads(vec![ReadStep::Data(b"owed".to_vec()), ReadStep::Eof]);
+        let mut c = echo_conn(io, &mut env, 1024);
+        c.note_read_closed();
+        c.on_readable(&mut env.ctx(1024));
+        assert_eq!(c.socket.written, b"ow");
+        assert_eq!(c.close_reason(), None, "still owes bytes");
+        let fins = FIN.with(Cell::get);
+        let msg: Rc<[u8]> = Rc::from(&b"* x left\n"[..]);
+        c.deliver(&[msg], &mut env.ctx(1024));
+        assert_eq!(c.socket.written, b"owed* x left\n");
+        assert_eq!(FIN.with(Cell::get), fins + 1, "FIN sent");
         assert_eq!(c.close_reason(), Some(CloseReason::Done));
     }
 

@@ -393,7 +393,9 @@ impl Reactor {
             if slot.conn.close_reason().is_some() {
                 continue;
             }
-            slot.conn.deliver(&messages, &mut self.shared.ctx(self.now));
+            if slot.conn.deliver(&messages, &mut self.shared.ctx(self.now)) {
+                self.requeue.push((key, slot.conn.id));
+            }
             // Recipients do not broadcast on delivery, so this cannot recurse.
             self.after_conn_io(key);
         }
