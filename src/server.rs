@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use log::{debug, info, warn};
@@ -24,6 +24,10 @@ use crate::stats::{Stats, StatsSnapshot};
 /// File descriptors kept back from `--max-conns` for the listener, the UDP
 /// socket, epoll, signal pipes, logging and the like.
 const RESERVED_FDS: u64 = 32;
+
+/// Descriptors each reactor holds besides its connections: epoll, the
+/// waker, the listener and the UDP socket.
+const FDS_PER_REACTOR: u64 = 4;
 
 /// Requested UDP socket buffer size, each way (see `udp_socket`).
 const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -66,13 +70,22 @@ impl Server {
             (Some(path), Mode::Files) => Some(check_root(path)?),
             _ => None,
         };
-        config.max_conns = clamp_to_fd_limit(config.max_conns, config.mode);
         let n = config.reactors;
+        config.max_conns = clamp_to_fd_limit(config.max_conns, config.mode, n);
+        if config.max_conns < n {
+            return Err(Error::Config(format!(
+                "the open-files limit leaves room for {} connections, fewer than --reactors {n} (raise it with ulimit -n)",
+                config.max_conns
+            )));
+        }
         let reuse_port = n > 1;
-
-        // The first bind resolves port 0; the other reactors bind the same port.
-        let mut tcp_addr = config.listen;
-        let mut udp_addr = config.udp;
+        let (mut tcp_addr, mut udp_addr) = (config.listen, config.udp);
+        if reuse_port {
+            // SO_REUSEPORT would let us share a port another server holds;
+            // bind once without it first, so "address in use" is still an
+            // error, and so port 0 resolves to one port for every reactor.
+            (tcp_addr, udp_addr) = probe_addresses(&config)?;
+        }
         let mut shards = Vec::with_capacity(n);
         let mut wakers = Vec::with_capacity(n);
         for index in 0..n {
@@ -109,6 +122,7 @@ impl Server {
             wakers: wakers.into(),
             requested: Arc::new(AtomicBool::new(false)),
             abort: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicUsize::new(n)),
         };
         Ok(Server {
             config,
@@ -149,7 +163,8 @@ impl Server {
     /// Serves until shutdown (a `ShutdownHandle`, or SIGINT/SIGTERM when
     /// `config.handle_signals`), then returns the final counters. Blocks the
     /// calling thread, which runs the first reactor; any others get a thread
-    /// each. Errors only if a poller itself fails.
+    /// each. Errors if a poller fails or a reactor thread cannot be started;
+    /// either stops every reactor.
     pub fn run(self) -> Result<StatsSnapshot, Error> {
         let Server {
             config,
@@ -170,10 +185,11 @@ impl Server {
         // A reactor holds `Rc`s (it is single-threaded by design), so each is
         // built on the thread that runs it.
         let serve = |shard: Shard| {
+            // One reactor failing, or panicking, stops all of them.
+            let _guard = AbortOnPanic(&shutdown);
             let result = Reactor::new(shard, &config, &shutdown, &stats, root.as_deref())
                 .and_then(Reactor::run);
             if result.is_err() {
-                // One reactor failing takes the server down, not half of it.
                 shutdown.abort();
             }
             result
@@ -181,22 +197,30 @@ impl Server {
         let mut shards = shards.into_iter();
         let first = shards.next().expect("bind creates at least one shard");
         let results = std::thread::scope(|scope| {
-            let others: Vec<_> = shards
-                .map(|shard| {
-                    let name = format!("echoloop-reactor-{}", shard.index);
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn_scoped(scope, || serve(shard))
-                })
-                .collect();
-            let mut results = vec![serve(first)];
-            for spawned in others {
-                results.push(match spawned {
-                    Ok(thread) => thread.join().unwrap_or_else(|_| {
-                        Err(Error::Poll(io::Error::other("a reactor thread panicked")))
-                    }),
-                    Err(e) => Err(Error::Poll(e)),
-                });
+            let mut others = Vec::new();
+            let mut results = Vec::new();
+            for shard in shards {
+                let name = format!("echoloop-reactor-{}", shard.index);
+                let spawned = std::thread::Builder::new()
+                    .name(name)
+                    .spawn_scoped(scope, || serve(shard));
+                match spawned {
+                    Ok(thread) => others.push(thread),
+                    Err(e) => {
+                        results.push(Err(Error::Poll(e)));
+                        break;
+                    }
+                }
+            }
+            if results.is_empty() {
+                results.push(serve(first));
+            } else {
+                // Those already started see the abort at their first poll.
+                shutdown.abort();
+            }
+            for thread in others {
+                let panicked = || Err(Error::Poll(io::Error::other("a reactor thread panicked")));
+                results.push(thread.join().unwrap_or_else(|_| panicked()));
             }
             results
         });
@@ -205,6 +229,40 @@ impl Server {
         info!("stopped: {snap}");
         Ok(snap)
     }
+}
+
+/// Aborts every reactor if the thread it lives on unwinds from a panic,
+/// so the others do not run on (or wait) without it.
+struct AbortOnPanic<'a>(&'a ShutdownHandle);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abort();
+        }
+    }
+}
+
+/// Binds the TCP and UDP addresses once without SO_REUSEPORT and releases
+/// them, returning the ports actually bound. There is a window between the
+/// probe and the real binds in which another process could take the port;
+/// the real binds then fail, or (if it too uses SO_REUSEPORT) share it.
+fn probe_addresses(config: &Config) -> Result<(SocketAddr, Option<SocketAddr>), Error> {
+    let tcp = tcp_listener(config.listen, config.backlog, false)
+        .and_then(|l| l.local_addr())
+        .map_err(|source| Error::BindTcp {
+            addr: config.listen,
+            source,
+        })?;
+    let udp = match config.udp {
+        Some(addr) => Some(
+            udp_socket(addr, false)
+                .and_then(|u| u.local_addr())
+                .map_err(|source| Error::BindUdp { addr, source })?,
+        ),
+        None => None,
+    };
+    Ok((tcp, udp))
 }
 
 /// A listening TCP socket built with socket2, so we can set SO_REUSEADDR (a
@@ -278,12 +336,13 @@ fn check_root(path: &Path) -> Result<PathBuf, Error> {
 /// Keeps `max_conns` below the open-files limit: a server that accepts past it
 /// would hit EMFILE on every accept instead of holding clients in the
 /// backlog. In `files` mode a connection may also hold an open file.
-fn clamp_to_fd_limit(max_conns: usize, mode: Mode) -> usize {
+fn clamp_to_fd_limit(max_conns: usize, mode: Mode, reactors: usize) -> usize {
     let Some(limit) = open_files_limit() else {
         return max_conns;
     };
     let per_conn = if mode == Mode::Files { 2 } else { 1 };
-    let allowed = (limit.saturating_sub(RESERVED_FDS) / per_conn).max(1);
+    let reserved = RESERVED_FDS + FDS_PER_REACTOR * reactors as u64;
+    let allowed = (limit.saturating_sub(reserved) / per_conn).max(1);
     let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
     if max_conns > allowed {
         let msg = format!(

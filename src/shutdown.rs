@@ -6,7 +6,7 @@
 //! first reactor registers them with signal-hook-mio under the `SIGNALS`
 //! token, and passes a shutdown on to the others through this handle.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mio::Waker;
@@ -21,8 +21,12 @@ pub struct ShutdownHandle {
     pub(crate) wakers: Arc<[Waker]>,
     /// Set once a graceful shutdown was asked for.
     pub(crate) requested: Arc<AtomicBool>,
-    /// Set by a second signal: every reactor returns at once.
+    /// Set by a second signal, or when a reactor fails: every reactor
+    /// returns at once.
     pub(crate) abort: Arc<AtomicBool>,
+    /// Reactors still running. The first reactor owns the signal handlers
+    /// and keeps them (and so a second Ctrl-C working) until it is the last.
+    pub(crate) running: Arc<AtomicUsize>,
 }
 
 impl ShutdownHandle {
@@ -45,6 +49,20 @@ impl ShutdownHandle {
                 log::warn!("shutdown: cannot wake a reactor error={e}");
             }
         }
+    }
+
+    /// A reactor has returned: count it, and wake the first reactor, which
+    /// may be waiting for the others before it lets go of the signals.
+    pub(crate) fn reactor_done(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        if let Some(first) = self.wakers.first() {
+            let _ = first.wake();
+        }
+    }
+
+    /// True while some reactor other than the caller is still running.
+    pub(crate) fn others_running(&self) -> bool {
+        self.running.load(Ordering::Acquire) > 1
     }
 
     /// True once `shutdown` was called.

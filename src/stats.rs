@@ -1,8 +1,10 @@
 //! Server counters, readable from any thread while the reactor runs.
 //!
-//! The reactor is the only writer; it bumps relaxed atomics (one uncontended
-//! add each). Readers take a [`StatsSnapshot`], a plain copy that logs and
-//! compares easily. Counters only grow, except `active`.
+//! The reactors are the only writers; they bump relaxed atomics (one add
+//! each, uncontended with the default single reactor; with `--reactors N`
+//! the N threads share these cache lines). Readers take a [`StatsSnapshot`],
+//! a plain copy that logs and compares easily. Counters only grow, except
+//! `active`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

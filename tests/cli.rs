@@ -180,12 +180,20 @@ fn unusable_settings_exit_2() {
     );
 }
 
-/// An address in use (TCP or UDP) exits 1 naming the address.
+/// An address in use (TCP or UDP) exits 1 naming the address, with one
+/// reactor or several.
 #[test]
 fn address_in_use_exits_1_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     assert_fails(&["--listen", &addr, "--no-udp"], 1, &[&addr, "tcp"]);
+    // Several reactors use SO_REUSEPORT, which must not let them share a
+    // port another server holds.
+    assert_fails(
+        &["--listen", &addr, "--no-udp", "--reactors", "2"],
+        1,
+        &[&addr, "tcp"],
+    );
 
     let taken_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let uaddr = taken_udp.local_addr().unwrap().to_string();

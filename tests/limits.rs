@@ -76,7 +76,7 @@ fn max_conns_is_clamped_below_the_open_files_limit() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(log.contains("max_conns=68"), "log: {log}");
+    assert!(log.contains("max_conns=64"), "log: {log}");
     assert!(log.contains("ulimit -n"), "no hint how to raise it: {log}");
 }
 

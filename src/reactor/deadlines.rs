@@ -48,7 +48,9 @@ impl Reactor {
             &[
                 self.timers.next_deadline(),
                 backoff,
-                self.draining,
+                // Once its own connections are gone, a reactor waiting for
+                // the others sleeps until woken (see `drain_done`).
+                self.draining.filter(|_| !self.conns.is_empty()),
                 self.drain_waiting.then(|| now + DRAIN_CHECK),
                 self.next_stats,
             ],

@@ -5,6 +5,8 @@
 //! the peer has acknowledged it, or when `--drain-timeout` runs out. A second
 //! signal exits at once.
 
+use std::collections::HashSet;
+
 use log::{info, warn};
 
 use super::accept::AcceptState;
@@ -76,12 +78,13 @@ impl Reactor {
         };
         let out_of_time = self.now >= deadline;
         self.drain_waiting = false;
+        // A requeued connection still has input to discard (see
+        // `Conn::begin_shutdown`); it closes on a later turn.
+        let requeued: HashSet<(usize, u64)> = self.requeue.iter().copied().collect();
         for (key, slot) in self.conns.iter_mut() {
-            // A requeued connection still has input to discard (see
-            // `Conn::begin_shutdown`); it closes on a later turn.
-            let unread = self.requeue.contains(&(key, slot.conn.id));
-            let delivered = !unread && slot.conn.fully_delivered();
-            if delivered || out_of_time {
+            let unread = requeued.contains(&(key, slot.conn.id));
+            let delivered = slot.conn.fully_delivered();
+            if (delivered && !unread) || out_of_time {
                 let reason = if delivered {
                     CloseReason::Shutdown
                 } else {
@@ -97,20 +100,27 @@ impl Reactor {
             }
         }
         self.close_batch();
-        self.conns.is_empty()
+        // The reactor that owns the signal handlers outlives the others, so
+        // a second signal still works while any of them drains.
+        self.conns.is_empty() && !(self.signals.is_some() && self.shutdown.others_running())
     }
 
-    /// Settles the counters for connections still open (only a second
-    /// signal leaves any). `Server::run` logs the total once every reactor
-    /// has finished.
+    /// Settles the counters for connections still open (a second signal, or
+    /// a failure, leaves some), and reports this reactor as stopped.
+    /// `Server::run` logs the total once every reactor has finished.
     pub(super) fn finish(self) {
         let remaining = self.conns.len() as u64;
         let stats = &self.shared.stats;
-        // Those still owed bytes lose them: counted like a drain that timed out.
-        let abandoned = self.conns.iter().filter(|(_, s)| !s.conn.fully_delivered());
+        // Those still owed bytes lose them: counted like a drain that timed
+        // out (connections already closing for their own reasons excepted).
+        let abandoned = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.conn.close_reason().is_none() && !s.conn.fully_delivered());
         stats::add(&stats.drain_aborts, abandoned.count() as u64);
         stats::add(&stats.closed, remaining);
         stats::sub(&stats.active, remaining);
+        self.shutdown.reactor_done();
     }
 }
 

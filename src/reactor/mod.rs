@@ -233,6 +233,7 @@ impl Reactor {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
+                self.finish();
                 return Err(Error::Poll(e));
             }
             self.now = Instant::now();
