@@ -187,12 +187,14 @@ fn address_in_use_exits_1_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     assert_fails(&["--listen", &addr, "--no-udp"], 1, &[&addr, "tcp"]);
-    // Several reactors use SO_REUSEPORT, which must not let them share a
-    // port another server holds.
+    // Several reactors use SO_REUSEPORT, which must not let a second server
+    // quietly share a port with a first one that uses it too.
+    let first = spawn_binary(&["--listen", "127.0.0.1:0", "--no-udp", "--reactors", "2"]);
+    let held = first.tcp.to_string();
     assert_fails(
-        &["--listen", &addr, "--no-udp", "--reactors", "2"],
+        &["--listen", &held, "--no-udp", "--reactors", "2"],
         1,
-        &[&addr, "tcp"],
+        &[&held, "tcp"],
     );
 
     let taken_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
