@@ -83,8 +83,11 @@ fn open_loop_meets_rate() {
         "rate {rate}: {}",
         r.to_text()
     );
+    // "Late" means more than 1 ms behind schedule: on a shared CI machine a
+    // descheduled thread makes some late without missing the rate, so this
+    // only catches a generator that lost its schedule outright.
     let s = r.schedule.unwrap();
-    assert!(s.late_sends * 20 < r.messages(), "{}", r.to_text());
+    assert!(s.late_sends * 5 < r.messages(), "{}", r.to_text());
 }
 
 /// Coordinated omission: a server that stops answering for 300 ms during an open-loop
