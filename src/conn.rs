@@ -55,7 +55,7 @@ pub const LINGER: Duration = Duration::from_secs(2);
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// What a connection needs from its socket beyond `Read + Write`.
-pub trait HalfClose {
+pub trait StreamSocket {
     /// Sends FIN while staying open for reading.
     fn shutdown_write(&self) -> io::Result<()>;
 
@@ -68,7 +68,7 @@ pub trait HalfClose {
     }
 }
 
-impl HalfClose for mio::net::TcpStream {
+impl StreamSocket for mio::net::TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
@@ -162,7 +162,7 @@ pub struct Conn<S> {
     close: Option<CloseReason>,
 }
 
-impl<S: Read + Write + HalfClose> Conn<S> {
+impl<S: Read + Write + StreamSocket> Conn<S> {
     /// A new connection. Runs the handler's `on_open` (chat's join notice).
     pub fn new(socket: S, peer: SocketAddr, id: u64, proto: Protocol, ctx: &mut Ctx<'_>) -> Self {
         let mut conn = Conn {
@@ -275,10 +275,10 @@ impl<S: Read + Write + HalfClose> Conn<S> {
             return false;
         }
         let could_read = self.can_read();
-        for msg in messages {
-            self.out.push_shared(Rc::clone(msg), 0);
-        }
         let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
+        for msg in messages {
+            out.queue_shared(Rc::clone(msg));
+        }
         out.flush();
         let err = out.finish();
         self.absorb(err, Flow::Continue, ctx);
@@ -472,7 +472,7 @@ mod tests {
     use crate::testutil::{ReadStep, ScriptedIo};
     use std::cell::Cell;
 
-    impl HalfClose for ScriptedIo {
+    impl StreamSocket for ScriptedIo {
         fn shutdown_write(&self) -> io::Result<()> {
             FIN.with(|f| f.set(f.get() + 1));
             Ok(())

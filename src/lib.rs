@@ -89,17 +89,17 @@
 //!
 //! ```no_run
 //! let mut config = echoloop::Config::default();
-//! config.listen = "127.0.0.1:0".parse().unwrap();
-//! config.udp = Some("127.0.0.1:0".parse().unwrap());
+//! config.listen = "127.0.0.1:0".parse()?;
+//! config.udp = Some("127.0.0.1:0".parse()?);
 //! let server = echoloop::Server::bind(config)?;
 //! println!("tcp on {}", server.tcp_addr());
 //! let handle = server.shutdown_handle();
 //! let thread = std::thread::spawn(move || server.run());
 //! // ... talk to it ...
 //! handle.shutdown();
-//! let stats = thread.join().unwrap()?;
+//! let stats = thread.join().expect("the reactor thread panicked")?;
 //! println!("{stats}");
-//! # Ok::<(), echoloop::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![forbid(unsafe_op_in_unsafe_fn)]

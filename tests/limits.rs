@@ -96,7 +96,9 @@ fn emfile_pauses_accepting_and_recovers() {
 
     let mut clients: Vec<TcpStream> = (0..10).map(|_| connect(server.tcp)).collect();
     server.wait_log("accept error warning", "accept failed");
-    // Let it retry through several back-off periods.
+    // Not synchronisation but an observation window: the claim is that
+    // nothing more is logged while the server retries, and retries come
+    // every 100 ms, so watch through several of them.
     std::thread::sleep(Duration::from_millis(500));
     let warnings = server
         .log()

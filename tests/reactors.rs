@@ -6,11 +6,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::{
-    connect, pattern_writer, read_pattern_to_eof, spawn_binary, start, test_config, wait_for_stall,
-    Rng, IO_TIMEOUT,
+    connect, read_pattern_to_eof, spawn_binary, stalled_writers, start, test_config, Rng,
+    IO_TIMEOUT,
 };
 
 /// Two reactors: many connections and UDP clients all echo exactly, the
@@ -71,12 +70,7 @@ fn sigterm_drains_every_reactor() {
     assert!(server.log()[0].contains("reactors=2"), "{:?}", server.log());
     // Enough connections that both reactors almost surely hold some.
     let mut clients: Vec<TcpStream> = (0..8).map(|_| connect(server.tcp)).collect();
-    // Start every writer, then wait for each to stall: they stall together.
-    let (progress, writers): (Vec<_>, Vec<_>) =
-        clients.iter().map(|c| pattern_writer(c, 16 << 20)).unzip();
-    for written in &progress {
-        wait_for_stall(written, || {});
-    }
+    let writers = stalled_writers(&clients, 16 << 20);
     server.signal(libc::SIGTERM);
     let received: u64 = clients.iter_mut().map(read_pattern_to_eof).sum();
     assert!(server.wait_exit().success());
@@ -109,16 +103,7 @@ fn second_signal_stops_every_reactor() {
         "600",
     ]);
     let clients: Vec<TcpStream> = (0..8).map(|_| connect(server.tcp)).collect();
-    let (progress, _writers): (Vec<_>, Vec<_>) =
-        clients.iter().map(|c| pattern_writer(c, 16 << 20)).unzip();
-    for written in &progress {
-        wait_for_stall(written, || {});
-    }
-    server.signal(libc::SIGTERM);
-    server.wait_log("shutdown notice", "shutting down");
-    let started = Instant::now();
-    server.signal(libc::SIGTERM);
-    server.wait_exit();
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let _writers = stalled_writers(&clients, 16 << 20);
+    server.second_signal_exits_promptly();
     drop(clients);
 }

@@ -8,9 +8,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    connect, pattern_writer, read_pattern_to_eof, spawn_binary, start, test_config, wait_for_stall,
-};
+use common::{connect, read_pattern_to_eof, spawn_binary, stalled_writer, start, test_config};
 
 /// `ShutdownHandle::shutdown` stops accepting, lets a connection that owes
 /// output flush it all, closes it cleanly, and `run` returns the counters.
@@ -18,8 +16,7 @@ use common::{
 fn shutdown_handle_flushes_owed_output() {
     let server = start(test_config());
     let mut s = server.connect();
-    let (written, writer) = pattern_writer(&s, 64 << 20);
-    wait_for_stall(&written, || {});
+    let writer = stalled_writer(&s, 64 << 20);
     assert!(server.stats().backpressure_pauses >= 1);
 
     let tcp = server.tcp;
@@ -46,8 +43,7 @@ fn drain_timeout_bounds_shutdown() {
     config.drain_timeout = Duration::from_millis(500);
     let server = start(config);
     let s = server.connect();
-    let (written, _writer) = pattern_writer(&s, 64 << 20);
-    wait_for_stall(&written, || {});
+    let _writer = stalled_writer(&s, 64 << 20);
     let started = Instant::now();
     let stats = server.stop();
     let took = started.elapsed();
@@ -83,8 +79,7 @@ fn idle_connections_close_at_once_on_shutdown() {
 fn sigterm_flushes_and_exits_zero() {
     let mut server = spawn_binary(&["--listen", "127.0.0.1:0"]);
     let mut s = connect(server.tcp);
-    let (written, writer) = pattern_writer(&s, 64 << 20);
-    wait_for_stall(&written, || {});
+    let writer = stalled_writer(&s, 64 << 20);
 
     server.signal(libc::SIGTERM);
     server.wait_log("shutdown notice", "shutting down");
@@ -113,15 +108,9 @@ fn sigint_with_no_clients_exits_zero() {
 fn second_signal_exits_at_once() {
     let mut server = spawn_binary(&["--listen", "127.0.0.1:0", "--drain-timeout", "600"]);
     let s = connect(server.tcp);
-    let (written, _writer) = pattern_writer(&s, 64 << 20);
-    wait_for_stall(&written, || {});
+    let _writer = stalled_writer(&s, 64 << 20);
 
-    server.signal(libc::SIGTERM);
-    server.wait_log("shutdown notice", "shutting down");
-    let started = Instant::now();
-    server.signal(libc::SIGTERM);
-    server.wait_exit();
-    assert!(started.elapsed() < Duration::from_secs(5));
+    server.second_signal_exits_promptly();
     assert!(server.log().iter().any(|l| l.contains("second signal")));
     // The bytes still owed to the client are lost, and counted.
     let stopped = server.wait_log("final counters", "stopped:");

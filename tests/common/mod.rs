@@ -281,6 +281,17 @@ impl Child {
         assert_eq!(rc, 0, "kill failed");
     }
 
+    /// SIGTERM, then (once the drain has begun) SIGTERM again: the second
+    /// signal must end the process within a few seconds, whatever is owed.
+    pub fn second_signal_exits_promptly(&mut self) {
+        self.signal(libc::SIGTERM);
+        self.wait_log("shutdown notice", "shutting down");
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        self.wait_exit();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     /// Waits (bounded) for the child to exit and returns its status.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut status = None;
@@ -352,6 +363,25 @@ pub fn wait_for_stall(written: &AtomicU64, mut sample: impl FnMut()) {
         }
         now > 0 && last.1.elapsed() > Duration::from_millis(300)
     });
+}
+
+/// Starts a pattern writer of `total` bytes on each stream and waits until
+/// all of them have stalled (they stall together, so this takes about one
+/// stall period, not one per stream).
+pub fn stalled_writers(streams: &[TcpStream], total: u64) -> Vec<JoinHandle<()>> {
+    let (progress, writers): (Vec<_>, Vec<_>) =
+        streams.iter().map(|s| pattern_writer(s, total)).unzip();
+    for written in &progress {
+        wait_for_stall(written, || {});
+    }
+    writers
+}
+
+/// One stalled pattern writer (see [`stalled_writers`]).
+pub fn stalled_writer(stream: &TcpStream, total: u64) -> JoinHandle<()> {
+    stalled_writers(std::slice::from_ref(stream), total)
+        .pop()
+        .unwrap()
 }
 
 /// Reads until EOF, checking the pattern; returns the count. A reset instead
