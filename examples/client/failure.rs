@@ -35,9 +35,9 @@ pub enum Failure {
 
     /// The server went quiet in the middle of something.
     #[error(
-        "no reply within {}: got {got} of the {want} bytes of {what} \
-         (is the server running, in this --mode?)",
-        secs(*.timeout)
+        "no reply within {}: got {got} of the {want} bytes of {what}{}",
+        secs(*.timeout),
+        if *.got == 0 { " (is the server in this --mode?)" } else { "" }
     )]
     NoReply {
         what: &'static str,

@@ -171,6 +171,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             // Every name is checked before the first request, so a typo in
             // the last one does not stop a run halfway.
             let wanted = files::wanted(&cli.names)?;
+            if !cli.output_dir.is_dir() {
+                return Err(Failure::Usage("--output-dir must be an existing directory"));
+            }
             files::run(&connect()?, &wanted, &cli.output_dir, cli.timeout)
         }
     }

@@ -292,6 +292,14 @@ fn bad_usage_exits_2() {
         &["--timeout", "0", "127.0.0.1:1"],
         &["--mode", "files", "127.0.0.1:1", "a\nb"],
         &["--mode", "files", "127.0.0.1:1", ".."],
+        &[
+            "--mode",
+            "files",
+            "-o",
+            "/nonexistent/dir",
+            "127.0.0.1:1",
+            "x",
+        ],
         &[],
     ] {
         let out = run(args, b"");
