@@ -83,6 +83,7 @@
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
+//! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
 //! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
 //!
 //! ## Example
@@ -108,6 +109,7 @@ pub mod buffer;
 pub mod config;
 pub mod conn;
 pub mod error;
+mod metrics;
 pub mod protocol;
 mod reactor;
 pub mod server;
