@@ -211,8 +211,8 @@ fn dockerfile_uid() -> u32 {
     let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
     let user = dockerfile
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER line");
     let uid: u32 = user
         .split(':')
