@@ -266,3 +266,21 @@ fn the_start_up_line_names_the_metrics_address() {
     child.signal(libc::SIGTERM);
     assert!(child.wait_exit().success());
 }
+
+/// `--help` explains `--metrics` and `--check`.
+#[test]
+fn help_explains_the_metrics_and_check_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--metrics <ADDR>") && help.contains("Prometheus"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--check") && help.contains("without opening any socket"),
+        "{help}"
+    );
+}
