@@ -67,6 +67,13 @@
 //! SO_REUSEPORT, and its own connections; the kernel spreads new clients
 //! across the listeners. Each one is exactly the loop described above.
 //!
+//! ## Watching the loop
+//!
+//! `Config::metrics` (`--metrics ADDR`) serves the counters, a few gauges and
+//! two histograms of the loop itself (events per `poll`, time per turn) to
+//! Prometheus. The HTTP endpoint is one more listener token in the same loop,
+//! and its connections follow the same rules as every other socket.
+//!
 //! ## Module map
 //!
 //! | file | owns |
