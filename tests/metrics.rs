@@ -284,3 +284,16 @@ fn help_explains_the_metrics_and_check_flags() {
         "{help}"
     );
 }
+
+/// The endpoint listens on IPv6 as well.
+#[test]
+fn metrics_over_ipv6() {
+    let server = start(Config {
+        metrics: Some("[::1]:0".parse().unwrap()),
+        ..test_config()
+    });
+    let addr = metrics_addr(&server);
+    assert!(addr.is_ipv6());
+    assert!(http::scrape(addr).contains("echoloop_accepted_total 0\n"));
+    server.stop();
+}

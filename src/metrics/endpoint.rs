@@ -217,6 +217,7 @@ impl Scrape {
         if let State::Reading(request) = &mut self.state {
             match read_request(&mut self.socket, request) {
                 Ok(Some(reply)) => {
+                    debug!("metrics request answered reply={reply:?}");
                     let response = http::response(reply, exposition);
                     self.state = State::Writing {
                         response,
