@@ -144,8 +144,12 @@ impl Endpoint {
             .map(|(key, _)| key)
             .collect();
         for key in expired {
-            debug!("metrics connection timed out token={}", key + FIRST_SCRAPE);
-            self.close(key, registry, now);
+            // Closing one may accept a waiting client into a freed key:
+            // check the key still holds a connection out of time.
+            if self.scrapes.get(key).is_some_and(|s| s.deadline <= now) {
+                debug!("metrics connection timed out token={}", key + FIRST_SCRAPE);
+                self.close(key, registry, now);
+            }
         }
     }
 
