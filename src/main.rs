@@ -85,9 +85,10 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
-    /// Check the flags and settings as a real start would, print the
-    /// resulting configuration, and exit (0 if usable, 2 if not) without
-    /// opening any socket. For deploy pipelines and recipe tests.
+    /// Parse and validate the flags and settings, print the resulting
+    /// configuration, and exit (0 if valid, 2 if not) without opening any
+    /// socket or file (so addresses in use and --root are not checked). For
+    /// deploy pipelines and recipe tests.
     #[arg(long)]
     check: bool,
 }

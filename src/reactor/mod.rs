@@ -6,8 +6,9 @@
 //! closed, fire due timers, and check the shutdown drain.
 //!
 //! Tokens: a few fixed ones below `FIRST_CONN` for the listener, the UDP
-//! socket, signals, the waker and the metrics endpoint (`metrics.rs`); every other token is a slab key plus
-//! `FIRST_CONN`, so the two ranges never collide.
+//! socket, signals, the waker and the metrics endpoint (`metrics.rs`);
+//! every other token is a slab key plus `FIRST_CONN`, so the two ranges
+//! never collide.
 //!
 //! This file holds the loop, dispatch and the connection bookkeeping;
 //! `accept.rs` the listener's states and limits, `deadlines.rs` what bounds
