@@ -60,6 +60,10 @@ pub struct Config {
     /// clients across them. 1 (the default) is the classic single-threaded
     /// server. `chat` needs 1: its room lives in one reactor.
     pub reactors: usize,
+    /// Serve Prometheus metrics over HTTP (`GET /metrics`) on this TCP
+    /// address, from the reactor's own loop; `None` (the default) opens no
+    /// metrics listener and records nothing per turn.
+    pub metrics: Option<SocketAddr>,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. The binary sets it; an
     /// embedder that handles signals itself leaves it off and uses a
     /// `ShutdownHandle`.
@@ -103,6 +107,7 @@ impl Default for Config {
             max_line: 4096,
             root: None,
             reactors: 1,
+            metrics: None,
             handle_signals: false,
         }
     }

@@ -355,6 +355,16 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         !self.out.is_empty() || self.proto.has_more_output()
     }
 
+    /// Bytes owed to the peer that wait in our output buffer.
+    pub fn pending_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// True while reading is paused by backpressure.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// The handler's leave message, when the connection goes.
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.proto.on_close()

@@ -19,6 +19,9 @@ pub enum Error {
     /// The UDP address could not be bound.
     #[error("cannot bind udp {addr}: {source}")]
     BindUdp { addr: SocketAddr, source: io::Error },
+    /// The `--metrics` address could not be bound.
+    #[error("cannot listen on --metrics {addr}: {source}")]
+    BindMetrics { addr: SocketAddr, source: io::Error },
     /// `--root` is missing, unreadable or not a directory.
     #[error("cannot serve files from --root {path}: {reason}")]
     Root { path: PathBuf, reason: String },

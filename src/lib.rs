@@ -67,6 +67,13 @@
 //! SO_REUSEPORT, and its own connections; the kernel spreads new clients
 //! across the listeners. Each one is exactly the loop described above.
 //!
+//! ## Watching the loop
+//!
+//! `Config::metrics` (`--metrics ADDR`) serves the counters, a few gauges and
+//! two histograms of the loop itself (events per `poll`, time per turn) to
+//! Prometheus. The HTTP endpoint is one more listener token in the same loop,
+//! and its connections follow the same rules as every other socket.
+//!
 //! ## Module map
 //!
 //! | file | owns |
@@ -83,6 +90,7 @@
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
+//! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
 //! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
 //!
 //! ## Example
@@ -108,6 +116,7 @@ pub mod buffer;
 pub mod config;
 pub mod conn;
 pub mod error;
+mod metrics;
 pub mod protocol;
 mod reactor;
 pub mod server;

@@ -79,6 +79,18 @@ struct Cli {
     /// classic single-threaded server. Not with --mode chat.
     #[arg(long, value_name = "N", default_value_t = 1)]
     reactors: usize,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (text format 0.0.4),
+    /// from the reactor's own loop. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// Parse and validate the flags and settings, print the resulting
+    /// configuration, and exit (0 if valid, 2 if not) without opening any
+    /// socket or file (so addresses in use and --root are not checked). For
+    /// deploy pipelines and recipe tests.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -122,13 +134,28 @@ impl Cli {
             max_line: self.max_line,
             root: self.root,
             reactors: self.reactors,
+            metrics: self.metrics,
             handle_signals: true,
         }
     }
 }
 
 fn main() -> ExitCode {
-    let config = Cli::parse().into_config();
+    let cli = Cli::parse();
+    let check = cli.check;
+    let config = cli.into_config();
+    if check {
+        return match config.validate() {
+            Ok(()) => {
+                println!("configuration ok: {config:?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("echoloop: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     echoloop::server::raise_fd_limit();
     let run = Server::bind(config).and_then(|server| {
@@ -137,7 +164,10 @@ fn main() -> ExitCode {
         let udp = server
             .udp_addr()
             .map_or("off".to_string(), |a| a.to_string());
-        println!("tcp={} udp={udp}", server.tcp_addr());
+        let metrics = server
+            .metrics_addr()
+            .map_or(String::new(), |a| format!(" metrics={a}"));
+        println!("tcp={} udp={udp}{metrics}", server.tcp_addr());
         server.run()
     });
     match run {

@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::config::{Config, Mode, DEFAULT_MAX_CONNS};
 use crate::error::Error;
+use crate::metrics::{LoopMetrics, MetricsShard};
 use crate::reactor::{Reactor, WAKER};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, StatsSnapshot};
@@ -28,6 +29,9 @@ const RESERVED_FDS: u64 = 32;
 /// Descriptors each reactor holds besides its connections: epoll, the
 /// waker, the listener and the UDP socket.
 const FDS_PER_REACTOR: u64 = 4;
+
+/// Listen backlog of the metrics endpoint: scrapers are few.
+const METRICS_BACKLOG: u32 = 64;
 
 /// Requested UDP socket buffer size, each way (see `udp_socket`).
 const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -44,6 +48,7 @@ pub struct Server {
     pub(crate) root: Option<PathBuf>,
     tcp_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// What one reactor owns: its poller and its own sockets. With several
@@ -58,6 +63,8 @@ pub(crate) struct Shard {
     pub(crate) max_conns: usize,
     /// 0 for the first reactor, which also handles signals and logs stats.
     pub(crate) index: usize,
+    /// `--metrics`: every reactor records; the first serves the endpoint.
+    pub(crate) metrics: Option<MetricsShard>,
 }
 
 impl Server {
@@ -86,6 +93,16 @@ impl Server {
             // error, and so port 0 resolves to one port for every reactor.
             (tcp_addr, udp_addr) = probe_addresses(&config)?;
         }
+        let (mut metrics_listener, metrics_addr) = match config.metrics {
+            Some(addr) => {
+                let listener = tcp_listener(addr, METRICS_BACKLOG, false)
+                    .map_err(|source| Error::BindMetrics { addr, source })?;
+                let bound = listener.local_addr()?;
+                (Some(listener), Some(bound))
+            }
+            None => (None, None),
+        };
+        let loop_metrics = config.metrics.map(|_| Arc::new(LoopMetrics::default()));
         let mut shards = Vec::with_capacity(n);
         let mut wakers = Vec::with_capacity(n);
         for index in 0..n {
@@ -116,6 +133,10 @@ impl Server {
                 udp,
                 max_conns,
                 index,
+                metrics: loop_metrics.as_ref().map(|m| MetricsShard {
+                    listener: metrics_listener.take(),
+                    loop_metrics: m.clone(),
+                }),
             });
         }
         let shutdown = ShutdownHandle {
@@ -132,6 +153,7 @@ impl Server {
             root,
             tcp_addr,
             udp_addr,
+            metrics_addr,
         })
     }
 
@@ -143,6 +165,12 @@ impl Server {
     /// The UDP socket's address, or `None` when UDP is off.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// The metrics endpoint's address (with the real port), or `None` when
+    /// `--metrics` is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that stops the server gracefully from any thread.
@@ -174,6 +202,7 @@ impl Server {
             root,
             tcp_addr,
             udp_addr,
+            metrics_addr,
         } = self;
         info!(
             "echoloop listening tcp={tcp_addr} udp={} mode={:?} max_conns={} reactors={}",
@@ -182,6 +211,9 @@ impl Server {
             config.max_conns,
             config.reactors,
         );
+        if let Some(addr) = metrics_addr {
+            info!("metrics on http://{addr}/metrics");
+        }
         // A reactor holds `Rc`s (it is single-threaded by design), so each is
         // built on the thread that runs it.
         let serve = |shard: Shard| {

@@ -3,31 +3,47 @@
 //! The reactors are the only writers; they bump relaxed atomics (one add
 //! each, uncontended with the default single reactor; with `--reactors N`
 //! the N threads share these cache lines). Readers take a [`StatsSnapshot`],
-//! a plain copy that logs and compares easily. Counters only grow, except
-//! `active`.
+//! a plain copy that logs and compares easily. Counters only grow; the few
+//! marked `: gauge` in the list (`active`, ...) go up and down.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident $(: $kind:ident)? ),* $(,)?) => {
         /// Live counters, shared between the reactor and [`Stats`] handles.
         #[derive(Debug, Default)]
         pub struct Counters {
-            $( $(#[$doc])* pub $name: AtomicU64, )*
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
         }
 
         /// A copy of every counter at one moment.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct StatsSnapshot {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[doc = $doc])* pub $name: u64, )*
         }
 
         impl Counters {
             /// Copies every counter.
             pub fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $( $name: self.$name.load(Relaxed), )* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// Every figure with its name, doc comment and kind, in
+            /// declaration order: what `metrics/` exports, so a counter
+            /// added to the list is exported without further code.
+            pub fn fields(&self) -> Vec<Field> {
+                vec![$(
+                    Field {
+                        name: stringify!($name),
+                        help: concat!($($doc),*),
+                        kind: kind!($($kind)?),
+                        value: self.$name,
+                    },
+                )*]
             }
         }
 
@@ -45,11 +61,42 @@ macro_rules! counters {
     };
 }
 
+/// `name` in the list is a counter; `name: gauge` a gauge.
+macro_rules! kind {
+    () => {
+        Kind::Counter
+    };
+    (gauge) => {
+        Kind::Gauge
+    };
+}
+
+/// Whether a figure only grows or moves both ways: it decides how it is
+/// exported (`echoloop_<name>_total` counter or `echoloop_<name>` gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows (until the process restarts).
+    Counter,
+    /// A level that goes up and down.
+    Gauge,
+}
+
+/// One figure of a [`StatsSnapshot`], described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// The field name, as logged (`accepted`).
+    pub name: &'static str,
+    /// Its doc comment, lines joined (each starts with a space).
+    pub help: &'static str,
+    pub kind: Kind,
+    pub value: u64,
+}
+
 counters! {
     /// TCP connections accepted.
     accepted,
     /// TCP connections open now.
-    active,
+    active: gauge,
     /// TCP connections closed, for any reason.
     closed,
     /// Connections closed by a reset or broken pipe from the peer.
@@ -80,6 +127,10 @@ counters! {
     slow_consumers,
     /// `files`: files served whole.
     files_served,
+    /// Bytes owed to TCP peers, held in connection output buffers.
+    pending_bytes: gauge,
+    /// TCP connections whose reading is paused by backpressure.
+    paused_conns: gauge,
 }
 
 /// A cloneable, `Send` handle on a server's counters.
@@ -121,5 +172,31 @@ mod tests {
         let text = snap.to_string();
         assert!(text.starts_with("accepted=3 active=1 closed=0"), "{text}");
         assert!(text.contains("files_served=0"));
+    }
+
+    #[test]
+    fn fields_carry_name_doc_kind_and_value_of_every_counter() {
+        let s = Stats::default();
+        add(&s.0.accepted, 2);
+        let snap = s.snapshot();
+        let fields = snap.fields();
+        let accepted = fields.iter().find(|f| f.name == "accepted").unwrap();
+        assert_eq!(accepted.value, 2);
+        assert_eq!(accepted.kind, Kind::Counter);
+        assert_eq!(accepted.help.trim(), "TCP connections accepted.");
+        let active = fields.iter().find(|f| f.name == "active").unwrap();
+        assert_eq!(active.kind, Kind::Gauge);
+        // Every logged figure is described, in the same order.
+        let line = snap.to_string();
+        let logged: Vec<&str> = line
+            .split(' ')
+            .map(|kv| kv.split('=').next().unwrap())
+            .collect();
+        let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        assert_eq!(logged, names);
+        assert!(
+            fields.iter().all(|f| !f.help.trim().is_empty()),
+            "{fields:?}"
+        );
     }
 }

@@ -75,6 +75,7 @@ impl Reactor {
             conn,
             registered: None,
             timer: None,
+            reported: Default::default(),
         });
         debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
         self.after_conn_io(key);

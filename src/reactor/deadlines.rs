@@ -53,6 +53,7 @@ impl Reactor {
                 self.draining.filter(|_| !self.conns.is_empty()),
                 self.drain_waiting.then(|| now + DRAIN_CHECK),
                 self.next_stats,
+                self.metrics_deadline(),
             ],
         )
     }

@@ -118,6 +118,9 @@ impl Reactor {
             .iter()
             .filter(|(_, s)| s.conn.close_reason().is_none() && !s.conn.fully_delivered());
         stats::add(&stats.drain_aborts, abandoned.count() as u64);
+        for (_, slot) in self.conns.iter() {
+            super::metrics::release_gauges(stats, slot);
+        }
         stats::add(&stats.closed, remaining);
         stats::sub(&stats.active, remaining);
         self.shutdown.reactor_done();

@@ -6,8 +6,9 @@
 //! closed, fire due timers, and check the shutdown drain.
 //!
 //! Tokens: a few fixed ones below `FIRST_CONN` for the listener, the UDP
-//! socket, signals and the waker; every other token is a slab key plus
-//! `FIRST_CONN`, so the two ranges never collide.
+//! socket, signals, the waker and the metrics endpoint (`metrics.rs`);
+//! every other token is a slab key plus `FIRST_CONN`, so the two ranges
+//! never collide.
 //!
 //! This file holds the loop, dispatch and the connection bookkeeping;
 //! `accept.rs` the listener's states and limits, `deadlines.rs` what bounds
@@ -37,6 +38,7 @@ use crate::udp::Udp;
 mod accept;
 mod deadlines;
 mod drain;
+mod metrics;
 
 use accept::AcceptState;
 use drain::Exit;
@@ -60,6 +62,8 @@ struct Slot {
     conn: Conn<TcpStream>,
     registered: Option<Interest>,
     timer: Option<Instant>,
+    /// What the pending-bytes and paused gauges count for it.
+    reported: metrics::Reported,
 }
 
 /// What every connection call borrows from the reactor, kept apart from the
@@ -146,6 +150,8 @@ pub(crate) struct Reactor {
     root: Option<Rc<Path>>,
     /// The time read once after each `poll`: one clock read per batch.
     now: Instant,
+    /// `--metrics`: the loop's histograms, and (first reactor) the endpoint.
+    metrics: Option<metrics::MetricsState>,
 }
 
 impl Reactor {
@@ -164,6 +170,7 @@ impl Reactor {
             udp,
             max_conns,
             index,
+            metrics,
         } = shard;
         let config = Config {
             max_conns,
@@ -177,6 +184,10 @@ impl Reactor {
                     .register(&mut socket, UDP, Interest::READABLE)?;
                 Some(Udp::new(socket, config.mode))
             }
+            None => None,
+        };
+        let metrics = match metrics {
+            Some(m) => Some(metrics::MetricsState::new(m, poll.registry(), &stats.0)?),
             None => None,
         };
         // Signals go to one reactor, which passes them on to the others.
@@ -220,6 +231,7 @@ impl Reactor {
             root: root.map(Rc::from),
             config,
             now,
+            metrics,
         })
     }
 
@@ -255,6 +267,7 @@ impl Reactor {
             self.close_batch();
             self.fire_timers();
             self.log_stats();
+            self.metrics_turn();
             if self.drain_done() {
                 self.finish();
                 return Ok(());
@@ -276,6 +289,7 @@ impl Reactor {
                     self.begin_shutdown();
                 }
             }
+            t if crate::metrics::owns(t) => self.metrics_event(t),
             // Every other token is a slab key offset by FIRST_CONN.
             Token(t) => match t.checked_sub(FIRST_CONN) {
                 Some(key) => self.conn_event(key, readable, writable),
@@ -345,6 +359,7 @@ impl Reactor {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        metrics::sync_gauges(&self.shared.stats, slot);
         if let Some(reason) = slot.conn.close_reason() {
             trace!("closing token={} reason={reason:?}", key + FIRST_CONN);
             self.to_close.push((key, slot.conn.id));
@@ -410,6 +425,7 @@ impl Reactor {
                 continue; // already closed (marked twice)
             }
             let mut slot = self.conns.remove(key);
+            metrics::release_gauges(&self.shared.stats, &slot);
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::Done);
             if slot.registered.is_some() {
                 if let Err(e) = self.poll.registry().deregister(&mut slot.conn.socket) {

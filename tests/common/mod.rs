@@ -5,6 +5,8 @@
 //! Every test binary includes this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,8 @@ pub fn test_config() -> Config {
 pub struct Running {
     pub tcp: SocketAddr,
     pub udp: Option<SocketAddr>,
+    /// The `--metrics` endpoint, when the config asked for one.
+    pub metrics: Option<SocketAddr>,
     handle: ShutdownHandle,
     stats: Stats,
     thread: Option<JoinHandle<StatsSnapshot>>,
@@ -51,6 +55,7 @@ pub fn start(config: Config) -> Running {
     let server = Server::bind(config).expect("bind test server");
     let tcp = server.tcp_addr();
     let udp = server.udp_addr();
+    let metrics = server.metrics_addr();
     let handle = server.shutdown_handle();
     let stats = server.stats();
     let thread = std::thread::Builder::new()
@@ -60,6 +65,7 @@ pub fn start(config: Config) -> Running {
     Running {
         tcp,
         udp,
+        metrics,
         handle,
         stats,
         thread: Some(thread),
