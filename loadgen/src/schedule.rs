@@ -41,6 +41,29 @@ impl Schedule {
         (index as f64 * 1e9 / self.rate).round() as u64
     }
 
+    /// The first message of connection `conn` due at or after `t_ns`: where a connection
+    /// that comes up at `t_ns` joins the schedule.
+    pub fn first_due_from(&self, conn: u64, t_ns: u64) -> u64 {
+        // Invert intended_ns, then step over its rounding (a step or two at most).
+        let exact = (t_ns as f64 * self.rate / 1e9 - conn as f64) / self.conns as f64;
+        let mut m = (exact.floor().max(0.0) as u64).saturating_sub(1);
+        while m > 0 && self.intended_ns(conn, m - 1) >= t_ns {
+            m -= 1;
+        }
+        // intended_ns saturates at u64::MAX >= t_ns, so this ends.
+        while self.intended_ns(conn, m) < t_ns {
+            m += 1;
+        }
+        m
+    }
+
+    /// How many of connection `conn`'s messages `m_from..m_to` are due in `[lo, hi)` ns.
+    pub fn count_due(&self, conn: u64, m_from: u64, m_to: u64, lo: u64, hi: u64) -> u64 {
+        let first = m_from.max(self.first_due_from(conn, lo));
+        let end = m_to.min(self.first_due_from(conn, hi));
+        end.saturating_sub(first)
+    }
+
     /// Per-connection messages per second: what its in-flight window must absorb.
     pub fn per_connection_rate(&self) -> f64 {
         self.rate / self.conns as f64
@@ -159,6 +182,28 @@ mod tests {
         assert_eq!(seen.len(), 120);
         assert!(seen.iter().all(|&(conn, _)| conn < 5));
         assert!(seen.contains(&(2, 39)) && seen.contains(&(4, 19)) && seen.contains(&(0, 19)));
+    }
+
+    /// A connection up at time t joins at the first message due at or after t; counting
+    /// messages due in a time span agrees with intended_ns, rounding included.
+    #[test]
+    fn joining_and_counting() {
+        let s = Schedule::new(3.0, 7);
+        for conn in [0u64, 3, 6] {
+            for t in [0u64, 1, 333_333_333, 2_333_333_333, 9_999_999_999] {
+                let m = s.first_due_from(conn, t);
+                assert!(s.intended_ns(conn, m) >= t, "{conn} {t}");
+                assert!(m == 0 || s.intended_ns(conn, m - 1) < t, "{conn} {t}");
+            }
+            let brute = (0..1000)
+                .filter(|&m| (1_000_000_000..5_000_000_000).contains(&s.intended_ns(conn, m)))
+                .count() as u64;
+            let counted = s.count_due(conn, 0, 1000, 1_000_000_000, 5_000_000_000);
+            assert_eq!(counted, brute, "conn {conn}");
+            assert_eq!(s.count_due(conn, 1, 2, 0, u64::MAX), 1);
+        }
+        // The far end of time ends the search too (intended_ns saturates).
+        assert!(s.first_due_from(0, u64::MAX) > 1 << 32);
     }
 
     /// Fractional rates keep their average over long spans (no drift from rounding).
