@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// A connect still pending after this long fails the connection.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub connect_timeout: Duration,
+    /// TCP: after the measured time, how long echoes still owed are awaited before they
+    /// count as missing.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub drain_timeout: Duration,
     /// TCP: each connection closes after N echoed messages and reconnects at once, so the
     /// run measures connections per second (churn).
     #[arg(long, value_name = "N")]
@@ -152,6 +156,7 @@ impl RunArgs {
             connect_rate: self.connect_rate,
             bind: self.bind.into_iter().flat_map(|s| s.0).collect(),
             connect_timeout: self.connect_timeout,
+            drain_timeout: self.drain_timeout,
             reconnect_after: self.reconnect_after,
             framed: self.framed,
             udp_timeout: self.udp_timeout,

@@ -97,7 +97,8 @@ pub struct RunConfig {
     /// once, measuring churn. `None`: connections live for the whole run.
     pub reconnect_after: Option<u64>,
     /// After the measured time, how long TCP echoes still owed are awaited before they
-    /// count as missing.
+    /// count as missing. Generous: a server that stalls for seconds is slow, not lossy,
+    /// and a run whose connections all break ends at once anyway.
     pub drain_timeout: Duration,
     /// Print a progress line (or bar, on a terminal) per second on stderr.
     pub progress: bool,
@@ -125,7 +126,7 @@ impl RunConfig {
             max_loss: None,
             connect_timeout: Duration::from_secs(10),
             reconnect_after: None,
-            drain_timeout: Duration::from_secs(3),
+            drain_timeout: Duration::from_secs(10),
             progress: false,
             hlog: None,
         }
@@ -155,6 +156,9 @@ impl RunConfig {
         }
         check_rate("connect-rate", self.connect_rate)?;
         // No upper bound: deadlines saturate, and a library caller may mean "never".
+        if self.drain_timeout.is_zero() {
+            return Err(invalid("drain-timeout", "must be greater than 0"));
+        }
         if self.connect_timeout.is_zero() {
             return Err(invalid("connect-timeout", "must be greater than 0"));
         }

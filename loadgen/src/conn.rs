@@ -92,6 +92,11 @@ impl Ctx {
         self.now
     }
 
+    /// Whether the connect phase is over: traffic flows from then on (warm-up first).
+    pub fn started(&self) -> bool {
+        self.measure_start != u64::MAX
+    }
+
     /// Whether `t` (ns since the epoch) falls in the measured window.
     pub fn measured(&self, t: u64) -> bool {
         (self.measure_start..self.measure_end).contains(&t)
@@ -211,10 +216,12 @@ impl SendState {
         }
     }
 
-    /// The connection is up now. Open loop: it joins the schedule at the first message
-    /// due from now on; what came due since `resume` is counted as not sent.
+    /// The connection is up now. Open loop, after the connect phase (a reconnect): it
+    /// joins the schedule at the first message due from now on; what came due since
+    /// `resume` is counted as not sent. (The schedule starts when the connect phase ends,
+    /// so a first connect has missed nothing.)
     pub fn on_connect(&mut self, ctx: &mut Ctx) {
-        let Some(s) = ctx.schedule else {
+        let (Some(s), true) = (ctx.schedule, ctx.started()) else {
             return;
         };
         self.m0 = self
@@ -236,9 +243,10 @@ impl SendState {
             .is_some_and(|l| self.window.next_seq() >= l && self.window.in_flight() == 0)
     }
 
-    /// How many messages may be sent now.
+    /// How many messages may be sent now: none during the connect phase (connections
+    /// open first, then traffic starts for all of them at once).
     pub fn sendable(&self, ctx: &Ctx) -> usize {
-        if !self.window.has_room() {
+        if !self.window.has_room() || !ctx.started() {
             return 0;
         }
         let want = match ctx.schedule {

@@ -9,7 +9,9 @@
 //! closed after the event batch.
 //!
 //! Timeline (ns since the shared epoch, see `phase.rs`): the connect phase, until every
-//! connection of every thread has opened or failed; then warm-up, traffic but no records;
+//! connection of every thread has opened or failed, with no traffic (so connects have the
+//! loop and the server's accept path to themselves, and the open-loop schedule starts with
+//! every connection up); then warm-up, traffic but no records;
 //! `[measure_start, measure_end)` measured; then a drain in which nothing new is sent and
 //! owed echoes are awaited until `drain_deadline`.
 
@@ -138,8 +140,8 @@ pub fn run_worker<C: Client>(spec: WorkerSpec) {
 impl<C: Client> Worker<C> {
     fn new(spec: WorkerSpec) -> io::Result<Self> {
         let cfg = spec.cfg;
+        // The schedule starts, and its cursor is made, when the connect phase ends.
         let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
-        let cursor = schedule.map(|s| s.cursor(spec.thread, cfg.threads));
         let timer = timer::for_schedule(schedule.is_some(), spec.poll.registry(), TIMER)?;
         let local = (cfg.connections - spec.thread).div_ceil(cfg.threads);
         let ctx = Ctx {
@@ -166,7 +168,7 @@ impl<C: Client> Worker<C> {
             sources: spec.sources,
             timeline: Timeline::CONNECTING,
             dirty: Vec::with_capacity(local),
-            cursor,
+            cursor: None,
             timer,
             ctx,
             interval: 0,
@@ -231,6 +233,12 @@ impl<C: Client> Worker<C> {
         self.ctx.measure_start = self.timeline.measure_start;
         self.ctx.measure_end = self.timeline.measure_end;
         self.interval_end = self.timeline.measure_start.saturating_add(INTERVAL_NS);
+        // Traffic starts now: the open-loop schedule from here, the closed loop with a
+        // first send on every connection (once per run, the only pass over them all).
+        let (thread, threads) = (self.thread, cfg.threads);
+        self.ctx.schedule = self.ctx.schedule.map(|s| s.starting_at(end));
+        self.cursor = self.ctx.schedule.map(|s| s.cursor(thread, threads));
+        self.table.pump_all(&mut self.ctx);
         let _ = self.tx.send(WorkerMsg::Connected { at_ns: end });
     }
 

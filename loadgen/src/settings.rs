@@ -43,6 +43,8 @@ pub struct Settings {
     pub max_loss: Option<f64>,
     /// A TCP connect still pending after this many seconds failed.
     pub connect_timeout_s: f64,
+    /// TCP echoes still owed this many seconds after the measured time count missing.
+    pub drain_timeout_s: f64,
     /// `--reconnect-after`: messages per connection before it reconnects, if set.
     pub reconnect_after: Option<u64>,
     /// `--json`: the report was JSON.
@@ -78,6 +80,7 @@ impl Settings {
             udp_timeout_s: cfg.udp_timeout.as_secs_f64(),
             max_loss: cfg.max_loss,
             connect_timeout_s: cfg.connect_timeout.as_secs_f64(),
+            drain_timeout_s: cfg.drain_timeout.as_secs_f64(),
             reconnect_after: cfg.reconnect_after,
             json: false,
             quiet: !cfg.progress,

@@ -152,6 +152,16 @@ impl<C: Client> Table<C> {
         }
     }
 
+    /// The connect phase is over: every connection sends what it may (closed loop: its
+    /// first messages). Once per run; everything else is driven by events.
+    pub fn pump_all(&mut self, ctx: &mut Ctx) {
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i], Slot::Live { .. }) {
+                self.drive(i, ctx, |c, ctx| c.pump(ctx));
+            }
+        }
+    }
+
     /// Runs the deadlines due by `ctx.now`, at most [`DEADLINES_PER_TURN`]; returns
     /// whether more are due (the loop then polls without sleeping).
     pub fn fire_deadlines(&mut self, ctx: &mut Ctx) -> bool {

@@ -347,8 +347,8 @@ fn existing_output_file_is_replaced_only_by_a_report() {
 
 /// In open loop, --json warns on stderr when loadgen fell behind its schedule, as the text
 /// report does, and stdout stays one JSON object. A rate no loadgen can keep makes sure
-/// (the backlog then goes out in the drain, up to its 3 s timeout, and what is still owed
-/// then counts missing: exit 0 or 1, either way with the warning).
+/// (the backlog then goes out in the drain, up to its timeout, 1 s here, and what is still
+/// owed then counts missing: exit 0 or 1, either way with the warning).
 #[test]
 fn json_open_loop_warns_on_stderr_when_behind() {
     let peer = tcp_peer(Behaviour::Echo);
@@ -365,6 +365,8 @@ fn json_open_loop_warns_on_stderr_when_behind() {
         "0",
         "--duration",
         "300ms",
+        "--drain-timeout",
+        "1s",
         "--quiet",
         "--json",
     ];
