@@ -91,7 +91,8 @@ pub struct RunConfig {
     /// UDP: fail the run when the lost fraction exceeds this (0.01 = 1 %). `None` = never.
     pub max_loss: Option<f64>,
     /// A TCP connect still pending after this long counts as failed. Long enough for the
-    /// kernel's SYN retransmissions (after 1, 3 and 7 s) when a server's backlog overflows.
+    /// kernel's SYN retransmissions when a server's backlog overflows (Linux 6.5+ resends
+    /// after 1, 2, 3, 4 and 8 s: `tcp_syn_linear_timeouts`; older kernels after 1, 3, 7 s).
     pub connect_timeout: Duration,
     /// TCP: each connection closes after this many echoed messages and a new one opens at
     /// once, measuring churn. `None`: connections live for the whole run.

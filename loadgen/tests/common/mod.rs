@@ -242,14 +242,9 @@ pub fn never_accepting() -> socket2::Socket {
     s
 }
 
-/// The soft open-files limit raised to the hard one; fails the test if it stays below
-/// `need`.
-pub fn need_open_files(need: u64) {
-    let limit = loadgen::raise_open_files_limit().unwrap_or(u64::MAX);
-    assert!(
-        limit >= need,
-        "this test needs {need} open files; ulimit -n is {limit}"
-    );
+/// The soft open-files limit, raised to the hard one first.
+pub fn raise_open_files() -> u64 {
+    loadgen::raise_open_files_limit().unwrap_or(u64::MAX)
 }
 
 /// Polls `cond` every millisecond until it holds; fails the test after `limit`.
