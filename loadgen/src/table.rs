@@ -136,8 +136,8 @@ impl<C: Client> Table<C> {
         };
         let before = client.outstanding();
         let flow = f(client, ctx);
-        // `owed` includes `before`, so this cannot underflow.
-        self.owed = self.owed - before + client.outstanding();
+        // `owed` includes `before` (it is the sum over connections); saturating all the same.
+        self.owed = (self.owed + client.outstanding()).saturating_sub(before);
         if *first && client.is_up() {
             *first = false;
             self.phase.resolve(true, ctx.now);
