@@ -46,17 +46,22 @@ pub const MAX_SOURCES: usize = 65_536;
 
 /// The source addresses of a run, used round-robin by connection id; empty means the
 /// kernel's choice. `--bind` wins; otherwise an IPv4 loopback target on Linux gets
-/// `127.0.0.2` and up, one address per [`AUTO_PER_ADDRESS`] connections.
+/// `127.0.0.2` and up, one address per [`AUTO_PER_ADDRESS`] connections, if this host
+/// lets a socket bind there (a sandbox may give loopback only `127.0.0.1`).
 pub fn plan(cfg: &RunConfig) -> Vec<IpAddr> {
     if !cfg.bind.is_empty() {
         return cfg.bind.clone();
     }
+    let first = Ipv4Addr::new(127, 0, 0, 2);
     match cfg.target.ip() {
         IpAddr::V4(ip) if ip.is_loopback() && cfg!(target_os = "linux") => {
+            if let Err(e) = std::net::UdpSocket::bind((first, 0)) {
+                log::debug!("sources: cannot bind {first} ({e}); the kernel chooses");
+                return Vec::new();
+            }
             let n = cfg.connections.div_ceil(AUTO_PER_ADDRESS) as u32;
-            let first = u32::from(Ipv4Addr::new(127, 0, 0, 2));
             (0..n)
-                .map(|k| IpAddr::V4(Ipv4Addr::from(first + k)))
+                .map(|k| IpAddr::V4(Ipv4Addr::from(u32::from(first) + k)))
                 .collect()
         }
         _ => Vec::new(),
