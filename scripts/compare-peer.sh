@@ -6,6 +6,7 @@
 # current-thread tokio runtime: examples/tokio_peer.rs).
 #
 #   cargo build --release --workspace --bins --examples
+#   ulimit -n 20000    # for thousands of connections, in this shell
 #   scripts/compare-peer.sh ROUNDS [loadgen args...]
 #   scripts/compare-peer.sh 2 --connections 50 --duration 5s
 #   PEERS="echoloop tokio_peer" scripts/compare-peer.sh 1 --connections 1000
@@ -17,9 +18,12 @@ shift
 log=$(mktemp)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -f "$log"' EXIT
 
-# Starts a server in the background and waits for its tcp=ADDR line.
+# Starts a server in the background and waits for its tcp=ADDR line. The log
+# is emptied first, here: the background job's own redirection may truncate it
+# only after the loop below has read the previous server's address.
 start() {
-    taskset -c 0 "$@" >"$log" 2>&1 &
+    : >"$log"
+    taskset -c 0 "$@" >>"$log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
         addr=$(grep -o 'tcp=[^ ]*' "$log" | head -1 | cut -d= -f2) && [ -n "$addr" ] && return

@@ -8,14 +8,17 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
-use crate::conn::{new_histogram, ThreadStats};
+use crate::conn::new_histogram;
 use crate::driver::{WorkerMsg, INTERVAL_NS};
+use crate::phase::Phase;
+use crate::stats::ThreadStats;
 
 /// Comment prefix that records the wire size in an `.hlog`, for `merge` to report MB/s.
 pub const WIRE_COMMENT: &str = "loadgen wire_bytes=";
@@ -24,21 +27,39 @@ pub const WIRE_COMMENT: &str = "loadgen wire_bytes=";
 pub struct HlogSink {
     out: BufWriter<File>,
     serializer: V2DeflateSerializer,
+    wire_bytes: usize,
+    /// The header is written once the measured time's start is known.
+    started: bool,
 }
 
 impl HlogSink {
-    /// Creates the file and writes the header; timestamps are seconds after `base`.
-    pub fn create(path: &Path, base: SystemTime, wire_bytes: usize) -> io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
-        let mut serializer = V2DeflateSerializer::new();
+    /// Creates the file, and makes sure it takes writes (see [`crate::probe_write`]); the
+    /// header follows when the measured time begins ([`HlogSink::start`]).
+    pub fn create(path: &Path, wire_bytes: usize) -> io::Result<Self> {
+        let file = File::create(path)?;
+        crate::probe_write(&file)?;
+        Ok(HlogSink {
+            out: BufWriter::new(file),
+            serializer: V2DeflateSerializer::new(),
+            wire_bytes,
+            started: false,
+        })
+    }
+
+    /// Writes the header: interval timestamps are seconds after `base`, the start of the
+    /// measured time.
+    pub fn start(&mut self, base: SystemTime) -> io::Result<()> {
+        if std::mem::replace(&mut self.started, true) {
+            return Ok(());
+        }
+        let wire = self.wire_bytes;
         IntervalLogWriterBuilder::new()
             .add_comment("loadgen latency interval log; values in nanoseconds")
-            .add_comment(&format!("{WIRE_COMMENT}{wire_bytes}"))
+            .add_comment(&format!("{WIRE_COMMENT}{wire}"))
             .with_start_time(base)
             .with_base_time(base)
-            .begin_log_with(&mut out, &mut serializer)?;
-        writeln!(out, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
-        Ok(HlogSink { out, serializer })
+            .begin_log_with(&mut self.out, &mut self.serializer)?;
+        writeln!(self.out, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")
     }
 
     /// Appends one interval.
@@ -61,25 +82,33 @@ impl HlogSink {
     }
 }
 
-/// One per-second line (or a bar on a terminal) on stderr, and the "warming up" line.
+/// One per-second line (or a bar on a terminal) on stderr, and the line that says the
+/// connect phase is over.
 struct Progress {
     enabled: bool,
     tty: bool,
     warmup: Duration,
     duration: Duration,
-    /// "warming up" was printed (or is not to be).
-    warned_warmup: bool,
 }
 
 impl Progress {
-    /// A connection works `at_ns` after the epoch: say that the warm-up runs, if it still
-    /// does. Not before, so a refused target gets one error line and nothing else.
-    fn up(&mut self, at_ns: u64) {
-        let warming = at_ns < crate::conn::ns(self.warmup);
-        if self.enabled && !self.warned_warmup && warming {
-            eprintln!("warming up for {:?}", self.warmup);
+    /// The connect phase ended `at_ns` after the epoch with `opened` of `asked` open.
+    fn connected(&self, at_ns: u64, opened: usize, asked: usize) {
+        if !self.enabled || opened == 0 {
+            return;
         }
-        self.warned_warmup = true;
+        let secs = at_ns as f64 / 1e9;
+        let rate = if secs > 0.0 {
+            opened as f64 / secs
+        } else {
+            0.0
+        };
+        let warming = if self.warmup.is_zero() {
+            String::new()
+        } else {
+            format!("; warming up for {:?}", self.warmup)
+        };
+        eprintln!("connected {opened} of {asked} in {secs:.3} s ({rate:.0}/s){warming}");
     }
 
     /// Interval `index` (0-based) is complete with `msgs` messages. `end_ns`: when the run
@@ -128,10 +157,20 @@ pub struct Collector {
     next_emit: u64,
     /// Sum of every emitted interval.
     pub total: Histogram<u64>,
+    /// Sum of the threads' handshake histograms.
+    pub connect: Histogram<u64>,
     /// Sum of the threads' counters.
     pub stats: ThreadStats,
     /// Latest thread end, ns since epoch.
     pub end_ns: u64,
+    /// When the connect phase ended, ns since epoch, once a worker said so.
+    pub connect_end: Option<u64>,
+    /// Some connection works; and the connect phase's end was said.
+    up: bool,
+    said: bool,
+    /// The run's start in wall-clock time (the `.hlog` timestamps are wall-clock).
+    epoch: SystemTime,
+    phase: Arc<Phase>,
     /// Intervals emitted but not yet written (the last one's length is known at the end).
     emitted: Vec<(u64, Histogram<u64>)>,
     hlog: Option<HlogSink>,
@@ -140,15 +179,29 @@ pub struct Collector {
     pub failure: Option<String>,
 }
 
+/// What the collector found, once every worker is done.
+pub struct Collected {
+    /// Every measured latency, ns.
+    pub histogram: Histogram<u64>,
+    /// Every handshake's duration, ns.
+    pub connect: Histogram<u64>,
+    /// The threads' counters added up.
+    pub stats: ThreadStats,
+    /// When the last thread stopped, ns since the epoch.
+    pub end_ns: u64,
+    /// When the connect phase ended, ns since the epoch (`None` if it never did).
+    pub connect_end: Option<u64>,
+}
+
 impl Collector {
-    /// A collector for `threads` workers; progress (if `progress`) for a run of `warmup`
-    /// then `duration`.
+    /// A collector for `threads` workers sharing `phase`; progress (if `progress`) for a
+    /// run of `warmup` then `duration` that started at `epoch`.
     pub fn new(
         threads: usize,
+        phase: Arc<Phase>,
         hlog: Option<HlogSink>,
         progress: bool,
-        warmup: Duration,
-        duration: Duration,
+        (epoch, warmup, duration): (SystemTime, Duration, Duration),
     ) -> Self {
         Collector {
             threads,
@@ -158,8 +211,14 @@ impl Collector {
             errors: vec![0; threads],
             next_emit: 0,
             total: new_histogram(),
+            connect: new_histogram(),
             stats: ThreadStats::default(),
             end_ns: 0,
+            connect_end: None,
+            up: false,
+            said: false,
+            epoch,
+            phase,
             emitted: Vec::new(),
             hlog,
             progress: Progress {
@@ -167,10 +226,15 @@ impl Collector {
                 tty: io::stderr().is_terminal(),
                 warmup,
                 duration,
-                warned_warmup: warmup.is_zero(),
             },
             failure: None,
         }
+    }
+
+    /// When the measured time starts, ns since the epoch, once known.
+    fn measure_start(&self) -> Option<u64> {
+        let warmup = crate::conn::ns(self.progress.warmup);
+        self.connect_end.map(|t| t.saturating_add(warmup))
     }
 
     /// Takes one worker message.
@@ -189,21 +253,51 @@ impl Collector {
                 thread,
                 index,
                 hist,
+                connect,
                 stats,
                 end_ns,
             } => {
                 self.errors[thread] = stats.errors.total();
                 self.add_interval(thread, index, &hist);
+                // Same bounds everywhere, so adding cannot fail.
+                let _ = self.connect.add(&connect);
                 self.done[thread] = true;
                 self.stats.add(&stats);
                 self.end_ns = self.end_ns.max(end_ns);
             }
-            WorkerMsg::Up { at_ns } => self.progress.up(at_ns),
+            WorkerMsg::Connected { at_ns } => self.on_connected(at_ns)?,
+            WorkerMsg::Up => {
+                self.up = true;
+                self.say_connected();
+            }
             WorkerMsg::Failed(e) => {
                 self.failure.get_or_insert(e);
             }
         }
         self.emit_ready()
+    }
+
+    /// Once the connect phase is over and a connection works (UDP: answered), says so.
+    fn say_connected(&mut self) {
+        if let (Some(at_ns), true, false) = (self.connect_end, self.up, self.said) {
+            self.said = true;
+            let (opened, asked) = (self.phase.opened(), self.phase.asked());
+            self.progress.connected(at_ns, opened, asked);
+        }
+    }
+
+    /// The first worker to see the connect phase end: say so, start the interval log.
+    fn on_connected(&mut self, at_ns: u64) -> io::Result<()> {
+        if self.connect_end.is_some() {
+            return Ok(());
+        }
+        self.connect_end = Some(at_ns);
+        self.say_connected();
+        let start = self.measure_start().unwrap_or(at_ns);
+        match self.hlog.as_mut() {
+            Some(sink) => sink.start(self.epoch + Duration::from_nanos(start)),
+            None => Ok(()),
+        }
     }
 
     fn add_interval(&mut self, thread: usize, index: u64, hist: &Histogram<u64>) {
@@ -235,12 +329,9 @@ impl Collector {
             // Every thread done: the run ended at `end_ns`, and if no connection was ever
             // made the run is an error, with no progress to show.
             let all_done = self.done.iter().all(|d| *d);
-            let end = all_done.then(|| {
-                let warmup = crate::conn::ns(self.progress.warmup);
-                match self.stats.opened {
-                    0 => 0,
-                    _ => self.end_ns.saturating_sub(warmup),
-                }
+            let end = all_done.then(|| match (self.stats.opened, self.measure_start()) {
+                (0, _) | (_, None) => 0,
+                (_, Some(start)) => self.end_ns.saturating_sub(start),
             });
             let p99 = self.total.value_at_quantile(0.99);
             self.progress.line(k, hist.len(), p99, errors, end);
@@ -269,21 +360,25 @@ impl Collector {
     }
 
     /// All workers are done: the last interval runs to the end of the drain.
-    pub fn finish(
-        mut self,
-        measure_start_ns: u64,
-    ) -> io::Result<(Histogram<u64>, ThreadStats, u64)> {
+    pub fn finish(mut self) -> io::Result<Collected> {
         self.progress.finish();
-        if let Some(sink) = self.hlog.as_mut() {
+        let start = self.measure_start();
+        if let (Some(sink), Some(start)) = (self.hlog.as_mut(), start) {
             if let Some((k, h)) = self.emitted.pop() {
-                let start = k * INTERVAL_NS;
-                let len = self.end_ns.saturating_sub(measure_start_ns + start).max(1);
-                sink.write(&h, Duration::from_nanos(start), Duration::from_nanos(len))?;
+                let from = k * INTERVAL_NS;
+                let len = self.end_ns.saturating_sub(start + from).max(1);
+                sink.write(&h, Duration::from_nanos(from), Duration::from_nanos(len))?;
             }
         }
         if let Some(sink) = self.hlog.take() {
             sink.finish()?;
         }
-        Ok((self.total, self.stats, self.end_ns))
+        Ok(Collected {
+            histogram: self.total,
+            connect: self.connect,
+            stats: self.stats,
+            end_ns: self.end_ns,
+            connect_end: self.connect_end,
+        })
     }
 }

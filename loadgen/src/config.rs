@@ -1,13 +1,11 @@
-//! Command line and run settings: clap arguments in, a validated [`RunConfig`] out.
+//! Run settings: a validated [`RunConfig`] (the command line in `cli.rs` builds one).
 //!
 //! This module owns every default and every rule about which settings make sense together.
-//! It does no IO beyond resolving the target name, so it is unit-tested directly.
+//! It does no IO, so it is unit-tested directly.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
-
-use clap::{Args, Parser, Subcommand};
 
 use crate::payload::{HEADER_LEN, MAX_DATAGRAM};
 
@@ -41,7 +39,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         flag,
         reason: reason.into(),
@@ -82,7 +80,9 @@ pub struct RunConfig {
     pub threads: usize,
     /// New connections per second during ramp-up. `None` = all at once.
     pub connect_rate: Option<f64>,
-    /// Source addresses, used round-robin (each gives ~28k ephemeral ports).
+    /// Source addresses, used round-robin by connection id (each gives ~28k ports).
+    /// Empty: an IPv4 loopback target gets 127.0.0.2 and up ([`crate::source::plan`]),
+    /// others the kernel's choice.
     pub bind: Vec<IpAddr>,
     /// Prefix each message with a u32 big-endian length, as echoloop's framed mode expects.
     pub framed: bool,
@@ -90,10 +90,16 @@ pub struct RunConfig {
     pub udp_timeout: Duration,
     /// UDP: fail the run when the lost fraction exceeds this (0.01 = 1 %). `None` = never.
     pub max_loss: Option<f64>,
-    /// A TCP connect still pending after this long counts as failed.
+    /// A TCP connect still pending after this long counts as failed. Long enough for the
+    /// kernel's SYN retransmissions when a server's backlog overflows (Linux 6.5+ resends
+    /// after 1, 2, 3, 4 and 8 s: `tcp_syn_linear_timeouts`; older kernels after 1, 3, 7 s).
     pub connect_timeout: Duration,
+    /// TCP: each connection closes after this many echoed messages and a new one opens at
+    /// once, measuring churn. `None`: connections live for the whole run.
+    pub reconnect_after: Option<u64>,
     /// After the measured time, how long TCP echoes still owed are awaited before they
-    /// count as missing.
+    /// count as missing. Generous: a server that stalls for seconds is slow, not lossy,
+    /// and a run whose connections all break ends at once anyway.
     pub drain_timeout: Duration,
     /// Print a progress line (or bar, on a terminal) per second on stderr.
     pub progress: bool,
@@ -119,8 +125,9 @@ impl RunConfig {
             framed: false,
             udp_timeout: Duration::from_secs(1),
             max_loss: None,
-            connect_timeout: Duration::from_secs(3),
-            drain_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_after: None,
+            drain_timeout: Duration::from_secs(10),
             progress: false,
             hlog: None,
         }
@@ -149,6 +156,25 @@ impl RunConfig {
             return Err(invalid("rate", why));
         }
         check_rate("connect-rate", self.connect_rate)?;
+        // No upper bound: deadlines saturate, and a library caller may mean "never".
+        if self.drain_timeout.is_zero() {
+            return Err(invalid("drain-timeout", "must be greater than 0"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("connect-timeout", "must be greater than 0"));
+        }
+        match (self.reconnect_after, self.protocol) {
+            (Some(0), _) => return Err(invalid("reconnect-after", "must be at least 1")),
+            (Some(_), Protocol::Udp) => {
+                let why = "is for TCP (a UDP socket has no connection to churn)";
+                return Err(invalid("reconnect-after", why));
+            }
+            _ => {}
+        }
+        if self.bind.len() > crate::source::MAX_SOURCES {
+            let why = format!("at most {} addresses", crate::source::MAX_SOURCES);
+            return Err(invalid("bind", why));
+        }
         if let Some(loss) = self.max_loss {
             if !(0.0..=1.0).contains(&loss) {
                 return Err(invalid(
@@ -271,151 +297,6 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a fraction"))?;
     Ok(value / scale)
-}
-
-/// `loadgen [run flags]` or `loadgen merge FILE...`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "loadgen",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    /// `merge`, or nothing for a load run.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Flags of a load run.
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Add the histograms of several .hlog files into one report.
-    Merge(MergeArgs),
-}
-
-/// Flags of `loadgen merge`.
-#[derive(Debug, Args)]
-pub struct MergeArgs {
-    /// Interval logs written by `--hlog`.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Outputs, as for a run.
-    #[command(flatten)]
-    pub output: OutputArgs,
-}
-
-/// Where the report goes.
-#[derive(Debug, Args, Clone, Default)]
-pub struct OutputArgs {
-    /// One JSON object on stdout instead of the text report.
-    #[arg(long)]
-    pub json: bool,
-    /// Percentile distribution in HdrHistogram .hgrm text form.
-    #[arg(long, value_name = "FILE")]
-    pub hgrm: Option<PathBuf>,
-    /// Latency-by-percentile plot (SVG).
-    #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<PathBuf>,
-}
-
-/// Flags of a load run; see the README for what each does.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Echo endpoint, host:port.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
-    pub target: String,
-    /// UDP instead of TCP.
-    #[arg(long)]
-    pub udp: bool,
-    /// Connections (for UDP: sockets).
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub connections: usize,
-    /// Message size in bytes, at least the 16-byte header.
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
-    pub size: usize,
-    /// Messages in flight per connection (closed loop).
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub pipeline: usize,
-    /// Measured time: 500ms, 10s, 2m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub duration: Duration,
-    /// Unrecorded time before measuring.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub warmup: Duration,
-    /// Open loop: R messages/s in total, on a schedule.
-    #[arg(long, value_name = "R")]
-    pub rate: Option<f64>,
-    /// Reactor threads.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub threads: usize,
-    /// New connections per second during ramp-up (default: no limit).
-    #[arg(long, value_name = "R")]
-    pub connect_rate: Option<f64>,
-    /// Source addresses, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "IP[,IP...]")]
-    pub bind: Vec<IpAddr>,
-    /// Speak the framed mode (u32 big-endian length + payload).
-    #[arg(long)]
-    pub framed: bool,
-    /// UDP: answer deadline before a datagram counts as lost.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub udp_timeout: Duration,
-    /// UDP: fail when more than this is lost (0.01 or 1%).
-    #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
-    pub max_loss: Option<f64>,
-    /// HdrHistogram interval log (base64 V2 compressed, one per second).
-    #[arg(long, value_name = "FILE")]
-    pub hlog: Option<PathBuf>,
-    /// No progress output on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Report outputs.
-    #[command(flatten)]
-    pub output: OutputArgs,
-}
-
-impl RunArgs {
-    /// Resolves the target and validates everything.
-    pub fn into_config(self) -> Result<RunConfig, ConfigError> {
-        let target = resolve(&self.target)?;
-        let cfg = RunConfig {
-            protocol: if self.udp {
-                Protocol::Udp
-            } else {
-                Protocol::Tcp
-            },
-            connections: self.connections,
-            size: self.size,
-            pipeline: self.pipeline,
-            duration: self.duration,
-            warmup: self.warmup,
-            rate: self.rate,
-            threads: self.threads,
-            connect_rate: self.connect_rate,
-            bind: self.bind,
-            framed: self.framed,
-            udp_timeout: self.udp_timeout,
-            max_loss: self.max_loss,
-            progress: !self.quiet,
-            hlog: self.hlog,
-            ..RunConfig::new(target)
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-}
-
-fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
-    let mut addrs = target
-        .to_socket_addrs()
-        .map_err(|e| invalid("target", format!("'{target}': {e} (expected host:port)")))?;
-    addrs
-        .next()
-        .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
 }
 
 #[cfg(test)]
@@ -548,33 +429,5 @@ mod tests {
         assert_eq!(flag_for(|c| c.connections = MAX_CONNECTIONS), "ok");
         let open = |c: &mut RunConfig| (c.rate, c.connections) = (Some(1e6), MAX_CONNECTIONS);
         assert_eq!(flag_for(open), "ok");
-    }
-
-    /// The command line defaults are the ones the issue documents.
-    #[test]
-    fn cli_defaults() {
-        let cli = Cli::try_parse_from(["loadgen"]).unwrap();
-        let cfg = cli.run.into_config().unwrap();
-        assert_eq!(cfg.target, "127.0.0.1:7878".parse().unwrap());
-        assert_eq!(
-            (cfg.connections, cfg.size, cfg.pipeline, cfg.threads),
-            (50, 64, 1, 1)
-        );
-        assert_eq!(
-            (cfg.duration, cfg.warmup),
-            (Duration::from_secs(10), Duration::from_secs(1))
-        );
-        assert_eq!(cfg.protocol, Protocol::Tcp);
-        assert!(cfg.rate.is_none() && cfg.progress);
-    }
-
-    /// `--bind` splits on commas; `merge` is a subcommand taking files.
-    #[test]
-    fn cli_lists_and_merge() {
-        let cli = Cli::try_parse_from(["loadgen", "--bind", "127.0.0.1,127.0.0.2"]).unwrap();
-        assert_eq!(cli.run.bind.len(), 2);
-        let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
-        assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
     }
 }

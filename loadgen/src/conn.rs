@@ -1,8 +1,9 @@
 //! What every connection shares with its reactor thread: the [`Ctx`] (clock, codec,
-//! histogram, counters, scratch buffer), the [`Client`] trait the TCP and UDP clients
+//! histograms, counters, scratch buffer), the [`Client`] trait the TCP and UDP clients
 //! implement, and [`SendState`], the send policy common to both (closed loop: keep
-//! `--pipeline` in flight; open loop: send what the schedule made due), and what a run's
-//! buffers will cost ([`run_bytes`]), checked by the configuration before anything starts.
+//! `--pipeline` in flight; open loop: send what the schedule made due, from the moment the
+//! connection is up; with `--reconnect-after`, only so many), and what a run's buffers will
+//! cost ([`run_bytes`]), checked by the configuration before anything starts.
 
 use std::io;
 use std::net::IpAddr;
@@ -12,16 +13,20 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::event::{Event, Source};
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, MAX_DURATION};
 use crate::payload::{self, Codec, MAX_DATAGRAM};
 use crate::schedule::Schedule;
-use crate::verify::{ErrorCounts, Window};
+use crate::stats::ThreadStats;
+use crate::verify::Window;
 
 /// A send more than this late on its schedule counts as a late send.
 pub const LATE_SEND_NS: u64 = 1_000_000;
 
-/// Highest latency the histograms track: one hour, in ns (larger values saturate).
-pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+/// Highest latency the histograms hold, ns: the longest a measured message can wait (a
+/// year of `--duration` plus a year of `--udp-timeout`, see `config::MAX_DURATION`) and a
+/// minute to spare. A library caller can go past it; such values are counted
+/// ([`ThreadStats::saturated`]) and reported, never dropped silently.
+pub const MAX_LATENCY_NS: u64 = (2 * MAX_DURATION.as_secs() + 60) * 1_000_000_000;
 
 /// The one read buffer of a reactor thread: 64 KiB of TCP stream or one whole datagram.
 pub const SCRATCH_LEN: usize = 64 * 1024 + MAX_DATAGRAM;
@@ -35,56 +40,17 @@ pub fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A new latency histogram: ns, 1 ns to 1 hour, 3 significant digits.
+/// A new latency histogram: ns, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant bounds are valid")
 }
 
-/// Counters one thread keeps; the collector adds them up.
-#[derive(Debug, Clone, Default)]
-pub struct ThreadStats {
-    /// Verification errors by kind.
-    pub errors: ErrorCounts,
-    /// Connections (UDP: sockets) established.
-    pub opened: u64,
-    /// Connections that could not be established.
-    pub failed: u64,
-    /// Established connections lost before the run ended (reset, EOF, error).
-    pub broken: u64,
-    /// Messages sent, warm-up included.
-    pub sent: u64,
-    /// Open loop: measured messages sent more than [`LATE_SEND_NS`] after their due time.
-    pub late_sends: u64,
-    /// Open loop: the largest send lag seen in the measured time, ns.
-    pub max_lag_ns: u64,
-    /// The first data error (corrupt, missing, duplicate, reordered: what fails a run),
-    /// described, with when it was seen (ns since the epoch) to pick the earliest thread's.
-    pub first_error: Option<(u64, String)>,
-    /// The first connection error, to explain a failed run.
-    pub conn_error: Option<String>,
-}
-
-impl ThreadStats {
-    /// Adds another thread's counters.
-    pub fn add(&mut self, o: &ThreadStats) {
-        self.errors.add(&o.errors);
-        self.opened += o.opened;
-        self.failed += o.failed;
-        self.broken += o.broken;
-        self.sent += o.sent;
-        self.late_sends += o.late_sends;
-        self.max_lag_ns = self.max_lag_ns.max(o.max_lag_ns);
-        let earlier = match (&self.first_error, &o.first_error) {
-            (None, theirs) => theirs.is_some(),
-            (Some((mine, _)), Some((theirs, _))) => theirs < mine,
-            (Some(_), None) => false,
-        };
-        if earlier {
-            self.first_error.clone_from(&o.first_error);
-        }
-        if self.conn_error.is_none() {
-            self.conn_error.clone_from(&o.conn_error);
-        }
+/// Records `value` in `hist`; past the histogram's range it is recorded as the highest
+/// value and counted in `saturated`.
+pub fn record_into(hist: &mut Histogram<u64>, value: u64, saturated: &mut u64) {
+    if hist.record(value).is_err() {
+        *saturated += 1;
+        hist.saturating_record(value);
     }
 }
 
@@ -102,7 +68,8 @@ pub struct Ctx {
     /// latency never includes time spent on other connections' bytes.
     pub now: u64,
     /// Measured time is `[measure_start, measure_end)`, ns since `epoch`; a message is
-    /// recorded when its reference time falls in it.
+    /// recorded when its reference time falls in it. Both are `u64::MAX` during the
+    /// connect phase, whose end decides them (`phase.rs`).
     pub measure_start: u64,
     /// End of the measured time; no new closed-loop sends after it.
     pub measure_end: u64,
@@ -110,6 +77,8 @@ pub struct Ctx {
     pub scratch: Vec<u8>,
     /// This thread's latencies of the current interval, ns.
     pub hist: Histogram<u64>,
+    /// This thread's TCP handshake durations (every connect of the run), ns.
+    pub connect_hist: Histogram<u64>,
     /// This thread's counters.
     pub stats: ThreadStats,
     /// Set once a connection of this thread works (TCP: connected; UDP: an answer came).
@@ -123,11 +92,31 @@ impl Ctx {
         self.now
     }
 
+    /// Whether the connect phase is over: traffic flows from then on (warm-up first).
+    pub fn started(&self) -> bool {
+        self.measure_start != u64::MAX
+    }
+
+    /// Whether `t` (ns since the epoch) falls in the measured window.
+    pub fn measured(&self, t: u64) -> bool {
+        (self.measure_start..self.measure_end).contains(&t)
+    }
+
     /// A good echo arrived now for a message whose latency counts from `t_ref`.
     pub fn record(&mut self, t_ref: u64) {
-        if (self.measure_start..self.measure_end).contains(&t_ref) {
-            self.hist.saturating_record(self.now.saturating_sub(t_ref));
+        if self.measured(t_ref) {
+            let latency = self.now.saturating_sub(t_ref);
+            record_into(&mut self.hist, latency, &mut self.stats.saturated);
         }
+    }
+
+    /// A TCP connect that started at `started` completed now.
+    pub fn record_connect(&mut self, started: u64) {
+        let took = self.now.saturating_sub(started);
+        record_into(&mut self.connect_hist, took, &mut self.stats.saturated);
+        self.stats.opened += 1;
+        self.stats.connects_measured += u64::from(self.measured(self.now));
+        self.up = true;
     }
 
     /// Records the first data error of this thread, described by `what` (only called
@@ -149,10 +138,12 @@ impl Ctx {
 pub enum Closed {
     /// It never got established.
     ConnectFailed(String),
-    /// It broke after being established.
+    /// It broke after being established: the peer closed or reset it.
     Broken(String),
     /// The server closed it after the measured time with nothing owed: not an error.
     Finished,
+    /// `--reconnect-after`: it sent its messages and got every echo; open a new one.
+    Reconnect,
 }
 
 /// What a handler tells the reactor.
@@ -166,18 +157,24 @@ pub enum Flow {
 
 /// One TCP connection or UDP socket, driven by the thread's reactor.
 pub trait Client: Sized {
-    /// Starts connecting connection `id` (non-blocking), from `bind` if given.
-    fn open(id: u32, bind: Option<IpAddr>, ctx: &mut Ctx) -> io::Result<Self>;
+    /// Starts connecting connection `id` (non-blocking), from `source` if given. `resume`:
+    /// open loop, the schedule index where its previous connection stopped (0 at first).
+    fn open(id: u32, source: Option<IpAddr>, resume: u64, ctx: &mut Ctx) -> io::Result<Self>;
     /// The socket, for registration.
     fn source(&mut self) -> &mut dyn Source;
     /// Readiness: finish connecting, read and verify everything, then send.
     fn on_event(&mut self, ev: &Event, ctx: &mut Ctx) -> Flow;
     /// Sends whatever the policy allows now, in one write where the transport allows.
     fn pump(&mut self, ctx: &mut Ctx) -> Flow;
-    /// Called every few ms: connect timeout, UDP loss timeout.
-    fn tick(&mut self, ctx: &mut Ctx) -> Flow;
+    /// When [`Client::on_deadline`] must run next, ns since the epoch: a connect timeout,
+    /// a UDP datagram's loss timeout. `None`: nothing pending.
+    fn deadline(&self, ctx: &Ctx) -> Option<u64>;
+    /// A deadline passed (or maybe not: the caller may be early; check the clock).
+    fn on_deadline(&mut self, ctx: &mut Ctx) -> Flow;
     /// The connection ends: count whatever is still owed.
     fn finish(&mut self, ctx: &mut Ctx);
+    /// Whether it is established (UDP: from the start).
+    fn is_up(&self) -> bool;
     /// Messages sent and not yet resolved.
     fn outstanding(&self) -> usize;
     /// The send policy state.
@@ -193,41 +190,75 @@ pub struct SendState {
     pub window: Window,
     /// Open loop: schedule indices below this are due (advanced by the thread's cursor).
     pub due: u64,
-    /// Open loop: schedule index of seq 0. Indices that came due before the connection
-    /// was established are skipped, not sent as a burst.
+    /// Open loop: schedule index of seq 0, the first message due once the connection was
+    /// up. Earlier ones are counted as not sent, never sent as a burst.
     pub m0: u64,
+    /// Open loop: where the previous connection in this slot stopped (0 for the first):
+    /// messages from here to `m0` came due while no connection was up.
+    resume: u64,
+    /// `--reconnect-after`: messages this connection sends before it closes.
+    limit: Option<u64>,
     /// Open loop: queued on the thread's list of connections to pump this wakeup.
     pub dirty: bool,
 }
 
 impl SendState {
     /// Fresh state for connection `id`, window sized for the run.
-    pub fn new(id: u32, ctx: &Ctx) -> Self {
+    pub fn new(id: u32, resume: u64, ctx: &Ctx) -> Self {
         SendState {
             id,
             window: Window::new(window_capacity(&ctx.cfg, ctx.schedule)),
             due: 0,
-            m0: 0,
+            m0: resume,
+            resume,
+            limit: ctx.cfg.reconnect_after,
             dirty: false,
         }
     }
 
-    /// The connection is up: in open loop, what came due before does not count.
-    pub fn on_connect(&mut self) {
-        self.m0 = self.due;
+    /// The connection is up now. Open loop, after the connect phase (a reconnect): it
+    /// joins the schedule at the first message due from now on; what came due since
+    /// `resume` is counted as not sent. (The schedule starts when the connect phase ends,
+    /// so a first connect has missed nothing.)
+    pub fn on_connect(&mut self, ctx: &mut Ctx) {
+        let (Some(s), true) = (ctx.schedule, ctx.started()) else {
+            return;
+        };
+        self.m0 = self
+            .resume
+            .max(s.first_due_from(u64::from(self.id), ctx.now));
+        not_sent(self.id, self.resume, self.m0, ctx);
+        self.resume = self.m0;
     }
 
-    /// How many messages may be sent now.
+    /// Open loop: the schedule index of the next message this connection would send,
+    /// where a new connection in its slot resumes.
+    pub fn next_m(&self) -> u64 {
+        self.m0 + self.window.next_seq()
+    }
+
+    /// `--reconnect-after`: every allowed message was sent and answered.
+    pub fn session_over(&self) -> bool {
+        self.limit
+            .is_some_and(|l| self.window.next_seq() >= l && self.window.in_flight() == 0)
+    }
+
+    /// How many messages may be sent now: none during the connect phase (connections
+    /// open first, then traffic starts for all of them at once).
     pub fn sendable(&self, ctx: &Ctx) -> usize {
-        if !self.window.has_room() {
+        if !self.window.has_room() || !ctx.started() {
             return 0;
         }
         let want = match ctx.schedule {
             None if ctx.now >= ctx.measure_end => 0,
             None => ctx.cfg.pipeline.saturating_sub(self.window.in_flight()),
-            Some(_) => self.due.saturating_sub(self.m0 + self.window.next_seq()) as usize,
+            Some(_) => self.due.saturating_sub(self.next_m()) as usize,
         };
-        want.min(self.window.capacity() - self.window.span())
+        let left = self.limit.map_or(usize::MAX, |l| {
+            l.saturating_sub(self.window.next_seq()) as usize
+        });
+        want.min(left)
+            .min(self.window.capacity() - self.window.span())
     }
 
     /// Records one message as sent now; returns its seq. Open loop: its latency counts
@@ -236,8 +267,8 @@ impl SendState {
         let t_ref = match &ctx.schedule {
             None => ctx.now,
             Some(s) => {
-                let due = s.intended_ns(u64::from(self.id), self.m0 + self.window.next_seq());
-                if due >= ctx.measure_start {
+                let due = s.intended_ns(u64::from(self.id), self.next_m());
+                if ctx.measured(due) {
                     let lag = ctx.now.saturating_sub(due);
                     ctx.stats.late_sends += u64::from(lag > LATE_SEND_NS);
                     ctx.stats.max_lag_ns = ctx.stats.max_lag_ns.max(lag);
@@ -247,6 +278,16 @@ impl SendState {
         };
         ctx.stats.sent += 1;
         self.window.push(t_ref, ctx.now)
+    }
+}
+
+/// Open loop: messages `from..upto` of connection `id` came due while it was not up, so
+/// they were not sent: counted, and how many of them were due in the measured window.
+pub fn not_sent(id: u32, from: u64, upto: u64, ctx: &mut Ctx) {
+    if let (Some(s), true) = (ctx.schedule, upto > from) {
+        let (lo, hi) = (ctx.measure_start, ctx.measure_end);
+        ctx.stats.not_sent += upto - from;
+        ctx.stats.not_sent_measured += s.count_due(u64::from(id), from, upto, lo, hi);
     }
 }
 
@@ -292,4 +333,83 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     (cfg.connections as u64)
         .saturating_mul(per_conn)
         .saturating_add((cfg.threads as u64).saturating_mul(per_thread))
+}
+
+/// A context for unit tests of what runs on it (the echo stream, the send policy): the
+/// run's defaults with `change` applied, measuring from time 0 on.
+#[cfg(test)]
+pub(crate) fn test_ctx(change: impl FnOnce(&mut RunConfig)) -> Ctx {
+    let mut cfg = RunConfig::new("127.0.0.1:9".parse().expect("an address"));
+    change(&mut cfg);
+    let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
+    Ctx {
+        codec: Codec::new(cfg.size, cfg.framed),
+        schedule,
+        epoch: Instant::now(),
+        now: 0,
+        measure_start: 0,
+        measure_end: u64::MAX,
+        scratch: Vec::new(),
+        hist: new_histogram(),
+        connect_hist: new_histogram(),
+        stats: ThreadStats::default(),
+        up: false,
+        cfg: Arc::new(cfg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A latency past the histogram's range is recorded as its maximum and counted, not
+    /// lost; the range covers the longest run the command line allows.
+    #[test]
+    fn saturation_is_counted() {
+        let mut h = new_histogram();
+        let mut saturated = 0;
+        let year = 365 * 24 * 3600 * 1_000_000_000u64;
+        record_into(&mut h, 2 * year, &mut saturated);
+        assert_eq!((saturated, h.len()), (0, 1));
+        record_into(&mut h, u64::MAX / 2, &mut saturated);
+        assert_eq!((saturated, h.len()), (1, 2));
+    }
+
+    /// Open loop: a connection up at time t joins at the first message due from t on; what
+    /// came due before is counted as not sent (and none of it was measured), never sent.
+    #[test]
+    fn open_loop_joins_when_up() {
+        let mut ctx = test_ctx(|c| (c.rate, c.connections) = (Some(1000.0), 2));
+        ctx.measure_start = 10_000_000; // measuring from 10 ms
+        let mut s = SendState::new(1, 0, &ctx);
+        ctx.now = 7_500_000; // up at 7.5 ms: messages 0..=2 of conn 1 (1, 3, 5 ms... ) missed
+        s.on_connect(&mut ctx);
+        assert_eq!(s.m0, 4, "conn 1's messages are due at 1, 3, 5, 7, 9 ms");
+        assert_eq!((ctx.stats.not_sent, ctx.stats.not_sent_measured), (4, 0));
+        s.due = 5;
+        assert_eq!(s.sendable(&ctx), 1, "only message 4, no burst of 0..=3");
+        // Down from message 5 until 15.5 ms: 5 (11 ms) and 6 (13 ms) were due, measured.
+        ctx.now = 15_500_000;
+        not_sent(1, 5, s.next_m().max(5) + 2, &mut ctx);
+        assert_eq!((ctx.stats.not_sent, ctx.stats.not_sent_measured), (6, 2));
+    }
+
+    /// `--reconnect-after N`: N messages per connection, then the session is over once
+    /// all are answered.
+    #[test]
+    fn reconnect_after_limits_sends() {
+        let mut ctx = test_ctx(|c| (c.reconnect_after, c.pipeline) = (Some(3), 8));
+        let mut s = SendState::new(0, 0, &ctx);
+        assert_eq!(s.sendable(&ctx), 3);
+        for _ in 0..3 {
+            s.push(&mut ctx);
+        }
+        assert_eq!(s.sendable(&ctx), 0);
+        assert!(!s.session_over());
+        let mut e = crate::verify::ErrorCounts::default();
+        for seq in 0..3 {
+            s.window.on_stream_echo(seq, &mut e);
+        }
+        assert!(s.session_over());
+    }
 }

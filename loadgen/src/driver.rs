@@ -1,33 +1,43 @@
 //! The client reactor: one mio `Poll` per thread, owning every `threads`-th connection.
 //!
-//! Each turn of the loop: read the clock, open connections whose ramp-up time has come,
-//! hand out due open-loop messages, run the periodic work (timeouts, the per-second
-//! interval histogram), then wait for readiness and dispatch each event to its connection.
-//! Connections that end are closed after the event batch, so a token is never reused
-//! within a batch.
+//! Each turn of the loop: read the clock, learn whether the connect phase is over, open up
+//! to a batch of connections, hand out due open-loop messages, fire due deadlines (connect
+//! and UDP loss timeouts), emit the per-second interval histogram, then wait for readiness
+//! and dispatch each event to its connection. Every step costs in proportion to what
+//! happened (events, due messages, due deadlines, connects), never to the number of open
+//! connections: the table keeps the counts the loop decides by. Connections that end are
+//! closed after the event batch.
 //!
-//! Timeline (ns since the shared epoch): `[0, measure_start)` warm-up, traffic but no
-//! records; `[measure_start, measure_end)` measured; then a drain in which nothing new is
-//! sent and owed echoes are awaited until `drain_deadline`.
+//! Timeline (ns since the shared epoch, see `phase.rs`): the connect phase, until every
+//! connection of every thread has opened or failed, with no traffic (so connects have the
+//! loop and the server's accept path to themselves, and the open-loop schedule starts with
+//! every connection up); then warm-up, traffic but no records;
+//! `[measure_start, measure_end)` measured; then a drain in which nothing new is sent and
+//! owed echoes are awaited until `drain_deadline`.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
 use crate::config::RunConfig;
-use crate::conn::{ns, Client, Closed, Ctx, Flow, ThreadStats, SCRATCH_LEN};
+use crate::conn::{new_histogram, Client, Ctx, Flow, SCRATCH_LEN};
 use crate::payload::Codec;
+use crate::phase::{Phase, Timeline};
+use crate::ramp::{Ramp, CONNECT_BATCH};
 use crate::schedule::{Cursor, Schedule};
+use crate::stats::ThreadStats;
+use crate::table::Table;
 use crate::timer::{self, WakeTimer};
 
 /// The precise timer's token; connection tokens are their local index.
 const TIMER: Token = Token(usize::MAX - 1);
-/// How often timeouts are checked.
-const TICK_NS: u64 = 10_000_000;
+/// Wakes a worker when the connect phase ends (or the run gives up) in another thread.
+pub const WAKER: Token = Token(usize::MAX - 2);
 /// Interval histogram length.
 pub const INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -44,6 +54,16 @@ pub enum WorkerMsg {
         /// Errors so far, all kinds, for the progress line.
         errors: u64,
     },
+    /// The connect phase ended at `at_ns` (ns since the epoch). Each thread that sees the
+    /// end says so; the collector takes the first.
+    Connected {
+        /// When the last connection opened or failed.
+        at_ns: u64,
+    },
+    /// A connection of the thread works (TCP: connected; UDP: answered). Sent once per
+    /// thread; the collector reports the connect phase only then, so a refused target
+    /// gets its one error line and nothing else.
+    Up,
     /// The thread finished; `hist` is its last (partial) interval `index`.
     Done {
         /// Which thread.
@@ -52,16 +72,12 @@ pub enum WorkerMsg {
         index: u64,
         /// Latencies of the last interval.
         hist: Histogram<u64>,
-        /// Totals.
-        stats: ThreadStats,
+        /// Handshake durations of every connect of the thread.
+        connect: Histogram<u64>,
+        /// Totals (boxed: the other messages are small and frequent).
+        stats: Box<ThreadStats>,
         /// When the thread stopped, ns since epoch.
         end_ns: u64,
-    },
-    /// The thread's first connection works (TCP: connected; UDP: answered), at `at_ns`
-    /// since the epoch. Sent once per thread.
-    Up {
-        /// When.
-        at_ns: u64,
     },
     /// The thread could not run at all.
     Failed(String),
@@ -73,17 +89,16 @@ pub struct WorkerSpec {
     pub thread: usize,
     /// Settings.
     pub cfg: Arc<RunConfig>,
+    /// Its poller, made by the spawner so that its waker could be shared first.
+    pub poll: Poll,
+    /// The connect phase, shared by every worker.
+    pub phase: Arc<Phase>,
+    /// Source addresses, used round-robin by connection id (empty: the kernel's choice).
+    pub sources: Arc<[IpAddr]>,
     /// Shared time zero.
     pub epoch: Instant,
     /// Where results go.
     pub tx: Sender<WorkerMsg>,
-}
-
-enum Slot<C> {
-    /// Not yet connected (ramp-up).
-    Waiting,
-    Live(C),
-    Gone,
 }
 
 /// One reactor thread.
@@ -91,11 +106,12 @@ pub struct Worker<C: Client> {
     thread: usize,
     poll: Poll,
     events: Events,
-    conns: Vec<Slot<C>>,
-    /// Local index of the next connection to open; they open in id order.
-    next_connect: usize,
-    /// Connections closed during the current event batch.
-    closing: Vec<(usize, Closed)>,
+    table: Table<C>,
+    ramp: Ramp,
+    phase: Arc<Phase>,
+    sources: Arc<[IpAddr]>,
+    /// Known once the connect phase is over.
+    timeline: Timeline,
     /// Open loop: connections that got due messages this turn.
     dirty: Vec<usize>,
     cursor: Option<Cursor>,
@@ -104,13 +120,10 @@ pub struct Worker<C: Client> {
     /// Interval being recorded and when it ends.
     interval: u64,
     interval_end: u64,
-    next_tick: u64,
-    drain_deadline: u64,
-    /// `ctx.up` has been reported to the collector.
+    /// More is due right now (a full connect batch, deadlines left over): poll, don't sleep.
+    busy: bool,
+    /// `WorkerMsg::Up` was sent.
     announced: bool,
-    /// The first connect failure, logged as a warning only once a connection works: when
-    /// none does, the run's error says it all, in one line.
-    deferred_warning: Option<String>,
     tx: Sender<WorkerMsg>,
 }
 
@@ -124,78 +137,66 @@ pub fn run_worker<C: Client>(spec: WorkerSpec) {
     }
 }
 
-/// The first failure of a kind is a warning; the next thousand would only be noise.
-fn first_or_debug(count: u64) -> log::Level {
-    if count == 1 {
-        log::Level::Warn
-    } else {
-        log::Level::Debug
-    }
-}
-
 impl<C: Client> Worker<C> {
     fn new(spec: WorkerSpec) -> io::Result<Self> {
         let cfg = spec.cfg;
-        let poll = Poll::new()?;
+        // The schedule starts, and its cursor is made, when the connect phase ends.
         let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
-        let cursor = schedule.map(|s| s.cursor(spec.thread, cfg.threads));
-        let timer = timer::for_schedule(schedule.is_some(), poll.registry(), TIMER)?;
+        let timer = timer::for_schedule(schedule.is_some(), spec.poll.registry(), TIMER)?;
         let local = (cfg.connections - spec.thread).div_ceil(cfg.threads);
-        // Saturating: validation caps user durations, a library caller may not have.
-        let measure_start = ns(cfg.warmup);
-        let measure_end = measure_start.saturating_add(ns(cfg.duration));
-        let grace = if cfg.protocol == crate::config::Protocol::Udp {
-            cfg.udp_timeout
-        } else {
-            cfg.drain_timeout
-        };
         let ctx = Ctx {
             codec: Codec::new(cfg.size, cfg.framed),
             schedule,
             epoch: spec.epoch,
             now: 0,
-            measure_start,
-            measure_end,
+            measure_start: u64::MAX,
+            measure_end: u64::MAX,
             scratch: vec![0; SCRATCH_LEN],
-            hist: crate::conn::new_histogram(),
+            hist: new_histogram(),
+            connect_hist: new_histogram(),
             stats: ThreadStats::default(),
             up: false,
             cfg: cfg.clone(),
         };
         Ok(Worker {
             thread: spec.thread,
-            poll,
+            poll: spec.poll,
             events: Events::with_capacity(1024),
-            conns: (0..local).map(|_| Slot::Waiting).collect(),
-            next_connect: 0,
-            closing: Vec::new(),
+            table: Table::new(local, spec.phase.clone()),
+            ramp: Ramp::new(local, spec.thread, cfg.threads, cfg.connect_rate),
+            phase: spec.phase,
+            sources: spec.sources,
+            timeline: Timeline::CONNECTING,
             dirty: Vec::with_capacity(local),
-            cursor,
+            cursor: None,
             timer,
             ctx,
             interval: 0,
-            interval_end: measure_start.saturating_add(INTERVAL_NS),
-            next_tick: 0,
-            drain_deadline: measure_end
-                .saturating_add(ns(grace))
-                .saturating_add(TICK_NS),
+            interval_end: u64::MAX,
+            busy: false,
             announced: false,
-            deferred_warning: None,
             tx: spec.tx,
         })
     }
 
     fn run(mut self) -> io::Result<()> {
         loop {
-            let now = self.ctx.refresh_now();
+            self.ctx.refresh_now();
+            self.sync_phase();
+            if self.phase.gave_up() {
+                self.ramp.stop();
+                break;
+            }
             self.open_due();
             // Before the end check: the last messages due before the measured time ends
             // must still go out even if the loop only wakes after it.
             self.advance_schedule();
-            if self.finished(now) {
+            self.busy |= self.table.fire_deadlines(&mut self.ctx);
+            self.table.close_pending(&mut self.ramp, &mut self.ctx);
+            if self.finished() {
                 break;
             }
-            self.periodic();
+            self.emit_interval();
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut self.events, Some(timeout)) {
                 Ok(()) => {}
@@ -204,260 +205,193 @@ impl<C: Client> Worker<C> {
             }
             self.ctx.refresh_now();
             self.dispatch();
+            self.table.close_pending(&mut self.ramp, &mut self.ctx);
             self.announce_up();
         }
         self.finish();
         Ok(())
     }
 
-    /// Global id of local connection `i`.
-    fn global_id(&self, i: usize) -> usize {
-        self.thread + i * self.ctx.cfg.threads
-    }
-
-    /// When local connection `i` may connect, ns: ids are spread by `--connect-rate`.
-    fn connect_time(&self, i: usize) -> u64 {
-        match self.ctx.cfg.connect_rate {
-            Some(r) => (self.global_id(i) as f64 * 1e9 / r) as u64,
-            None => 0,
+    /// Once the connect phase has ended (in any thread), fixes this thread's timeline.
+    fn sync_phase(&mut self) {
+        if self.timeline.known() {
+            if self.ctx.now >= self.timeline.measure_end {
+                // Reconnects stop with the measured time: the drain only collects echoes.
+                self.ramp.stop();
+            }
+            return;
         }
+        let Some(end) = self.phase.end() else {
+            return;
+        };
+        let cfg = &self.ctx.cfg;
+        let grace = match cfg.protocol {
+            crate::config::Protocol::Udp => cfg.udp_timeout,
+            crate::config::Protocol::Tcp => cfg.drain_timeout,
+        };
+        self.timeline = Timeline::after(end, cfg.warmup, cfg.duration, grace);
+        self.ctx.measure_start = self.timeline.measure_start;
+        self.ctx.measure_end = self.timeline.measure_end;
+        self.interval_end = self.timeline.measure_start.saturating_add(INTERVAL_NS);
+        // Traffic starts now: the open-loop schedule from here, the closed loop with a
+        // first send on every connection (once per run, the only pass over them all).
+        let (thread, threads) = (self.thread, cfg.threads);
+        self.ctx.schedule = self.ctx.schedule.map(|s| s.starting_at(end));
+        self.cursor = self.ctx.schedule.map(|s| s.cursor(thread, threads));
+        self.table.pump_all(&mut self.ctx);
+        let _ = self.tx.send(WorkerMsg::Connected { at_ns: end });
     }
 
-    /// Ramp-up: opens every connection whose time has come (none after the measured time).
+    /// Opens what the ramp says is due, at most a batch per turn.
     fn open_due(&mut self) {
-        while self.next_connect < self.conns.len()
-            && self.connect_time(self.next_connect) <= self.ctx.now
-            && self.ctx.now < self.ctx.measure_end
-        {
-            let i = self.next_connect;
-            self.next_connect += 1;
-            let id = self.global_id(i);
-            let bind = match self.ctx.cfg.bind.as_slice() {
+        self.busy = false;
+        for _ in 0..CONNECT_BATCH {
+            let Some(i) = self.ramp.take(self.ctx.now) else {
+                return;
+            };
+            let id = self.ramp.global_id(i);
+            let source = match &*self.sources {
                 [] => None,
                 ips => Some(ips[id % ips.len()]),
             };
-            let opened = C::open(id as u32, bind, &mut self.ctx).and_then(|mut c| {
-                self.poll.registry().register(
-                    c.source(),
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(c)
-            });
-            match opened {
-                Ok(mut c) => {
-                    // UDP sockets are usable at once; a TCP connect finishes on WRITABLE.
-                    if let Flow::Close(why) = c.pump(&mut self.ctx) {
-                        self.closing.push((i, why));
-                    }
-                    self.conns[i] = Slot::Live(c);
-                }
-                Err(e) => self
-                    .closing
-                    .push((i, Closed::ConnectFailed(crate::io_text(&e)))),
-            }
+            let reg = self.poll.registry();
+            self.table.open(i, id as u32, source, reg, &mut self.ctx);
         }
-        self.close_pending();
+        let now = self.ctx.now;
+        self.busy = matches!(self.ramp.next_time(now), Some(t) if t <= now);
     }
 
-    /// The run is over when time is up, when every connection is gone, or when the
+    /// The run is over: time is up, or every connection is gone for good, or the
     /// measured time has passed and nothing is owed any more.
-    fn finished(&self, now: u64) -> bool {
-        if now >= self.drain_deadline {
+    fn finished(&self) -> bool {
+        let now = self.ctx.now;
+        if now >= self.timeline.drain_deadline {
             return true;
         }
-        let waiting = self.next_connect < self.conns.len() && now < self.ctx.measure_end;
-        let mut live = self.conns.iter().filter_map(|s| match s {
-            Slot::Live(c) => Some(c),
-            _ => None,
-        });
-        if now < self.ctx.measure_end {
-            return !waiting && live.next().is_none();
+        if now < self.timeline.measure_end {
+            return self.table.live() == 0 && self.ramp.done();
         }
-        live.all(|c| c.outstanding() == 0)
+        self.table.owed() == 0
     }
 
     /// Open loop: marks every message due by now on its connection, then pumps each
     /// connection that got one (one write each), then arms the timer for the next.
+    /// Messages of connections not up are passed over: they count as not sent when the
+    /// connection comes up ([`crate::conn::SendState::on_connect`]).
     fn advance_schedule(&mut self) {
         let Some(cursor) = self.cursor.as_mut() else {
             return;
         };
         loop {
             let due = cursor.peek();
-            if due.at_ns > self.ctx.now || due.at_ns >= self.ctx.measure_end {
+            if due.at_ns > self.ctx.now || due.at_ns >= self.timeline.measure_end {
                 break;
             }
             cursor.advance();
-            if let Slot::Live(c) = &mut self.conns[due.local] {
+            let dirty = &mut self.dirty;
+            self.table.drive(due.local, &mut self.ctx, |c, _| {
                 let s = c.sender();
                 s.due = s.due.max(due.m + 1);
                 if !s.dirty {
                     s.dirty = true;
-                    self.dirty.push(due.local);
+                    dirty.push(due.local);
                 }
-            }
+                Flow::Continue
+            });
         }
-        for i in std::mem::take(&mut self.dirty).drain(..) {
-            if let Slot::Live(c) = &mut self.conns[i] {
+        for i in std::mem::take(&mut self.dirty) {
+            self.table.drive(i, &mut self.ctx, |c, ctx| {
                 c.sender().dirty = false;
-                if let Flow::Close(why) = c.pump(&mut self.ctx) {
-                    self.closing.push((i, why));
-                }
-            }
+                c.pump(ctx)
+            });
         }
         let next = cursor.peek().at_ns;
-        if let (Some(timer), true) = (self.timer.as_mut(), next < self.ctx.measure_end) {
+        if let (Some(timer), true) = (self.timer.as_mut(), next < self.timeline.measure_end) {
             timer.arm(next, self.ctx.now);
         }
-        self.close_pending();
     }
 
-    /// Every tick: connection timeouts and UDP loss. Every second: the interval histogram.
-    fn periodic(&mut self) {
-        let now = self.ctx.now;
-        if now >= self.next_tick {
-            self.next_tick = now.saturating_add(TICK_NS);
-            for (i, slot) in self.conns.iter_mut().enumerate() {
-                if let Slot::Live(c) = slot {
-                    if let Flow::Close(why) = c.tick(&mut self.ctx) {
-                        self.closing.push((i, why));
-                    }
-                }
-            }
-            self.close_pending();
+    /// Every second of the measured time: the interval histogram goes to the collector.
+    fn emit_interval(&mut self) {
+        if self.ctx.now < self.interval_end {
+            return;
         }
-        if now >= self.interval_end {
-            let hist = self.ctx.hist.clone();
-            self.ctx.hist.reset();
-            let errors = self.ctx.stats.errors.total();
-            let msg = WorkerMsg::Interval {
-                thread: self.thread,
-                index: self.interval,
-                hist,
-                errors,
-            };
-            let _ = self.tx.send(msg);
-            self.interval += 1;
-            self.interval_end = self.interval_end.saturating_add(INTERVAL_NS);
-        }
+        let hist = self.ctx.hist.clone();
+        self.ctx.hist.reset();
+        let msg = WorkerMsg::Interval {
+            thread: self.thread,
+            index: self.interval,
+            hist,
+            errors: self.ctx.stats.errors.total(),
+        };
+        let _ = self.tx.send(msg);
+        self.interval += 1;
+        self.interval_end = self.interval_end.saturating_add(INTERVAL_NS);
     }
 
-    /// How long to wait: until the next thing this thread must do by the clock.
+    /// How long to wait: not at all if work is due now, else until the next thing this
+    /// thread must do by the clock.
     fn poll_timeout(&self) -> Duration {
-        let mut next = self.next_tick.min(self.drain_deadline);
-        if self.ctx.now < self.ctx.measure_start {
-            next = next.min(self.ctx.measure_start);
-        } else {
-            next = next.min(self.interval_end);
+        let now = self.ctx.now;
+        if self.busy {
+            return Duration::ZERO;
         }
-        if self.ctx.now < self.ctx.measure_end {
-            next = next.min(self.ctx.measure_end);
-            if self.next_connect < self.conns.len() {
-                next = next.min(self.connect_time(self.next_connect));
-            }
+        let t = &self.timeline;
+        let mut next = t.drain_deadline.min(self.interval_end);
+        next = next.min(self.table.next_deadline().unwrap_or(u64::MAX));
+        if now < t.measure_end {
+            next = next.min(t.measure_end);
+            next = next.min(self.ramp.next_time(now).unwrap_or(u64::MAX));
             if let Some(c) = &self.cursor {
                 // With the timerfd armed this is only a fallback.
                 next = next.min(c.peek().at_ns);
             }
         }
-        Duration::from_nanos(next.saturating_sub(self.ctx.now))
+        // u64::MAX (nothing scheduled: waiting for the other threads' connect phase)
+        // becomes a long but finite sleep; the waker ends it.
+        Duration::from_nanos(next.saturating_sub(now).min(3_600_000_000_000))
     }
 
     /// One event batch: each event goes to its connection; closes wait for the end.
     fn dispatch(&mut self) {
         for ev in self.events.iter() {
-            let token = ev.token();
-            if token == TIMER {
-                if let Some(t) = self.timer.as_mut() {
-                    t.fired();
-                }
-                continue;
-            }
-            match self.conns.get_mut(token.0) {
-                Some(Slot::Live(c)) => {
-                    if let Flow::Close(why) = c.on_event(ev, &mut self.ctx) {
-                        self.closing.push((token.0, why));
+            match ev.token() {
+                TIMER => {
+                    if let Some(t) = self.timer.as_mut() {
+                        t.fired();
                     }
                 }
-                // A connection closed earlier in this run: its events are stale.
-                _ => log::trace!("spurious event token={}", token.0),
-            }
-        }
-        self.close_pending();
-    }
-
-    /// Closes connections collected during a batch and counts why.
-    fn close_pending(&mut self) {
-        for (i, why) in std::mem::take(&mut self.closing) {
-            let slot = std::mem::replace(&mut self.conns[i], Slot::Gone);
-            let id = self.global_id(i);
-            if let Slot::Live(mut c) = slot {
-                c.finish(&mut self.ctx);
-            }
-            let stats = &mut self.ctx.stats;
-            let text = match why {
-                Closed::Finished => continue,
-                Closed::ConnectFailed(e) => {
-                    stats.failed += 1;
-                    // A refused UDP socket was counted opened when it was created.
-                    if self.ctx.cfg.protocol == crate::config::Protocol::Udp {
-                        stats.opened = stats.opened.saturating_sub(1);
-                    }
-                    let target = self.ctx.cfg.target;
-                    if stats.failed == 1 && !self.ctx.up {
-                        let line = format!("connect failed id={id} target={target} error={e}");
-                        log::debug!("{line}");
-                        self.deferred_warning = Some(line);
-                    } else {
-                        let level = first_or_debug(stats.failed);
-                        log::log!(level, "connect failed id={id} target={target} error={e}");
-                    }
-                    e
-                }
-                Closed::Broken(e) => {
-                    stats.broken += 1;
-                    log::log!(
-                        first_or_debug(stats.broken),
-                        "connection lost id={id} error={e}"
-                    );
-                    e
-                }
-            };
-            if stats.conn_error.is_none() {
-                stats.conn_error = Some(text);
+                // The phase is read at the top of every turn.
+                WAKER => {}
+                Token(i) => self
+                    .table
+                    .drive(i, &mut self.ctx, |c, ctx| c.on_event(ev, ctx)),
             }
         }
     }
 
-    /// Once a connection of this thread works: tells the collector (which then says
-    /// "warming up"), and logs the connect failure held back until now.
+    /// Once a connection of this thread works: tells the collector, and logs the connect
+    /// failure held back until now (with none working, the run's error says it all).
     fn announce_up(&mut self) {
         if self.announced || !self.ctx.up {
             return;
         }
         self.announced = true;
-        let _ = self.tx.send(WorkerMsg::Up {
-            at_ns: self.ctx.now,
-        });
-        if let Some(line) = self.deferred_warning.take() {
+        let _ = self.tx.send(WorkerMsg::Up);
+        if let Some(line) = self.table.take_deferred_warning() {
             log::warn!("{line}");
         }
     }
 
     /// End of run: everything still owed is counted, the last interval is sent.
     fn finish(mut self) {
-        for i in 0..self.conns.len() {
-            if let Slot::Live(c) = &mut self.conns[i] {
-                c.finish(&mut self.ctx);
-            }
-            self.conns[i] = Slot::Gone;
-        }
+        self.table.finish(&mut self.ctx);
         let msg = WorkerMsg::Done {
             thread: self.thread,
             index: self.interval,
             hist: self.ctx.hist.clone(),
-            stats: std::mem::take(&mut self.ctx.stats),
+            connect: self.ctx.connect_hist.clone(),
+            stats: Box::new(std::mem::take(&mut self.ctx.stats)),
             end_ns: self.ctx.now,
         };
         let _ = self.tx.send(msg);

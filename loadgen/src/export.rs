@@ -62,7 +62,8 @@ fn sub_buckets(h: &Histogram<u64>) -> u64 {
 const W: f64 = 800.0;
 const H: f64 = 480.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 20.0;
+/// Room for half the widest x label ("99.9999%", centred on the last tick).
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 /// The x axis runs to 99.9999 %: log10(1 / (1 - p)) = 6.
@@ -183,6 +184,24 @@ mod tests {
         assert!(rows.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(*rows.last().unwrap(), 1.0);
         assert!(text.contains("#[Max     =     1000.",), "{text}");
+    }
+
+    /// The last x label, "99.9999%" (about 55 px at 12 px sans-serif), centred on the last
+    /// tick, fits inside the image.
+    #[test]
+    fn last_label_fits() {
+        let s = svg(&sample(), "t");
+        let at = s.find(">99.9999%<").unwrap();
+        let x: f64 = s[..at]
+            .rsplit("x=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(x + 30.0 <= W, "label centred at {x}");
     }
 
     /// The plot is one SVG document with a data line.

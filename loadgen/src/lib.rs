@@ -39,22 +39,38 @@
 //! `WouldBlock` (or, for TCP on Linux, a short read, unless the same event reported the
 //! peer's FIN or an error: no later edge would), its echoes verified, and then all the
 //! messages it may send go out in **one** `write`. Buffers are allocated when a connection
-//! opens and reused; nothing is allocated per message.
+//! opens and reused; nothing is allocated per message. A turn of the loop costs what its
+//! events cost: deadlines sit in a heap ([`deadlines`]) and the counts the loop decides by
+//! are kept as connections change ([`table`]), so 19,000 idle connections cost nothing.
+//!
+//! # Connect phase
+//!
+//! Connections open in batches between polls ([`ramp`]), from several loopback source
+//! addresses when there are many ([`source`]), each stamped when its own `connect()` is
+//! called; a connect times out only after the socket itself was asked. Warm-up starts when
+//! every connection has opened or failed ([`phase`]), so the measured window always has
+//! them all. Every handshake's duration goes into its own histogram; `--reconnect-after N`
+//! closes each connection after N echoes and opens a new one, measuring churn.
 //!
 //! # Layout
 //!
 //! | file | owns |
 //! |---|---|
-//! | `config.rs` | command line, defaults, limits and validation, duration parsing |
+//! | `cli.rs`, `config.rs` | the command line; defaults, limits, validation, duration parsing |
 //! | `payload.rs` | the message codec |
 //! | `verify.rs` | in-flight window, error kinds |
+//! | `stream.rs` | a TCP echo stream cut into messages; resynchronising after junk |
 //! | `schedule.rs` | open-loop schedule and per-thread cursor |
 //! | `timer.rs` | precise wake-ups (timerfd) |
 //! | `conn.rs` | per-thread context, the `Client` trait, send policy, buffer budget |
+//! | `source.rs`, `sys.rs` | source addresses and ports; the syscalls std lacks |
 //! | `tcp.rs`, `udp.rs` | the two clients |
-//! | `driver.rs` | the per-thread event loop: ramp-up, phases, intervals |
-//! | `collect.rs` | adding intervals, `.hlog` writing, progress |
-//! | `report.rs` | text and JSON reports, pass/fail |
+//! | `phase.rs` | the connect phase shared by the threads, and the timeline after it |
+//! | `ramp.rs` | which connection opens next |
+//! | `table.rs`, `deadlines.rs` | a thread's connections, their counts and deadlines |
+//! | `driver.rs` | the per-thread event loop |
+//! | `stats.rs`, `collect.rs` | counters; adding intervals, `.hlog` writing, progress |
+//! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail |
 //! | `export.rs` | `.hgrm` and SVG plot |
 //! | `merge.rs` | `loadgen merge` over `.hlog` files |
 //!
@@ -71,20 +87,34 @@
 
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod conn;
+pub mod connections;
+pub mod deadlines;
 pub mod driver;
 pub mod export;
 pub mod merge;
 pub mod payload;
+pub mod phase;
+pub mod ramp;
 pub mod report;
 pub mod schedule;
+pub mod settings;
+pub mod source;
+pub mod stats;
+pub mod stream;
+mod sys;
+pub mod table;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
 pub mod verify;
 
+use std::fs::File;
+use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
@@ -92,9 +122,12 @@ use std::time::{Duration, Instant, SystemTime};
 pub use config::{ConfigError, Protocol, RunConfig};
 pub use report::Report;
 
-use collect::{Collector, HlogSink};
-use driver::{run_worker, WorkerMsg, WorkerSpec};
-use report::{Connections, ScheduleReport, Settings};
+use collect::{Collected, Collector, HlogSink};
+use connections::ConnectionReport;
+use driver::{run_worker, WorkerMsg, WorkerSpec, WAKER};
+use phase::Phase;
+use report::ScheduleReport;
+use settings::Settings;
 
 /// Why a run or merge could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -103,12 +136,15 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Not a single connection could be made: is the server running at that address?
-    #[error("could not connect to {target}: {reason} ({failed} of {failed} connections failed)")]
+    #[error("could not connect to {target}: {reason} ({})", connect_count(*failed, *asked))]
     Connect {
         /// The target.
         target: std::net::SocketAddr,
-        /// How many were tried.
+        /// How many connects failed.
         failed: u64,
+        /// How many connections were asked for (more than failed: loadgen gave up on the
+        /// rest, see [`phase::GIVE_UP_AFTER`]).
+        asked: u64,
         /// The first error.
         reason: String,
     },
@@ -134,6 +170,15 @@ pub enum Error {
     Worker(String),
 }
 
+/// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.
+fn connect_count(failed: u64, asked: u64) -> String {
+    if failed >= asked {
+        format!("{failed} of {asked} connections failed")
+    } else {
+        format!("the first {failed} of {asked} connections failed and none opened, so loadgen gave up on the rest")
+    }
+}
+
 /// An IO error's text without the " (os error N)" suffix the standard library adds: the
 /// messages loadgen prints say "Connection refused", as the README shows.
 pub fn io_text(e: &std::io::Error) -> String {
@@ -142,6 +187,42 @@ pub fn io_text(e: &std::io::Error) -> String {
         (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
         _ => text,
     }
+}
+
+/// Checks that a freshly opened output file takes writes, with a write of zero bytes:
+/// a path can open and still refuse every write (`/proc/version` says EIO, `/dev/full`
+/// ENOSPC), and that must fail before any traffic, not after the run. Writes nothing.
+pub fn probe_write(mut file: &File) -> std::io::Result<()> {
+    file.write(&[]).map(|_| ())
+}
+
+/// Descriptors beyond one per connection: stdio, the output files, and per thread a
+/// poller, its waker and a timer.
+const FD_RESERVE: u64 = 32;
+
+/// Raises the soft open-files limit to the hard one, as the `loadgen` binary does before a
+/// run (a library user decides whether to; tests of many connections do). Returns the new
+/// soft limit, if it could be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    sys::raise_open_files_limit()
+}
+
+/// Checks that the run's connections fit under the open-files limit: otherwise connects
+/// would fail with "Too many open files" part way through.
+fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
+    let limit = sys::open_files_limit().unwrap_or(u64::MAX);
+    let need = cfg.connections as u64 + FD_RESERVE + 4 * cfg.threads as u64;
+    if need <= limit {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        flag: "connections",
+        reason: format!(
+            "{} connections need about {need} open files, and the limit is {limit}: \
+             raise it (ulimit -n) or lower --connections",
+            cfg.connections
+        ),
+    })
 }
 
 impl Error {
@@ -154,16 +235,19 @@ impl Error {
     }
 }
 
-/// Runs a load test as configured and returns its report. Blocks for warm-up + duration
-/// (+ the drain of owed echoes). Progress goes to stderr if `cfg.progress`.
+/// Runs a load test as configured and returns its report. Blocks for the connect phase,
+/// warm-up and duration (+ the drain of owed echoes). Progress goes to stderr if
+/// `cfg.progress`.
 pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     cfg.validate()?;
+    check_open_files(cfg)?;
     let wire = payload::Codec::new(cfg.size, cfg.framed).wire_len();
     let hlog = open_hlog(cfg, wire)?;
-    let (rx, handles) = spawn_workers(cfg)?;
-    // "warming up" is printed by the collector once a connection works, so a refused
-    // target gets its one error line and nothing else.
-    let mut collector = Collector::new(cfg.threads, hlog, cfg.progress, cfg.warmup, cfg.duration);
+    let (rx, handles, phase) = spawn_workers(cfg)?;
+    // The connect phase's end is printed by the collector only if a connection opened,
+    // so a refused target gets its one error line and nothing else.
+    let times = (SystemTime::now(), cfg.warmup, cfg.duration);
+    let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
         source,
@@ -179,21 +263,16 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     if let Some(e) = collector.failure.take() {
         return Err(Error::Worker(e));
     }
-    let warmup_ns = conn::ns(cfg.warmup);
-    let (histogram, stats, end_ns) = collector.finish(warmup_ns).map_err(io_err)?;
-    if stats.opened == 0 && stats.failed > 0 {
-        let reason = stats.conn_error.unwrap_or_default();
+    let run = collector.finish().map_err(io_err)?;
+    if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
         return Err(Error::Connect {
             target: cfg.target,
-            failed: stats.failed,
-            reason,
+            failed: run.stats.failed,
+            asked: cfg.connections as u64,
+            reason: run.stats.conn_error.clone().unwrap_or_default(),
         });
     }
-    // Shorter than asked only if every connection died early.
-    let duration = cfg
-        .duration
-        .min(Duration::from_nanos(end_ns.saturating_sub(warmup_ns)));
-    Ok(build_report(cfg, wire, duration, histogram, stats))
+    Ok(build_report(cfg, wire, run))
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.
@@ -201,8 +280,7 @@ fn open_hlog(cfg: &RunConfig, wire: usize) -> Result<Option<HlogSink>, Error> {
     let Some(path) = &cfg.hlog else {
         return Ok(None);
     };
-    let measure_start = SystemTime::now() + cfg.warmup;
-    HlogSink::create(path, measure_start, wire)
+    HlogSink::create(path, wire)
         .map(Some)
         .map_err(|source| Error::Output {
             path: path.clone(),
@@ -210,18 +288,39 @@ fn open_hlog(cfg: &RunConfig, wire: usize) -> Result<Option<HlogSink>, Error> {
         })
 }
 
-type Workers = (mpsc::Receiver<WorkerMsg>, Vec<std::thread::JoinHandle<()>>);
+type Workers = (
+    mpsc::Receiver<WorkerMsg>,
+    Vec<std::thread::JoinHandle<()>>,
+    Arc<Phase>,
+);
 
-/// Starts one reactor thread per `cfg.threads`, all sharing one epoch.
+/// Starts one reactor thread per `cfg.threads`, all sharing one epoch and one connect
+/// phase. The pollers are made here so that each one's waker can be handed to the phase.
 fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
+    let worker_err = |e: std::io::Error| Error::Worker(io_text(&e));
+    let mut polls = Vec::with_capacity(cfg.threads);
+    let mut wakers = Vec::with_capacity(cfg.threads);
+    for _ in 0..cfg.threads {
+        let poll = mio::Poll::new().map_err(worker_err)?;
+        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(worker_err)?);
+        polls.push(poll);
+    }
+    let phase = Arc::new(Phase::new(cfg.connections, wakers));
     let shared = Arc::new(cfg.clone());
+    let sources: Arc<[IpAddr]> = source::plan(cfg).into();
+    if !sources.is_empty() {
+        log::debug!("sources n={} first={}", sources.len(), sources[0]);
+    }
     let epoch = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.threads);
-    for thread in 0..cfg.threads {
+    for (thread, poll) in polls.into_iter().enumerate() {
         let spec = WorkerSpec {
             thread,
             cfg: shared.clone(),
+            poll,
+            phase: phase.clone(),
+            sources: sources.clone(),
             epoch,
             tx: tx.clone(),
         };
@@ -230,39 +329,49 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
             Protocol::Udp => run_worker::<udp::UdpClient>(spec),
         };
         let builder = std::thread::Builder::new().name(format!("loadgen-{thread}"));
-        handles.push(
-            builder
-                .spawn(body)
-                .map_err(|e| Error::Worker(e.to_string()))?,
-        );
+        handles.push(builder.spawn(body).map_err(worker_err)?);
     }
-    Ok((rx, handles))
+    Ok((rx, handles, phase))
 }
 
-fn build_report(
-    cfg: &RunConfig,
-    wire: usize,
-    duration: Duration,
-    histogram: hdrhistogram::Histogram<u64>,
-    stats: conn::ThreadStats,
-) -> Report {
+fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
+    let Collected {
+        histogram,
+        connect,
+        stats,
+        end_ns,
+        connect_end,
+    } = run;
+    let connect_end = connect_end.unwrap_or(end_ns);
+    let measure_start = connect_end.saturating_add(conn::ns(cfg.warmup));
+    // Shorter than asked only if every connection died early.
+    let duration = cfg
+        .duration
+        .min(Duration::from_nanos(end_ns.saturating_sub(measure_start)));
     let schedule = cfg.rate.map(|target_rate| ScheduleReport {
         target_rate,
         late_sends: stats.late_sends,
         max_lag_us: stats.max_lag_ns as f64 / 1000.0,
+        not_sent: stats.not_sent,
+        not_sent_measured: stats.not_sent_measured,
     });
+    let connections = ConnectionReport::new(
+        cfg,
+        &stats,
+        connect,
+        Duration::from_nanos(connect_end),
+        duration,
+    );
     Report {
         settings: Some(Settings::of(cfg, wire)),
         duration,
         wire_bytes: Some(wire),
         histogram,
         errors: stats.errors,
-        connections: Connections {
-            opened: stats.opened,
-            failed: stats.failed + stats.broken,
-        },
+        connections: Some(connections),
         sent: stats.sent,
         schedule,
+        saturated: stats.saturated,
         first_error: stats.first_error.map(|(_, what)| what),
         conn_error: stats.conn_error,
     }

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use loadgen::config::{Cli, Command, OutputArgs};
+use loadgen::cli::{Cli, Command, OutputArgs};
 use loadgen::{export, Error, Report};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Every connection is a descriptor: use what the administrator allows (ulimit -Hn).
+    loadgen::raise_open_files_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -50,8 +52,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// One `--hgrm` or `--plot` file, opened before the run so that a bad path (a directory,
-/// a missing directory, no permission) fails at once rather than after the measured time.
+/// One `--hgrm` or `--plot` file, opened (and given a write of zero bytes) before the run
+/// so that a bad path (a directory, a missing directory, no permission, a file that opens
+/// but refuses writes) fails at once rather than after the measured time.
 /// It is not truncated until the report is written: a failed run leaves an existing file
 /// as it was, and removes one it created.
 struct OutputFile {
@@ -68,6 +71,7 @@ impl OutputFile {
             .create(true)
             .truncate(false)
             .open(path)
+            .and_then(|file| loadgen::probe_write(&file).map(|()| file))
             .map_err(|source| output_err(path, source))?;
         Ok(OutputFile {
             path: path.to_path_buf(),
@@ -120,7 +124,12 @@ impl Outputs {
     /// Prints the report and writes the files, or discards them when there is no report.
     fn finish(self, report: Result<Report, Error>, output: &OutputArgs) -> Result<Report, Error> {
         match report {
-            Ok(report) => self.emit(&report, output).map(|()| report),
+            Ok(mut report) => {
+                if let Some(s) = report.settings.as_mut() {
+                    s.outputs(output.json, output.hgrm.clone(), output.plot.clone());
+                }
+                self.emit(&report, output).map(|()| report)
+            }
             Err(e) => {
                 self.hgrm.into_iter().for_each(OutputFile::discard);
                 self.plot.into_iter().for_each(OutputFile::discard);
@@ -160,8 +169,11 @@ impl Outputs {
 fn title(report: &Report, h: &Histogram<u64>) -> String {
     match &report.settings {
         Some(s) => format!(
-            "{:?} {} x{} {}B: {} messages",
-            s.protocol,
+            "{} {} x{} {}B: {} messages",
+            match s.protocol {
+                loadgen::Protocol::Tcp => "tcp",
+                loadgen::Protocol::Udp => "udp",
+            },
             s.target,
             s.connections,
             s.size,

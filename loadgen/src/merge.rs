@@ -15,7 +15,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use crate::collect::WIRE_COMMENT;
-use crate::report::{Connections, Report};
+use crate::report::Report;
 use crate::verify::ErrorCounts;
 use crate::Error;
 
@@ -131,9 +131,10 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
         wire_bytes: wire.flatten(),
         histogram: total,
         errors: ErrorCounts::default(),
-        connections: Connections::default(),
+        connections: None,
         sent: 0,
         schedule: None,
+        saturated: 0,
         first_error: None,
         conn_error: None,
     })

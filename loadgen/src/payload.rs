@@ -169,6 +169,30 @@ impl Codec {
         text
     }
 
+    /// Bytes from the start of a message on the wire to the end of its header: what must
+    /// be seen to recognise a message start.
+    pub fn header_span(&self) -> usize {
+        HEADER_LEN + if self.framed { FRAME_PREFIX } else { 0 }
+    }
+
+    /// Where in `bytes` the first message of connection `conn` with a seq below `below`
+    /// starts, and its seq: its header's conn id and seq agree with its check word (random
+    /// bytes pass with odds of about 2^-64). How a damaged stream finds its footing again.
+    /// The framed prefix is not checked: damage to it is judged when the message is.
+    pub fn find_header(&self, conn: u32, below: u64, bytes: &[u8]) -> Option<(usize, u64)> {
+        let skip = self.header_span() - HEADER_LEN;
+        let want = conn.to_be_bytes();
+        (0..(bytes.len() + 1).saturating_sub(self.header_span())).find_map(|at| {
+            let h = &bytes[at + skip..at + skip + HEADER_LEN];
+            if h[0..4] != want {
+                return None;
+            }
+            let seq = u64::from_be_bytes(h[4..12].try_into().expect("8 bytes"));
+            let check = u32::from_be_bytes(h[12..16].try_into().expect("4 bytes"));
+            (seq < below && check == check_word(conn, seq)).then_some((at, seq))
+        })
+    }
+
     /// Whether `got` is how message `(conn, seq)` begins on the wire (a cut-off echo).
     pub fn is_prefix_of(&self, conn: u32, seq: u64, got: &[u8]) -> bool {
         let mut want = Vec::with_capacity(self.wire_len());
@@ -303,6 +327,31 @@ mod tests {
         );
         let long = quote(&[b'a'; 100]);
         assert_eq!(long, format!("\"{}\"...", "a".repeat(80)));
+    }
+
+    /// The next message start is found after any junk, framed or not, and only for this
+    /// connection and a seq already sent.
+    #[test]
+    fn find_header_after_junk() {
+        for framed in [false, true] {
+            let codec = Codec::new(32, framed);
+            let mut bytes = b"junk!".to_vec();
+            codec.encode_into(9, 4, &mut bytes);
+            codec.encode_into(3, 5, &mut bytes);
+            assert_eq!(
+                codec.find_header(3, 6, &bytes),
+                Some((5 + codec.wire_len(), 5))
+            );
+            assert_eq!(codec.find_header(9, 6, &bytes), Some((5, 4)));
+            assert_eq!(
+                codec.find_header(3, 5, &bytes),
+                None,
+                "seq 5 was never sent"
+            );
+            let cut = &bytes[..5 + codec.wire_len() + codec.header_span() - 1];
+            assert_eq!(codec.find_header(3, 6, cut), None, "header cut short");
+            assert_eq!(codec.find_header(3, 6, b""), None);
+        }
     }
 
     /// Encoding into a buffer with capacity does not reallocate.

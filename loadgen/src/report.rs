@@ -5,82 +5,16 @@
 //! the JSON and the exit status can never disagree.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::config::{Protocol, RunConfig};
+use crate::config::Protocol;
+use crate::connections::ConnectionReport;
+use crate::settings::Settings;
 use crate::verify::ErrorCounts;
-
-/// The settings a run used, as echoed in the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Settings {
-    /// Target address.
-    pub target: SocketAddr,
-    /// tcp or udp.
-    pub protocol: Protocol,
-    /// Connections or sockets.
-    pub connections: usize,
-    /// Payload bytes per message.
-    pub size: usize,
-    /// Bytes per message on the wire (with the framed prefix).
-    pub wire_bytes: usize,
-    /// Closed-loop messages in flight per connection.
-    pub pipeline: usize,
-    /// Measured seconds.
-    pub duration_s: f64,
-    /// Warm-up seconds.
-    pub warmup_s: f64,
-    /// Open-loop total rate, if any.
-    pub rate: Option<f64>,
-    /// Reactor threads.
-    pub threads: usize,
-    /// Ramp-up connects per second, if limited.
-    pub connect_rate: Option<f64>,
-    /// Source addresses.
-    pub bind: Vec<IpAddr>,
-    /// Framed mode.
-    pub framed: bool,
-    /// UDP loss deadline, seconds.
-    pub udp_timeout_s: f64,
-    /// UDP loss limit (fraction), if any.
-    pub max_loss: Option<f64>,
-}
-
-impl Settings {
-    /// The settings of `cfg`.
-    pub fn of(cfg: &RunConfig, wire_bytes: usize) -> Self {
-        Settings {
-            target: cfg.target,
-            protocol: cfg.protocol,
-            connections: cfg.connections,
-            size: cfg.size,
-            wire_bytes,
-            pipeline: cfg.pipeline,
-            duration_s: cfg.duration.as_secs_f64(),
-            warmup_s: cfg.warmup.as_secs_f64(),
-            rate: cfg.rate,
-            threads: cfg.threads,
-            connect_rate: cfg.connect_rate,
-            bind: cfg.bind.clone(),
-            framed: cfg.framed,
-            udp_timeout_s: cfg.udp_timeout.as_secs_f64(),
-            max_loss: cfg.max_loss,
-        }
-    }
-}
-
-/// Connection counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct Connections {
-    /// Established (UDP: sockets created and not refused).
-    pub opened: u64,
-    /// Could not be established, or broke before the run ended.
-    pub failed: u64,
-}
 
 /// Open-loop schedule keeping.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -91,6 +25,10 @@ pub struct ScheduleReport {
     pub late_sends: u64,
     /// Largest send lag in the measured time, microseconds.
     pub max_lag_us: f64,
+    /// Messages not sent because their connection was not up when they came due.
+    pub not_sent: u64,
+    /// ...of them, due in the measured window.
+    pub not_sent_measured: u64,
 }
 
 /// Latency summary in microseconds.
@@ -130,6 +68,20 @@ impl Latency {
             mean: h.mean().round() / 1000.0,
         }
     }
+
+    /// The two text lines under `label` ("latency us", "connect us").
+    pub fn text(&self, label: &str, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+        );
+        let _ = writeln!(
+            t,
+            "               {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            self.min, self.p50, self.p90, self.p99, self.p999, self.p9999, self.max, self.mean
+        );
+    }
 }
 
 /// Everything a run or merge found.
@@ -145,12 +97,14 @@ pub struct Report {
     pub histogram: Histogram<u64>,
     /// Verification errors by kind.
     pub errors: ErrorCounts,
-    /// Connection counts.
-    pub connections: Connections,
+    /// Connection counts, connect phase, handshakes, churn; `None` for a merge.
+    pub connections: Option<ConnectionReport>,
     /// Messages sent, warm-up included (the denominator of UDP rates).
     pub sent: u64,
     /// Open loop only.
     pub schedule: Option<ScheduleReport>,
+    /// Latencies beyond the histograms' range, recorded as their highest value.
+    pub saturated: u64,
     /// The first data error, described (what differed, or what came instead of an echo).
     pub first_error: Option<String>,
     /// The first connection error, if any.
@@ -195,8 +149,11 @@ impl Report {
         if e.fails(udp) > 0 {
             why.push(format!("{} data errors", e.fails(udp)));
         }
-        if self.connections.failed > 0 {
-            why.push(format!("{} connections failed", self.connections.failed));
+        if let Some(c) = &self.connections {
+            c.failures(&mut why);
+        }
+        if self.settings.is_some() && self.messages() == 0 {
+            why.push("no messages in the measured window".to_string());
         }
         let max_loss = self.settings.as_ref().and_then(|s| s.max_loss);
         if let (true, Some(limit)) = (udp, max_loss) {
@@ -250,7 +207,6 @@ impl Report {
             // A merge has no error or connection counts and no verdict: null, not a
             // misleading zero or pass.
             "errors": run.map(|_| self.errors),
-            "connections": run.map(|_| self.connections),
             "sent": run.map(|_| self.sent),
             "passed": self.verdict(),
             "failures": run.map(|_| self.failures()),
@@ -258,6 +214,16 @@ impl Report {
             "conn_error": self.conn_error,
             "settings": self.settings,
         });
+        let (connections, phase, connect) = match &self.connections {
+            Some(c) => c.to_json(),
+            None => (Value::Null, Value::Null, Value::Null),
+        };
+        v["connections"] = connections;
+        v["connect_phase"] = phase;
+        v["connect_latency_us"] = connect;
+        if self.saturated > 0 {
+            v["saturated"] = json!(self.saturated);
+        }
         if self.udp() {
             v["udp"] = json!({
                 "loss_rate": self.rate_of(self.errors.lost),
@@ -300,13 +266,14 @@ impl Report {
             self.messages(),
             self.msgs_per_sec()
         );
-        self.latency_text(&mut t);
+        Latency::of(&self.histogram).text("latency us", &mut t);
         if self.settings.is_none() {
             let _ = writeln!(t, "  source       merged .hlog files (they hold latencies only: no errors or connections)");
         } else {
             self.errors_text(&mut t);
-            let c = self.connections;
-            let _ = writeln!(t, "  connections  {} opened, {} failed", c.opened, c.failed);
+        }
+        if let Some(c) = &self.connections {
+            c.text(&mut t);
         }
         if let Some(e) = &self.first_error {
             let _ = writeln!(t, "  first error  {e}");
@@ -320,10 +287,24 @@ impl Report {
                 "  schedule     {} of the measured sends were more than 1 ms late (max lag {:.1} us)",
                 s.late_sends, s.max_lag_us
             );
+            if s.not_sent > 0 {
+                let _ = writeln!(
+                    t,
+                    "  not sent     {} (connection not up when due; {} of them in the measured time)",
+                    s.not_sent, s.not_sent_measured
+                );
+            }
             if let Some(warning) = self.schedule_warning() {
                 let _ = writeln!(t, "  WARNING      {warning}");
                 let _ = writeln!(t, "               {SCHEDULE_HINT}");
             }
+        }
+        if self.saturated > 0 {
+            let _ = writeln!(
+                t,
+                "  WARNING      {} latencies beyond the histogram's range were recorded as its maximum",
+                self.saturated
+            );
         }
         let verdict = match self.verdict() {
             None => "n/a (logs carry latencies only)".to_string(),
@@ -332,20 +313,6 @@ impl Report {
         };
         let _ = writeln!(t, "  result       {verdict}");
         t
-    }
-
-    fn latency_text(&self, t: &mut String) {
-        let l = Latency::of(&self.histogram);
-        let _ = writeln!(
-            t,
-            "  latency us   {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-        );
-        let _ = writeln!(
-            t,
-            "               {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean
-        );
     }
 
     fn errors_text(&self, t: &mut String) {
@@ -390,25 +357,36 @@ fn per_sec(n: f64, d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RunConfig;
     use crate::conn::new_histogram;
 
     fn report(hist: Histogram<u64>) -> Report {
         let cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());
+        let stats = crate::stats::ThreadStats {
+            opened: 50,
+            ..Default::default()
+        };
+        let second = Duration::from_secs(1);
+        let conns = ConnectionReport::new(&cfg, &stats, new_histogram(), second, 2 * second);
         Report {
             settings: Some(Settings::of(&cfg, 64)),
-            duration: Duration::from_secs(2),
+            duration: 2 * second,
             wire_bytes: Some(64),
             histogram: hist,
             errors: ErrorCounts::default(),
-            connections: Connections {
-                opened: 50,
-                failed: 0,
-            },
+            connections: Some(conns),
             sent: 0,
             schedule: None,
+            saturated: 0,
             first_error: None,
             conn_error: None,
         }
+    }
+
+    fn one_message() -> Histogram<u64> {
+        let mut h = new_histogram();
+        h.record(1000).unwrap();
+        h
     }
 
     /// The JSON has the keys the issue promises, in microseconds.
@@ -432,19 +410,25 @@ mod tests {
         assert_eq!(v["passed"], true);
     }
 
-    /// Any TCP data error or failed connection fails the run; UDP loss only past the limit.
+    /// Any TCP data error, a connection that did not open, or a measured window with no
+    /// message fails the run; UDP loss only past the limit.
     #[test]
     fn pass_fail_rules() {
-        let mut r = report(new_histogram());
+        let mut r = report(one_message());
+        assert!(r.passed(), "{}", r.to_text());
         r.errors.reordered = 1;
         assert!(!r.passed());
         r.errors = ErrorCounts::default();
-        r.connections.failed = 1;
-        assert!(r.to_text().contains("FAIL (1 connections failed)"));
+        r.connections.as_mut().unwrap().initial_failed = 1;
+        assert!(r
+            .to_text()
+            .contains("FAIL (opened fewer than asked (49 of 50))"));
+        let empty = report(new_histogram());
+        assert_eq!(empty.failures(), ["no messages in the measured window"]);
         let mut cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());
         cfg.protocol = Protocol::Udp;
         cfg.max_loss = Some(0.01);
-        let mut u = report(new_histogram());
+        let mut u = report(one_message());
         u.settings = Some(Settings::of(&cfg, 64));
         u.sent = 1000;
         u.errors.lost = 10;
@@ -454,12 +438,32 @@ mod tests {
         assert!(!u.passed());
     }
 
+    /// JSON `settings` holds every flag's value, the outputs included.
+    #[test]
+    fn settings_hold_every_flag() {
+        let mut r = report(one_message());
+        let s = r.settings.as_mut().unwrap();
+        s.outputs(true, Some("a.hgrm".into()), None);
+        let v = r.to_json();
+        let settings = v["settings"].as_object().unwrap();
+        for key in ["json", "quiet", "hgrm", "hlog", "plot", "reconnect_after"] {
+            assert!(settings.contains_key(key), "{key}: {v}");
+        }
+        assert_eq!(
+            (
+                v["settings"]["json"].as_bool(),
+                v["settings"]["hgrm"].as_str()
+            ),
+            (Some(true), Some("a.hgrm"))
+        );
+    }
+
     /// A merge has no verdict: text "n/a", JSON null for the verdict and every count the
     /// logs do not carry.
     #[test]
     fn merge_has_no_verdict() {
         let mut m = report(new_histogram());
-        m.settings = None;
+        (m.settings, m.connections) = (None, None);
         assert_eq!(m.verdict(), None);
         assert!(!m.passed());
         assert!(m
@@ -471,6 +475,7 @@ mod tests {
             "sent",
             "errors",
             "connections",
+            "connect_latency_us",
             "failures",
             "settings",
         ] {
@@ -490,13 +495,19 @@ mod tests {
             target_rate: 500.0,
             late_sends,
             max_lag_us: 5000.0,
+            not_sent: 3,
+            not_sent_measured: 0,
         };
         r.schedule = Some(late(10));
         assert_eq!(r.schedule_warning(), None);
         r.schedule = Some(late(34));
         let w = r.schedule_warning().unwrap();
         assert_eq!(w, "loadgen fell behind its schedule (3.4% of sends late).");
-        assert!(r.to_text().contains(&format!("  WARNING      {w}")));
+        let text = r.to_text();
+        assert!(text.contains(&format!("  WARNING      {w}")));
+        let not_sent =
+            "  not sent     3 (connection not up when due; 0 of them in the measured time)";
+        assert!(text.contains(not_sent), "{text}");
     }
 
     /// A data error and a connection error each get their line and JSON key.

@@ -3,10 +3,12 @@
 //! With `--rate R` over `N` connections, message `m` of connection `c` is due at
 //!
 //! ```text
-//! intended(c, m) = (c + m * N) / R   seconds after the run starts
+//! intended(c, m) = start + (c + m * N) / R   seconds
 //! ```
 //!
-//! so the total is exactly R per second, each connection sends every N/R seconds, and the
+//! where `start` is the end of the connect phase: every connection is up by then, so the
+//! schedule starts at full strength and no message comes due on a connection still
+//! connecting. So the total is exactly R per second, each connection sends every N/R seconds, and the
 //! connections are staggered by 1/R so sends are spread evenly instead of bursting together.
 //! Latency is measured from `intended`, not from when the send actually happened: if the
 //! server stalls, messages keep coming due, and when they are finally answered their latency
@@ -23,6 +25,8 @@ pub struct Schedule {
     rate: f64,
     /// Connections in the run, N.
     conns: u64,
+    /// When message 0 of connection 0 is due, ns since the epoch.
+    start: u64,
 }
 
 impl Schedule {
@@ -31,14 +35,48 @@ impl Schedule {
         Schedule {
             rate,
             conns: connections as u64,
+            start: 0,
         }
     }
 
-    /// When message `m` of connection `conn` is due, in ns after the run's start.
+    /// The same schedule, starting at `start_ns` (ns since the epoch).
+    pub fn starting_at(self, start_ns: u64) -> Self {
+        Schedule {
+            start: start_ns,
+            ..self
+        }
+    }
+
+    /// When message `m` of connection `conn` is due, in ns since the epoch.
     pub fn intended_ns(&self, conn: u64, m: u64) -> u64 {
         // Saturating, like the float-to-int cast: a due time past u64 ns is "never".
         let index = m.saturating_mul(self.conns).saturating_add(conn);
-        (index as f64 * 1e9 / self.rate).round() as u64
+        let after = (index as f64 * 1e9 / self.rate).round() as u64;
+        self.start.saturating_add(after)
+    }
+
+    /// The first message of connection `conn` due at or after `t_ns`: where a connection
+    /// that comes up at `t_ns` joins the schedule.
+    pub fn first_due_from(&self, conn: u64, t_ns: u64) -> u64 {
+        // Invert intended_ns, then step over its rounding (a step or two at most).
+        let t = t_ns.saturating_sub(self.start);
+        let exact = (t as f64 * self.rate / 1e9 - conn as f64) / self.conns as f64;
+        let mut m = (exact.floor().max(0.0) as u64).saturating_sub(1);
+        while m > 0 && self.intended_ns(conn, m - 1) >= t_ns {
+            m -= 1;
+        }
+        // intended_ns saturates at u64::MAX >= t_ns, so this ends.
+        while self.intended_ns(conn, m) < t_ns {
+            m += 1;
+        }
+        m
+    }
+
+    /// How many of connection `conn`'s messages `m_from..m_to` are due in `[lo, hi)` ns.
+    pub fn count_due(&self, conn: u64, m_from: u64, m_to: u64, lo: u64, hi: u64) -> u64 {
+        let first = m_from.max(self.first_due_from(conn, lo));
+        let end = m_to.min(self.first_due_from(conn, hi));
+        end.saturating_sub(first)
     }
 
     /// Per-connection messages per second: what its in-flight window must absorb.
@@ -159,6 +197,36 @@ mod tests {
         assert_eq!(seen.len(), 120);
         assert!(seen.iter().all(|&(conn, _)| conn < 5));
         assert!(seen.contains(&(2, 39)) && seen.contains(&(4, 19)) && seen.contains(&(0, 19)));
+    }
+
+    /// A connection up at time t joins at the first message due at or after t; counting
+    /// messages due in a time span agrees with intended_ns, rounding included.
+    #[test]
+    fn joining_and_counting() {
+        let s = Schedule::new(3.0, 7);
+        for conn in [0u64, 3, 6] {
+            for t in [0u64, 1, 333_333_333, 2_333_333_333, 9_999_999_999] {
+                let m = s.first_due_from(conn, t);
+                assert!(s.intended_ns(conn, m) >= t, "{conn} {t}");
+                assert!(m == 0 || s.intended_ns(conn, m - 1) < t, "{conn} {t}");
+            }
+            let brute = (0..1000)
+                .filter(|&m| (1_000_000_000..5_000_000_000).contains(&s.intended_ns(conn, m)))
+                .count() as u64;
+            let counted = s.count_due(conn, 0, 1000, 1_000_000_000, 5_000_000_000);
+            assert_eq!(counted, brute, "conn {conn}");
+            assert_eq!(s.count_due(conn, 1, 2, 0, u64::MAX), 1);
+        }
+        // The far end of time ends the search too (intended_ns saturates).
+        assert!(s.first_due_from(0, u64::MAX) > 1 << 32);
+        // Started later: the same schedule, shifted.
+        let later = s.starting_at(1_000_000_000);
+        assert_eq!(later.intended_ns(3, 2), 1_000_000_000 + s.intended_ns(3, 2));
+        assert_eq!(later.first_due_from(3, 0), 0);
+        assert_eq!(
+            later.first_due_from(3, 2_000_000_000),
+            s.first_due_from(3, 1_000_000_000)
+        );
     }
 
     /// Fractional rates keep their average over long spans (no drift from rounding).

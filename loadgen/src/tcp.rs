@@ -8,31 +8,35 @@
 //! Readiness is edge-triggered: READABLE|WRITABLE are registered once and never changed, a
 //! WRITABLE edge only arrives after a write left the send buffer full, and a READABLE edge
 //! arrives for every new segment.
+//!
+//! The connect is stamped just before `connect()` is called: the handshake's duration (the
+//! connect latency histogram) and the connect timeout both count from there. The timeout
+//! is declared only after the socket itself was asked (`SO_ERROR`, then whether it has a
+//! peer), so a connect that finished while loadgen was busy is never called late.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use mio::event::{Event, Source};
 use mio::net::TcpStream;
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::conn::{ns, send_batch, Client, Closed, Ctx, Flow, SendState};
 use crate::io_text;
-use crate::payload::{quote, Codec, Decoded};
-use crate::verify::ErrorCounts;
+use crate::payload::quote;
+use crate::stream::EchoStream;
 
 /// A TCP client connection.
 pub struct TcpClient {
     stream: TcpStream,
     /// Set once the non-blocking connect completed.
     connected: bool,
-    /// When the connect started, ns: it fails after `connect_timeout`.
+    /// When `connect()` was called, ns: the handshake time and the timeout count from here.
     started: u64,
     send: SendState,
     /// Encoded messages the socket has not taken yet; capacity fixed at open, never grown.
     out: Vec<u8>,
-    /// The start of an echo split across reads; capacity one message.
-    partial: Vec<u8>,
+    /// The receive side: echoes cut into messages and verified.
+    echoes: EchoStream,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -43,41 +47,20 @@ fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
 }
 
-/// Creates the socket with socket2 (source address, NODELAY) and starts connecting.
-fn start_connect(target: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(
-        Domain::for_address(target),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
-    // Latency is the point: never let Nagle hold a small message back.
-    socket.set_tcp_nodelay(true)?;
-    if let Some(ip) = bind {
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-    }
-    match socket.connect(&target.into()) {
-        Ok(()) => {}
-        // The normal case: the handshake continues; WRITABLE says when it is done.
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || would_block(&e) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
-}
-
 impl Client for TcpClient {
-    fn open(id: u32, bind: Option<IpAddr>, ctx: &mut Ctx) -> io::Result<Self> {
-        let stream = start_connect(ctx.cfg.target, bind)?;
+    fn open(id: u32, source: Option<IpAddr>, resume: u64, ctx: &mut Ctx) -> io::Result<Self> {
+        let started = ctx.refresh_now();
+        let stream = crate::source::start_connect(ctx.cfg.target, source)?;
         let wire = ctx.codec.wire_len();
-        let send = SendState::new(id, ctx);
+        let send = SendState::new(id, resume, ctx);
         let msgs = send_batch(&ctx.cfg, wire, send.window.capacity());
         Ok(TcpClient {
             stream,
             connected: false,
-            started: ctx.now,
+            started,
             send,
             out: Vec::with_capacity(msgs * wire),
-            partial: Vec::with_capacity(wire),
+            echoes: EchoStream::new(wire),
         })
     }
 
@@ -108,6 +91,9 @@ impl Client for TcpClient {
         if !self.connected {
             return Flow::Continue;
         }
+        if self.send.session_over() {
+            return Flow::Close(Closed::Reconnect);
+        }
         let wire = ctx.codec.wire_len();
         let room = (self.out.capacity() - self.out.len()) / wire;
         for _ in 0..self.send.sendable(ctx).min(room) {
@@ -117,9 +103,23 @@ impl Client for TcpClient {
         self.flush()
     }
 
-    fn tick(&mut self, ctx: &mut Ctx) -> Flow {
+    fn deadline(&self, ctx: &Ctx) -> Option<u64> {
+        (!self.connected).then(|| self.started.saturating_add(ns(ctx.cfg.connect_timeout)))
+    }
+
+    fn on_deadline(&mut self, ctx: &mut Ctx) -> Flow {
+        if self.connected {
+            return Flow::Continue;
+        }
+        // Ask the socket before calling it a timeout: it may have connected (or failed)
+        // while the loop was busy elsewhere.
+        match self.finish_connect(ctx) {
+            Ok(true) => return self.pump(ctx),
+            Ok(false) => {}
+            Err(e) => return Flow::Close(Closed::ConnectFailed(io_text(&e))),
+        }
         let limit = ns(ctx.cfg.connect_timeout);
-        if !self.connected && ctx.now.saturating_sub(self.started) >= limit {
+        if ctx.now.saturating_sub(self.started) >= limit {
             let why = format!("connect timed out after {:?}", ctx.cfg.connect_timeout);
             return Flow::Close(Closed::ConnectFailed(why));
         }
@@ -135,6 +135,10 @@ impl Client for TcpClient {
             ));
         }
         self.send.window.abandon(false, &mut ctx.stats.errors);
+    }
+
+    fn is_up(&self) -> bool {
+        self.connected
     }
 
     fn outstanding(&self) -> usize {
@@ -155,14 +159,15 @@ impl TcpClient {
         match self.stream.peer_addr() {
             Ok(_) => {
                 self.connected = true;
-                ctx.stats.opened += 1;
-                ctx.up = true;
-                self.send.on_connect();
-                log::debug!(
-                    "connected id={} local={:?}",
-                    self.send.id,
-                    self.stream.local_addr()
-                );
+                ctx.record_connect(self.started);
+                self.send.on_connect(ctx);
+                if log::log_enabled!(log::Level::Debug) {
+                    let local = self
+                        .stream
+                        .local_addr()
+                        .map_or("?".into(), |a| a.to_string());
+                    log::debug!("connected id={} local={local}", self.send.id);
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -179,7 +184,7 @@ impl TcpClient {
                 Ok(0) => break self.on_eof(ctx),
                 Ok(n) => {
                     ctx.refresh_now();
-                    self.consume(&scratch[..n], ctx);
+                    self.echoes.consume(&scratch[..n], &mut self.send, ctx);
                     // A short read means the receive queue is empty; Linux epoll queues a
                     // new edge for every new arrival, so the extra read that would only
                     // say WouldBlock is skipped (epoll(7) Q&A 9, same as tokio#4840).
@@ -209,67 +214,18 @@ impl TcpClient {
             return Flow::Close(Closed::Finished);
         }
         let (id, front) = (self.send.id, self.send.window.front());
-        let junk = !self.partial.is_empty() && !ctx.codec.is_prefix_of(id, front, &self.partial);
+        let left = self.echoes.leftover();
+        let junk = !left.is_empty() && !ctx.codec.is_prefix_of(id, front, left);
         if junk && ctx.stats.first_error.is_none() {
             ctx.data_error(format!(
                 "conn {id} seq {front}: the server sent {} bytes that are not an echo, then closed: {}",
-                self.partial.len(),
-                quote(&self.partial)
+                left.len(),
+                quote(left)
             ));
         }
         Flow::Close(Closed::Broken(format!(
             "server closed the connection with {owed} messages owed"
         )))
-    }
-
-    /// Splits received bytes into message-sized echoes (the stream has no other framing:
-    /// the k-th `wire_len` bytes must be message k) and verifies each.
-    fn consume(&mut self, mut bytes: &[u8], ctx: &mut Ctx) {
-        let wire = ctx.codec.wire_len();
-        if !self.partial.is_empty() {
-            let take = (wire - self.partial.len()).min(bytes.len());
-            self.partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.partial.len() < wire {
-                return;
-            }
-            let partial = std::mem::take(&mut self.partial);
-            self.verify(&partial, bytes, ctx);
-            self.partial = partial;
-            self.partial.clear();
-        }
-        let whole = bytes.len() / wire * wire;
-        for at in (0..whole).step_by(wire) {
-            self.verify(&bytes[at..at + wire], &bytes[at + wire..], ctx);
-        }
-        self.partial.extend_from_slice(&bytes[whole..]);
-    }
-
-    /// Verifies one echo; `after` is what followed it in the same read, quoted with it
-    /// when it is the first data error and not even a header (a server's message).
-    fn verify(&mut self, msg: &[u8], after: &[u8], ctx: &mut Ctx) {
-        let decoded = ctx.codec.decode(msg);
-        let id = self.send.id;
-        let watch = ctx.stats.first_error.is_none();
-        let (before, front) = (ctx.stats.errors, self.send.window.front());
-        if let Some(t_ref) = self
-            .send
-            .window
-            .on_stream_message(decoded, id, &mut ctx.stats.errors)
-        {
-            ctx.record(t_ref);
-        }
-        if watch && ctx.stats.errors.fails(false) != before.fails(false) {
-            let echo = Echo {
-                id,
-                front,
-                decoded,
-                msg,
-                after,
-            };
-            let what = echo.describe(&ctx.codec, &before, &ctx.stats.errors);
-            ctx.data_error(what);
-        }
     }
 
     /// Writes what is pending in one syscall. A short write means the send buffer is full:
@@ -290,61 +246,5 @@ impl TcpClient {
             }
         }
         Flow::Continue
-    }
-}
-
-/// One echo that was a data error, with what is needed to say what went wrong.
-struct Echo<'a> {
-    /// The connection.
-    id: u32,
-    /// The message the stream was due to deliver.
-    front: u64,
-    decoded: Decoded,
-    msg: &'a [u8],
-    /// The bytes that followed in the same read.
-    after: &'a [u8],
-}
-
-impl Echo<'_> {
-    /// What differed, given the error counts before and after the window judged it.
-    fn describe(&self, codec: &Codec, before: &ErrorCounts, after: &ErrorCounts) -> String {
-        let (id, front) = (self.id, self.front);
-        match self.decoded {
-            Decoded::Intact { conn, seq } if conn == id => {
-                if after.missing > before.missing {
-                    format!(
-                        "conn {id}: the echo of seq {seq} came where seq {front} was due ({} messages skipped)",
-                        seq - front
-                    )
-                } else if after.duplicate > before.duplicate {
-                    format!("conn {id} seq {seq}: echoed twice")
-                } else if after.reordered > before.reordered {
-                    format!("conn {id} seq {seq}: echoed after later messages")
-                } else {
-                    format!("conn {id} seq {front}: got seq {seq}, which was never sent")
-                }
-            }
-            Decoded::Intact { conn, seq } => {
-                format!("conn {id} seq {front}: got the echo of conn {conn} seq {seq}")
-            }
-            Decoded::Damaged { conn, seq } if conn == id => {
-                format!(
-                    "conn {id} seq {seq}: {}",
-                    codec.describe_diff(id, seq, self.msg)
-                )
-            }
-            // Not even the header: quote what came, it may be the server talking.
-            Decoded::Damaged { .. } | Decoded::Garbage => {
-                let mut got = self.msg.to_vec();
-                got.extend_from_slice(
-                    &self.after[..self.after.len().min(crate::payload::QUOTE_MAX)],
-                );
-                format!(
-                    "conn {id} seq {front}: {}; received {}",
-                    codec.describe_diff(id, front, self.msg),
-                    quote(&got)
-                )
-            }
-        }
     }
 }

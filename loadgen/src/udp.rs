@@ -3,7 +3,8 @@
 //! Datagram sockets have no short-read shortcut: every readable edge is drained with
 //! `recv` until `WouldBlock`. Each datagram is one `send` and one `recv`, the minimum
 //! without `sendmmsg`. A datagram not answered within `--udp-timeout` is counted lost by
-//! [`Client::tick`], which also frees its place in the closed-loop pipeline.
+//! [`Client::on_deadline`], which also frees its place in the closed-loop pipeline. A UDP
+//! socket has no handshake: it is up, and joins the open-loop schedule, when created.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use mio::event::{Event, Source};
 use mio::net::UdpSocket;
 
-use crate::conn::{Client, Closed, Ctx, Flow, SendState};
+use crate::conn::{ns, Client, Closed, Ctx, Flow, SendState};
 use crate::io_text;
 use crate::payload::{quote, Codec, Decoded};
 use crate::verify::ErrorCounts;
@@ -36,9 +37,9 @@ fn interrupted(e: &io::Error) -> bool {
 }
 
 impl Client for UdpClient {
-    fn open(id: u32, bind: Option<IpAddr>, ctx: &mut Ctx) -> io::Result<Self> {
+    fn open(id: u32, source: Option<IpAddr>, resume: u64, ctx: &mut Ctx) -> io::Result<Self> {
         let target = ctx.cfg.target;
-        let local = bind.unwrap_or(match target {
+        let local = source.unwrap_or(match target {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         });
@@ -47,8 +48,9 @@ impl Client for UdpClient {
         // comes back as ECONNREFUSED on the next call instead of a silent loss.
         socket.connect(target)?;
         ctx.stats.opened += 1;
-        let mut send = SendState::new(id, ctx);
-        send.on_connect();
+        ctx.refresh_now();
+        let mut send = SendState::new(id, resume, ctx);
+        send.on_connect(ctx);
         let out = Vec::with_capacity(ctx.codec.wire_len());
         Ok(UdpClient {
             socket,
@@ -89,8 +91,13 @@ impl Client for UdpClient {
         Flow::Continue
     }
 
-    fn tick(&mut self, ctx: &mut Ctx) -> Flow {
-        let timeout = ctx.cfg.udp_timeout.as_nanos() as u64;
+    fn deadline(&self, ctx: &Ctx) -> Option<u64> {
+        let sent = self.send.window.oldest_pending_sent()?;
+        Some(sent.saturating_add(ns(ctx.cfg.udp_timeout)))
+    }
+
+    fn on_deadline(&mut self, ctx: &mut Ctx) -> Flow {
+        let timeout = ns(ctx.cfg.udp_timeout);
         self.send
             .window
             .expire(ctx.now, timeout, &mut ctx.stats.errors);
@@ -99,6 +106,10 @@ impl Client for UdpClient {
 
     fn finish(&mut self, ctx: &mut Ctx) {
         self.send.window.abandon(true, &mut ctx.stats.errors);
+    }
+
+    fn is_up(&self) -> bool {
+        true
     }
 
     fn outstanding(&self) -> usize {

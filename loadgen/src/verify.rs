@@ -191,9 +191,10 @@ impl Window {
         }
     }
 
-    /// Resolves the oldest pending message as answered without a latency (it came back
-    /// corrupt); the stream position says which message it was.
-    fn resolve_front(&mut self) {
+    /// TCP: the oldest pending message is resolved, answered without a latency: it came
+    /// back damaged, or junk took its place in the stream (the stream position says which
+    /// message it was). Counts nothing: the caller counted the damage.
+    pub fn resolve_front(&mut self) {
         if self.low < self.next {
             let low = self.low;
             self.slot(low).state = State::Answered;
@@ -202,17 +203,20 @@ impl Window {
         }
     }
 
-    /// TCP: one message-sized chunk off the stream. Returns the latency reference time
-    /// when it is a good echo of a pending message.
-    pub fn on_stream_message(&mut self, d: Decoded, conn: u32, e: &mut ErrorCounts) -> Option<u64> {
-        let seq = match d {
-            Decoded::Intact { conn: c, seq } if c == conn && seq < self.next => seq,
-            _ => {
-                e.corrupt += 1;
-                self.resolve_front();
-                return None;
-            }
-        };
+    /// TCP: the next message-sized chunk off the stream is this connection's message, with
+    /// its header intact but some other byte wrong: damaged in place. One corrupt; it stands
+    /// for the message the stream was due to deliver.
+    pub fn on_stream_damaged(&mut self, e: &mut ErrorCounts) {
+        e.corrupt += 1;
+        self.resolve_front();
+    }
+
+    /// TCP: the next chunk off the stream is an intact echo of this connection's message
+    /// `seq` (below [`Window::next_seq`]). Returns the latency reference time when it is the
+    /// echo of a pending message; counts a skip ahead as missing, a message already
+    /// answered as duplicate, a missing one arriving after all as reordered.
+    pub fn on_stream_echo(&mut self, seq: u64, e: &mut ErrorCounts) -> Option<u64> {
+        debug_assert!(seq < self.next);
         if seq < self.low {
             match self.resolved_state(seq) {
                 Some(slot) if slot.state == State::Missed => {
@@ -274,6 +278,12 @@ impl Window {
         intact.then_some(t_ref)
     }
 
+    /// When the oldest pending message was sent: the UDP loss timeout runs from there.
+    /// (`low` is pending whenever `low < next`: resolved ones are stepped over.)
+    pub fn oldest_pending_sent(&self) -> Option<u64> {
+        (self.low < self.next).then(|| self.slots[(self.low & self.mask) as usize].sent)
+    }
+
     /// UDP: counts as lost every pending datagram sent `timeout` ns or more before `now`.
     /// Datagrams are sent in seq order, so expired ones are always at the front.
     pub fn expire(&mut self, now: u64, timeout: u64, e: &mut ErrorCounts) {
@@ -331,8 +341,8 @@ mod tests {
     #[test]
     fn tcp_in_order() {
         let (mut w, mut e) = (window_with(3), ErrorCounts::default());
-        assert_eq!(w.on_stream_message(ok(0), 1, &mut e), Some(100));
-        assert_eq!(w.on_stream_message(ok(1), 1, &mut e), Some(101));
+        assert_eq!(w.on_stream_echo(0, &mut e), Some(100));
+        assert_eq!(w.on_stream_echo(1, &mut e), Some(101));
         assert_eq!(w.in_flight(), 1);
         assert_eq!(e, ErrorCounts::default());
     }
@@ -342,32 +352,26 @@ mod tests {
     #[test]
     fn tcp_missing_reordered_duplicate() {
         let (mut w, mut e) = (window_with(4), ErrorCounts::default());
-        assert_eq!(w.on_stream_message(ok(2), 1, &mut e), Some(102));
+        assert_eq!(w.on_stream_echo(2, &mut e), Some(102));
         assert_eq!((e.missing, w.in_flight()), (2, 1));
-        assert_eq!(w.on_stream_message(ok(0), 1, &mut e), None);
+        assert_eq!(w.on_stream_echo(0, &mut e), None);
         assert_eq!((e.missing, e.reordered), (1, 1));
-        assert_eq!(w.on_stream_message(ok(0), 1, &mut e), None);
+        assert_eq!(w.on_stream_echo(0, &mut e), None);
         assert_eq!(e.duplicate, 1);
         assert_eq!(e.fails(false), 3);
     }
 
-    /// Garbage, another connection's message or a seq never sent is corrupt, and takes
-    /// the place of the message the stream position says it should have been.
+    /// A message damaged in place is one corrupt and takes the place of the message the
+    /// stream position says it was; junk resolves the front without counting again.
     #[test]
-    fn tcp_corrupt_resolves_front() {
+    fn tcp_damage_resolves_front() {
         let (mut w, mut e) = (window_with(3), ErrorCounts::default());
-        assert_eq!(w.on_stream_message(Decoded::Garbage, 1, &mut e), None);
-        assert_eq!(
-            w.on_stream_message(Decoded::Intact { conn: 2, seq: 1 }, 1, &mut e),
-            None
-        );
-        assert_eq!(w.on_stream_message(ok(99), 1, &mut e), None);
-        assert_eq!((e.corrupt, w.in_flight()), (3, 0));
-        assert_eq!(
-            w.on_stream_message(Decoded::Damaged { conn: 1, seq: 0 }, 1, &mut e),
-            None
-        );
-        assert_eq!(e.corrupt, 4);
+        w.on_stream_damaged(&mut e);
+        assert_eq!((e.corrupt, w.in_flight(), w.front()), (1, 2, 1));
+        w.resolve_front();
+        assert_eq!((e.corrupt, w.in_flight(), w.front()), (1, 1, 2));
+        assert_eq!(w.on_stream_echo(2, &mut e), Some(102));
+        assert_eq!(e.fails(false), 1);
     }
 
     /// UDP: answers may come out of order (counted, not failing); a timed-out datagram is
@@ -407,7 +411,7 @@ mod tests {
         }
         assert!(!w.has_room());
         let mut e = ErrorCounts::default();
-        w.on_stream_message(ok(0), 1, &mut e);
+        w.on_stream_echo(0, &mut e);
         assert!(w.has_room());
         w.abandon(false, &mut e);
         assert_eq!((e.missing, w.in_flight()), (3, 0));

@@ -209,10 +209,63 @@ fn refused_exits_1_quickly_with_one_line() {
     }
 }
 
-/// Output paths are opened before any traffic: a directory or a missing directory as
-/// --hgrm, --plot or --hlog fails at once (not after the measured time, not after printing
-/// a report), exit 1 like any file that cannot be written, and a file the failed run
-/// created is not left behind.
+/// A refused target with very many connections: the one line comes at once, and counts
+/// right. loadgen gives up after the first thousand or so failures when none opened, and
+/// says how many of how many it tried, instead of trying every one (or losing count).
+#[test]
+fn refused_with_many_connections_is_one_line_at_once() {
+    let target = closed_port().to_string();
+    // As many as this machine's hard open-files limit allows, up to 20,000.
+    let hard = rlimit_nofile_hard();
+    let n = hard.saturating_sub(200).min(20_000);
+    let asked = n.to_string();
+    let args = [
+        "--target",
+        &target,
+        "--connections",
+        &asked,
+        "--duration",
+        "10s",
+    ];
+    let started = Instant::now();
+    let out = loadgen_within(&args, Duration::from_secs(30));
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let prefix = format!("loadgen: error: could not connect to {target}: Connection refused (");
+    let counts = err.strip_prefix(&prefix).expect(&err);
+    if n as usize > loadgen::phase::GIVE_UP_AFTER {
+        let tail = format!(
+            " of {n} connections failed and none opened, so loadgen gave up on the rest)\n"
+        );
+        let failed: u64 = counts
+            .strip_prefix("the first ")
+            .and_then(|c| c.strip_suffix(&tail))
+            .and_then(|c| c.parse().ok())
+            .expect(&err);
+        assert!((1024..n).contains(&failed), "{err}");
+    } else {
+        assert_eq!(counts, format!("{n} of {n} connections failed)\n"));
+    }
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// The hard open-files limit of this process (what the binary raises its soft limit to).
+fn rlimit_nofile_hard() -> u64 {
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or(1_000_000)
+}
+
+/// Output paths are opened before any traffic: a directory, a missing directory, or a file
+/// that opens but refuses writes (/proc/version, /dev/full) as --hgrm, --plot or --hlog
+/// fails at once (not after the measured time, not after printing a report), exit 1 like
+/// any file that cannot be written, and a file the failed run created is not left behind.
 #[test]
 fn bad_output_paths_fail_before_the_run() {
     let peer = tcp_peer(Behaviour::Echo);
@@ -223,12 +276,21 @@ fn bad_output_paths_fail_before_the_run() {
     let (dir, missing) = (dir.to_str().unwrap(), missing.to_str().unwrap());
     let fresh = temp_path("fresh.hgrm");
     let _ = std::fs::remove_file(&fresh);
-    for (flag, path, why) in [
+    let mut cases = vec![
         ("--plot", dir, "Is a directory"),
         ("--hgrm", dir, "Is a directory"),
         ("--hlog", dir, "Is a directory"),
         ("--plot", missing, "No such file or directory"),
-    ] {
+    ];
+    // Paths that open but refuse writes: caught by a write of zero bytes up front.
+    if cfg!(target_os = "linux") {
+        cases.extend([
+            ("--hgrm", "/proc/version", "Input/output error"),
+            ("--hlog", "/proc/version", "Input/output error"),
+            ("--plot", "/dev/full", "No space left on device"),
+        ]);
+    }
+    for (flag, path, why) in cases {
         // A second, good output file, which must not be left behind either.
         let other = if flag == "--hgrm" { "--plot" } else { "--hgrm" };
         let args = [
@@ -285,8 +347,8 @@ fn existing_output_file_is_replaced_only_by_a_report() {
 
 /// In open loop, --json warns on stderr when loadgen fell behind its schedule, as the text
 /// report does, and stdout stays one JSON object. A rate no loadgen can keep makes sure
-/// (the backlog then goes out in the drain, up to its 3 s timeout, and what is still owed
-/// then counts missing: exit 0 or 1, either way with the warning).
+/// (the backlog then goes out in the drain, up to its timeout, 1 s here, and what is still
+/// owed then counts missing: exit 0 or 1, either way with the warning).
 #[test]
 fn json_open_loop_warns_on_stderr_when_behind() {
     let peer = tcp_peer(Behaviour::Echo);
@@ -303,6 +365,8 @@ fn json_open_loop_warns_on_stderr_when_behind() {
         "0",
         "--duration",
         "300ms",
+        "--drain-timeout",
+        "1s",
         "--quiet",
         "--json",
     ];
@@ -341,10 +405,31 @@ fn output_files_and_merge() {
     );
     assert_eq!(out.status.code(), Some(0));
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // `settings` holds every flag's value, the outputs too.
+    let settings = &run["settings"];
+    assert_eq!(settings["json"], true, "{settings}");
+    assert_eq!(settings["quiet"], true, "{settings}");
+    assert_eq!(settings["hgrm"], paths[0], "{settings}");
+    assert_eq!(settings["plot"], paths[1], "{settings}");
+    assert_eq!(settings["hlog"], paths[2], "{settings}");
+    for key in [
+        "connect_timeout_s",
+        "reconnect_after",
+        "bind",
+        "max_loss",
+        "connect_rate",
+    ] {
+        assert!(settings.get(key).is_some(), "{key}: {settings}");
+    }
     assert!(std::fs::read_to_string(&hgrm)
         .unwrap()
         .contains("Total count"));
-    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(
+        svg.contains(&format!(">tcp {} x2 64B: ", peer.addr)),
+        "{svg}"
+    );
     let out = loadgen(&["merge", "--json", paths[2]]);
     assert_eq!(
         out.status.code(),
@@ -366,6 +451,24 @@ fn output_files_and_merge() {
         text.contains("  result       n/a (logs carry latencies only)\n") && !text.contains("PASS"),
         "{text}"
     );
+}
+
+/// The debug log names each connection's local address plainly (for a loopback target
+/// on Linux it is 127.0.0.2: 127.0.0.1's ports are left to other programs).
+#[test]
+fn debug_log_names_the_local_address() {
+    let peer = tcp_peer(Behaviour::Echo);
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--target", &peer.addr.to_string()])
+        .args(QUICK)
+        .env("RUST_LOG", "loadgen=debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // 127.0.0.2 on Linux (127.0.0.1 where a sandbox does not allow binding it).
+    assert!(err.contains("connected id=0 local=127.0.0."), "{err}");
+    assert!(!err.contains("Ok("), "{err}");
 }
 
 /// `merge` of a file that is not an interval log says so in words, exit 1.

@@ -19,7 +19,8 @@ fn closed_loop_tcp_is_clean() {
     assert!(r.passed(), "{}", r.to_text());
     assert!(r.messages() > 200, "{}", r.to_text());
     assert_eq!(r.errors.total(), 0);
-    assert_eq!((r.connections.opened, r.connections.failed), (4, 0));
+    let c = r.connections.as_ref().unwrap();
+    assert_eq!((c.opened, c.failed, c.broken), (4, 0, 0));
     assert!(r.histogram.min() > 0);
 }
 
@@ -136,8 +137,8 @@ fn framed_mode_round_trips() {
 /// A server that hangs up owing echoes is noticed at once, even when the last echo and the
 /// FIN arrive together in one readiness event (the short read must not end the read loop
 /// then: the EOF behind the data would never raise another edge). The connection counts as
-/// failed with "server closed the connection", and with no connection left the run ends
-/// long before `--duration`.
+/// broken (it was up, then the peer closed it) with "server closed the connection", and
+/// with no connection left the run ends long before `--duration`.
 #[test]
 fn hang_up_with_data_is_noticed_at_once() {
     let peer = tcp_peer(Behaviour::HangUpOwing {
@@ -156,7 +157,8 @@ fn hang_up_with_data_is_noticed_at_once() {
         "took {took:?}: {}",
         r.to_text()
     );
-    assert_eq!(r.connections.failed, 1, "{}", r.to_text());
+    let c = r.connections.as_ref().unwrap();
+    assert_eq!((c.broken, c.failed), (1, 0), "{}", r.to_text());
     let why = r.conn_error.as_deref().unwrap_or_default();
     assert!(
         why.contains("server closed the connection with 1 messages owed"),
@@ -265,6 +267,34 @@ fn ramp_up_honours_connect_rate() {
     assert_eq!(accepted.len(), 5);
     let span = accepted[4].0 - accepted[0].0;
     assert!(span >= Duration::from_millis(350), "span {span:?}");
+}
+
+/// Open loop with a slow ramp (--connect-rate): the schedule starts when the last
+/// connection is up, so no message comes due on a connection still connecting, none is
+/// skipped, and no backlog goes out as a burst that would be charged to the server as
+/// latency; the measured window gets exactly the asked rate.
+#[test]
+fn open_loop_ramp_starts_at_full_strength() {
+    let peer = tcp_peer(Behaviour::Echo);
+    let mut cfg = quick(peer.addr);
+    (cfg.rate, cfg.connect_rate) = (Some(1000.0), Some(10.0));
+    (cfg.warmup, cfg.duration) = (Duration::ZERO, Duration::from_millis(500));
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.to_text());
+    let s = r.schedule.unwrap();
+    assert_eq!((s.not_sent, s.not_sent_measured), (0, 0), "{}", r.to_text());
+    let p99 = Duration::from_nanos(r.histogram.value_at_quantile(0.99));
+    assert!(
+        p99 < Duration::from_millis(200),
+        "a burst was charged: {}",
+        r.to_text()
+    );
+    assert!((490..=510).contains(&r.messages()), "{}", r.to_text());
+    let phase = r.connections.as_ref().unwrap().phase;
+    assert!(
+        phase >= Duration::from_millis(290),
+        "ramp of 4 at 10/s: {phase:?}"
+    );
 }
 
 /// --bind sets the source address of every connection.

@@ -1,10 +1,14 @@
 //! Tiny echo peers for loadgen's tests, all on 127.0.0.1 port 0: a plain TCP echo, one that
 //! flips a byte, one that upper-cases, one that stops answering for a while, a framed echo,
 //! one that hangs up owing echoes, one that answers with a message of its own and hangs up,
-//! and a UDP echo that can drop datagrams. Each is thread-per-connection and blocking:
-//! simple enough to trust.
+//! a listener that never accepts, and a UDP echo that can drop datagrams. Each is
+//! thread-per-connection and blocking: simple enough to trust. `echoloop` starts the real
+//! server in-process; `proxy` is a fault-injecting relay.
 
 #![allow(dead_code)]
+
+pub mod echoloop;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -225,6 +229,34 @@ pub fn quick(target: SocketAddr) -> loadgen::RunConfig {
     cfg.duration = Duration::from_millis(400);
     cfg.drain_timeout = Duration::from_millis(500);
     cfg
+}
+
+/// A listener on 127.0.0.1 port 0 with a backlog of 1 that never accepts: the kernel
+/// completes a couple of handshakes into the full backlog, and drops every later SYN.
+pub fn never_accepting() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&addr.into()).unwrap();
+    s.listen(1).unwrap();
+    s
+}
+
+/// The soft open-files limit, raised to the hard one first.
+pub fn raise_open_files() -> u64 {
+    loadgen::raise_open_files_limit().unwrap_or(u64::MAX)
+}
+
+/// Polls `cond` every millisecond until it holds; fails the test after `limit`.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A 127.0.0.1 port nothing listens on (bound, then released).

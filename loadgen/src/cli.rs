@@ -1,0 +1,213 @@
+//! The command line: clap arguments in, a validated [`RunConfig`] out. Flag help is
+//! here; defaults and the rules about which settings make sense together are in
+//! `config.rs`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig};
+
+/// One `--bind` item: an address or a range of them.
+#[derive(Debug, Clone)]
+pub struct Sources(pub Vec<IpAddr>);
+
+fn parse_sources(text: &str) -> Result<Sources, String> {
+    crate::source::parse_bind_item(text).map(Sources)
+}
+
+/// `loadgen [run flags]` or `loadgen merge FILE...`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// `merge`, or nothing for a load run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of a load run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add the histograms of several .hlog files into one report.
+    Merge(MergeArgs),
+}
+
+/// Flags of `loadgen merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Interval logs written by `--hlog`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Outputs, as for a run.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where the report goes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// One JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Percentile distribution in HdrHistogram .hgrm text form.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Latency-by-percentile plot (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Flags of a load run; see the README for what each does.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Echo endpoint, host:port.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub target: String,
+    /// UDP instead of TCP.
+    #[arg(long)]
+    pub udp: bool,
+    /// Connections (for UDP: sockets).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub connections: usize,
+    /// Message size in bytes, at least the 16-byte header.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    pub size: usize,
+    /// Messages in flight per connection (closed loop).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub pipeline: usize,
+    /// Measured time: 500ms, 10s, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub duration: Duration,
+    /// Unrecorded time before measuring.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub warmup: Duration,
+    /// Open loop: R messages/s in total, on a schedule.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Reactor threads.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+    /// New connections per second during ramp-up (default: no limit).
+    #[arg(long, value_name = "R")]
+    pub connect_rate: Option<f64>,
+    /// Source addresses, comma-separated; FIRST-LAST is a range [default: for a 127.x.x.x
+    /// target, 127.0.0.2 and up, one address per 4096 connections; otherwise the kernel's
+    /// choice]
+    #[arg(long, value_delimiter = ',', value_parser = parse_sources, value_name = "IP[-IP][,...]")]
+    pub bind: Vec<Sources>,
+    /// A connect still pending after this long fails the connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub connect_timeout: Duration,
+    /// TCP: after the measured time, how long echoes still owed are awaited before they
+    /// count as missing.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub drain_timeout: Duration,
+    /// TCP: each connection closes after N echoed messages and reconnects at once, so the
+    /// run measures connections per second (churn).
+    #[arg(long, value_name = "N")]
+    pub reconnect_after: Option<u64>,
+    /// Speak the framed mode (u32 big-endian length + payload).
+    #[arg(long)]
+    pub framed: bool,
+    /// UDP: answer deadline before a datagram counts as lost.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub udp_timeout: Duration,
+    /// UDP: fail when more than this is lost (0.01 or 1%).
+    #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
+    pub max_loss: Option<f64>,
+    /// HdrHistogram interval log (base64 V2 compressed, one per second).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Report outputs.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl RunArgs {
+    /// Resolves the target and validates everything.
+    pub fn into_config(self) -> Result<RunConfig, ConfigError> {
+        let target = resolve(&self.target)?;
+        let cfg = RunConfig {
+            protocol: if self.udp {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            connections: self.connections,
+            size: self.size,
+            pipeline: self.pipeline,
+            duration: self.duration,
+            warmup: self.warmup,
+            rate: self.rate,
+            threads: self.threads,
+            connect_rate: self.connect_rate,
+            bind: self.bind.into_iter().flat_map(|s| s.0).collect(),
+            connect_timeout: self.connect_timeout,
+            drain_timeout: self.drain_timeout,
+            reconnect_after: self.reconnect_after,
+            framed: self.framed,
+            udp_timeout: self.udp_timeout,
+            max_loss: self.max_loss,
+            progress: !self.quiet,
+            hlog: self.hlog,
+            ..RunConfig::new(target)
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
+    let mut addrs = target
+        .to_socket_addrs()
+        .map_err(|e| invalid("target", format!("'{target}': {e} (expected host:port)")))?;
+    addrs
+        .next()
+        .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line defaults are the ones the issue documents.
+    #[test]
+    fn cli_defaults() {
+        let cli = Cli::try_parse_from(["loadgen"]).unwrap();
+        let cfg = cli.run.into_config().unwrap();
+        assert_eq!(cfg.target, "127.0.0.1:7878".parse().unwrap());
+        assert_eq!(
+            (cfg.connections, cfg.size, cfg.pipeline, cfg.threads),
+            (50, 64, 1, 1)
+        );
+        assert_eq!(
+            (cfg.duration, cfg.warmup),
+            (Duration::from_secs(10), Duration::from_secs(1))
+        );
+        assert_eq!(cfg.protocol, Protocol::Tcp);
+        assert!(cfg.rate.is_none() && cfg.progress);
+    }
+
+    /// `--bind` splits on commas; `merge` is a subcommand taking files.
+    #[test]
+    fn cli_lists_and_merge() {
+        let cli = Cli::try_parse_from(["loadgen", "--bind", "127.0.0.1,127.0.0.2"]).unwrap();
+        assert_eq!(cli.run.bind.len(), 2);
+        let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
+        assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
+    }
+}
