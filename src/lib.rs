@@ -104,14 +104,18 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod budget;
 pub mod buffer;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod memory;
 pub mod protocol;
 mod reactor;
+pub mod ready;
 pub mod server;
 pub mod shutdown;
+mod signals;
 pub mod stats;
 pub mod timer;
 pub mod udp;

@@ -58,6 +58,8 @@ pub(crate) struct Shard {
     pub(crate) max_conns: usize,
     /// 0 for the first reactor, which also handles signals and logs stats.
     pub(crate) index: usize,
+    /// How many reactors there are (each takes this share of `max_memory`).
+    pub(crate) reactors: usize,
 }
 
 impl Server {
@@ -116,6 +118,7 @@ impl Server {
                 udp,
                 max_conns,
                 index,
+                reactors: n,
             });
         }
         let shutdown = ShutdownHandle {

@@ -4,7 +4,7 @@
 //! each, uncontended with the default single reactor; with `--reactors N`
 //! the N threads share these cache lines). Readers take a [`StatsSnapshot`],
 //! a plain copy that logs and compares easily. Counters only grow, except
-//! `active`.
+//! the gauges `active` and `memory_held`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -80,6 +80,16 @@ counters! {
     slow_consumers,
     /// `files`: files served whole.
     files_served,
+    /// Times a connection stopped being read because the server held more
+    /// than `--max-memory` (see `memory.rs`).
+    memory_pauses,
+    /// Bytes held for clients now: unsent output, partial frames and lines,
+    /// unanswered requests (what `--max-memory` bounds).
+    memory_held,
+    /// The longest turn of the event loop since start, in microseconds:
+    /// from `poll` returning to the loop's next `poll`. Nothing else runs
+    /// during a turn, so this bounds how long any client waited on others.
+    max_turn_us,
 }
 
 /// A cloneable, `Send` handle on a server's counters.
@@ -105,6 +115,12 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
 }
 
+/// Raises a high-water counter to `n` if it is below.
+#[inline]
+pub(crate) fn max(counter: &AtomicU64, n: u64) {
+    counter.fetch_max(n, Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +137,8 @@ mod tests {
         let text = snap.to_string();
         assert!(text.starts_with("accepted=3 active=1 closed=0"), "{text}");
         assert!(text.contains("files_served=0"));
+        max(&s.0.max_turn_us, 7);
+        max(&s.0.max_turn_us, 3);
+        assert_eq!(s.snapshot().max_turn_us, 7);
     }
 }

@@ -35,7 +35,9 @@ impl Reactor {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.requeue.is_empty() || self.udp_requeue {
+        // Work left from the last turn: look for new events, but do not sleep.
+        let udp = !self.udp_ready.is_empty();
+        if !self.runq.is_empty() || !self.room.is_idle() || udp || self.accept_requeue {
             return Some(Duration::ZERO);
         }
         let backoff = match self.accept {
