@@ -92,6 +92,7 @@ impl Reactor {
             timer: None,
             ready: Ready::default(),
             held: 0,
+            heavy: false,
         });
         debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
         self.after_conn_io(key);

@@ -30,6 +30,9 @@ pub(super) struct Slot {
     pub(super) ready: Ready,
     /// `conn.held()` at its last accounting (see `account.rs`).
     pub(super) held: usize,
+    /// Its last visit moved `HEAVY_VISIT` bytes or more: its next event
+    /// goes to the old lane, behind light clients (see `runq.rs`).
+    pub(super) heavy: bool,
 }
 
 /// What every connection call borrows from the reactor, kept apart from the

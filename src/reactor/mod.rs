@@ -69,6 +69,9 @@ const FIRST_CONN: usize = 16;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
+/// A visit that moved this much (a full scratch buffer) marks a bulk
+/// connection: its next event waits in the old lane.
+const HEAVY_VISIT: usize = SCRATCH_SIZE;
 
 pub(crate) struct Reactor {
     /// The readiness poller (epoll on Linux) every socket is registered with.
@@ -312,7 +315,11 @@ impl Reactor {
 
     /// Records readiness for connection `key` and queues it in `lane`, unless
     /// it is queued already (then it keeps its place, with the readiness
-    /// added).
+    /// added). A connection whose last visit was heavy goes to the old lane
+    /// even from an event, as fq_codel keeps a bulk flow that drained for a
+    /// moment among the old flows: otherwise a hundred bulk senders that
+    /// each drain their socket now and then would fill the fresh lane and a
+    /// light client would wait behind them again.
     fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
         let Some(slot) = self.conns.get_mut(key) else {
             // The connection closed earlier (an event for a vacant key is
@@ -324,6 +331,7 @@ impl Reactor {
             return;
         }
         if slot.ready.is_empty() {
+            let lane = if slot.heavy { Lane::Old } else { lane };
             self.runq.push(lane, key, slot.conn.id);
         }
         slot.ready |= ready;
@@ -351,6 +359,8 @@ impl Reactor {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        self.shared.budget.spend_visit();
+        let before = self.shared.budget.spent();
         let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
         let mut left = Ready::default();
         if ready.write {
@@ -359,6 +369,7 @@ impl Reactor {
         if ready.read {
             left |= slot.conn.on_readable(&mut ctx);
         }
+        slot.heavy = self.shared.budget.spent() - before >= HEAVY_VISIT as u64;
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
     }
