@@ -14,28 +14,31 @@
 //! Pure bookkeeping, unit-tested; the reactor refills it at the top of each
 //! turn.
 
-/// Bytes (read plus written) one turn may move. Measured on a shared 2-core
-/// VM (release build, loopback, `scripts/bulk-vs-light.sh`): bulk echo ran
-/// at 2.4 GB/s each way on one core, so moving 1 MiB costs about 0.2 ms of
-/// server CPU; a light client waits at most about one turn for its visit,
-/// and fifty such turns still fit the 10 ms target. A larger budget saves
-/// nothing measurable: the per-turn overhead (one `epoll_wait`, a clock
-/// read) is already under 1% of a full turn.
-pub const TURN_BYTES: usize = 1024 * 1024;
+/// Bytes (read plus written) one turn may move. A light client's request
+/// waits for the turn in progress to end, so this is chosen from the light
+/// client's latency under bulk load (`scripts/bulk-vs-light.sh`: 100 bulk
+/// connections, release build, shared 2-core VM). Bulk echo runs at about
+/// 2.2 GB/s each way on one core, so 1 MiB costs about 0.2 ms; with 1 MiB
+/// turns (and 4 reads per visit) the light client's p99 was 7.6 to 8.4 ms
+/// against 1.6 to 3.0 ms on an idle server in the same run, with 256 KiB
+/// turns (2 reads per visit) 0.6 to 1.0 ms against 0.13 to 0.15 ms, at the
+/// same bulk throughput and syscalls per small message (1.9, against 2.04
+/// before turns had a budget: the extra `epoll_wait` is lost in the noise).
+pub const TURN_BYTES: usize = 256 * 1024;
 
 /// What a visit costs on top of the bytes it moves: its syscalls. A small
 /// echo (one read, one write) takes about 7 us at 140,000 messages/s on
 /// one core, about what moving 32 KiB costs; charging 8 KiB lets a turn
-/// serve up to ~128 small visits (under 1 ms) instead of a whole batch of
-/// 1,024 events (~7 ms), while keeping the extra `epoll_wait` below one
-/// per hundred messages.
+/// serve up to 32 small visits (a quarter of a millisecond) instead of a
+/// whole batch of 1,024 events (~7 ms).
 pub const VISIT_COST: usize = 8 * 1024;
 
 /// Chat messages one turn may hand to members. A handoff is an `Rc` clone
 /// and one `writev`, a few microseconds for a short line (plus the copy,
 /// which the byte budget counts): 512 of them take a millisecond or two.
-/// The 500-member chat flood (`examples/chat_burst.rs`) ran with turns of
-/// at most 6 ms.
+/// With it the 500-member chat flood (`examples/chat_burst.rs`) ran with
+/// turns of at most 7 ms, and another member's line reached everyone in
+/// 4 ms.
 pub const TURN_HANDOFFS: usize = 512;
 
 /// What is left of this turn's budget.

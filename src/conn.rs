@@ -49,18 +49,18 @@ use input::Input;
 pub use socket::StreamSocket;
 
 /// Reads per visit before yielding to other connections: with the 64 KiB
-/// scratch buffer, 256 KiB. Enough to amortise the wakeup (a bulk sender
-/// still moves 256 KiB per visit), small enough that a hundred of them in
-/// one batch do not hold up a light client for long: the turn's budget
-/// (`budget.rs`) stops a batch, this stops one connection within it. A
-/// connection that hits the cap is queued again by the reactor, because
-/// edge-triggered readiness will not report it again.
-const MAX_READS_PER_VISIT: usize = 4;
+/// scratch buffer, 128 KiB. Enough to amortise the wakeup, small enough that
+/// a bulk sender's visit is a fraction of a turn: the turn's budget
+/// (`budget.rs`) stops a batch, this stops one connection within it (both
+/// chosen from the same measurement). A connection that hits the cap is
+/// queued again by the reactor, because edge-triggered readiness will not
+/// report it again.
+const MAX_READS_PER_VISIT: usize = 2;
 
 /// Bytes one visit may write from the pending buffer (on WRITABLE or a
 /// chat handoff): the same share as reads. A flush stopped here, with the
 /// socket perhaps still writable, is queued again like a capped read.
-const MAX_FLUSH_PER_VISIT: usize = 256 * 1024;
+const MAX_FLUSH_PER_VISIT: usize = 128 * 1024;
 
 /// How long a connection we are closing may keep sending us input to discard
 /// after our FIN, before we close it anyway.

@@ -182,16 +182,17 @@ fn input_held_behind_backpressure_is_processed_at_shutdown() {
         "16384",
     ]);
     let mut s = connect(server.tcp);
-    // 4 KiB at a time, each acknowledged, until one is not within 300 ms:
+    // 32 KiB at a time, each acknowledged, until one is not within 300 ms:
     // the server stopped reading and its receive buffer is full.
+    const PIECE: usize = 32 * 1024;
     let mut sent = 0u64;
     loop {
         assert!(sent < 256 << 20, "the server never stopped reading");
-        s.write_all(&pattern_bytes(sent, 4096)).unwrap();
-        sent += 4096;
+        s.write_all(&pattern_bytes(sent, PIECE)).unwrap();
+        sent += PIECE as u64;
         let deadline = Instant::now() + Duration::from_millis(300);
         while unacked(&s) > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(2));
+            thread::sleep(Duration::from_millis(1));
         }
         if unacked(&s) > 0 {
             break;

@@ -32,7 +32,7 @@
 //! Fairness: a reader as fast as we are would keep the socket from ever
 //! filling, and one `on_drained` call could then send a whole 1 GiB file
 //! while every other connection waits. So a call takes at most
-//! `STEPS_PER_CALL` steps (pieces or answers, 256 KiB of body) and then
+//! `STEPS_PER_CALL` steps (pieces or answers, 128 KiB of body) and then
 //! returns with output still owed but nothing queued; the connection then
 //! asks the reactor to requeue it, like a read loop stopped by its cap, and
 //! the others are served in between.
@@ -56,9 +56,9 @@ use super::{Flow, Output};
 use crate::stats;
 
 /// Body pieces or answers per `on_drained` call before yielding to other
-/// connections: with a 64 KiB scratch buffer, 256 KiB of body (the same cap
+/// connections: with a 64 KiB scratch buffer, 128 KiB of body (the same cap
 /// `conn.rs` puts on reads per visit).
-const STEPS_PER_CALL: usize = 4;
+const STEPS_PER_CALL: usize = 2;
 
 /// Why a name was not served; the text goes into the `error` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +233,12 @@ impl Files {
                 Step::Idle => break,
                 Step::Close => return Flow::Close,
             }
+        }
+        if self.body.is_none() && self.start == self.input.len() {
+            // Everything answered: give the input's memory back now, not at
+            // the next request (the memory budget counts it).
+            self.input = Vec::new();
+            self.start = 0;
         }
         // Out of steps with output still owed: the connection sees
         // `has_more_output()` with nothing queued and requeues itself.

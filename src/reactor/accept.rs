@@ -92,7 +92,7 @@ impl Reactor {
             timer: None,
             ready: Ready::default(),
             held: 0,
-            heavy: false,
+            heavy_until: None,
         });
         debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
         self.after_conn_io(key);

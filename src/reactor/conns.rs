@@ -30,9 +30,10 @@ pub(super) struct Slot {
     pub(super) ready: Ready,
     /// `conn.held()` at its last accounting (see `account.rs`).
     pub(super) held: usize,
-    /// Its last visit moved `HEAVY_VISIT` bytes or more: its next event
-    /// goes to the old lane, behind light clients (see `runq.rs`).
-    pub(super) heavy: bool,
+    /// Until this time its events go to the old lane, behind light clients
+    /// (see `Reactor::queue`): set by a visit that moved `HEAVY_VISIT`
+    /// bytes or more, for `HEAVY_MEMORY`.
+    pub(super) heavy_until: Option<Instant>,
 }
 
 /// What every connection call borrows from the reactor, kept apart from the

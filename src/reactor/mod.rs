@@ -21,7 +21,7 @@
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{trace, warn};
 use mio::event::Event;
@@ -70,8 +70,13 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
 /// A visit that moved this much (a full scratch buffer) marks a bulk
-/// connection: its next event waits in the old lane.
+/// connection: its events wait in the old lane for `HEAVY_MEMORY`.
 const HEAVY_VISIT: usize = SCRATCH_SIZE;
+/// How long a bulk connection is remembered as one. A bulk sender drains its
+/// socket now and then for a moment (waiting for its own echoes); fq_codel
+/// likewise treats a flow as new again only after a full round idle. Far
+/// longer than such gaps, far shorter than a light client's pauses.
+const HEAVY_MEMORY: Duration = Duration::from_millis(50);
 
 pub(crate) struct Reactor {
     /// The readiness poller (epoll on Linux) every socket is registered with.
@@ -315,11 +320,11 @@ impl Reactor {
 
     /// Records readiness for connection `key` and queues it in `lane`, unless
     /// it is queued already (then it keeps its place, with the readiness
-    /// added). A connection whose last visit was heavy goes to the old lane
-    /// even from an event, as fq_codel keeps a bulk flow that drained for a
-    /// moment among the old flows: otherwise a hundred bulk senders that
-    /// each drain their socket now and then would fill the fresh lane and a
-    /// light client would wait behind them again.
+    /// added). A connection that recently made a heavy visit goes to the
+    /// old lane even from an event, as fq_codel keeps a bulk flow that
+    /// drained for a moment among the old flows: otherwise a hundred bulk
+    /// senders that each drain their socket now and then would fill the
+    /// fresh lane, and a light client would wait behind them again.
     fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
         let Some(slot) = self.conns.get_mut(key) else {
             // The connection closed earlier (an event for a vacant key is
@@ -331,7 +336,8 @@ impl Reactor {
             return;
         }
         if slot.ready.is_empty() {
-            let lane = if slot.heavy { Lane::Old } else { lane };
+            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
+            let lane = if heavy { Lane::Old } else { lane };
             self.runq.push(lane, key, slot.conn.id);
         }
         slot.ready |= ready;
@@ -369,7 +375,9 @@ impl Reactor {
         if ready.read {
             left |= slot.conn.on_readable(&mut ctx);
         }
-        slot.heavy = self.shared.budget.spent() - before >= HEAVY_VISIT as u64;
+        if self.shared.budget.spent() - before >= HEAVY_VISIT as u64 {
+            slot.heavy_until = Some(self.now + HEAVY_MEMORY);
+        }
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
     }
