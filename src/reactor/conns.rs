@@ -158,4 +158,17 @@ impl Reactor {
             self.resume_accepting();
         }
     }
+
+    /// The peer's FIN is already queued on this connection: tell it, so its
+    /// read loop does not stop at a short read before the EOF (no new edge
+    /// would come for it).
+    pub(super) fn note_read_closed(&mut self, token: Token) {
+        if let Some(slot) = token
+            .0
+            .checked_sub(FIRST_CONN)
+            .and_then(|k| self.conns.get_mut(k))
+        {
+            slot.conn.note_read_closed();
+        }
+    }
 }

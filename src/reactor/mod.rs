@@ -39,7 +39,7 @@ use crate::ready::Ready;
 use crate::server::Shard;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
-use crate::stats::{self, Stats};
+use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::udp::Udp;
 
@@ -137,6 +137,11 @@ pub(crate) struct Reactor {
     root: Option<Rc<Path>>,
     /// The time read once after each `poll`: one clock read per batch.
     now: Instant,
+    /// The budget's running total (`TurnBudget::spent`) and the visits made
+    /// when this turn began, to report what a long turn did.
+    turn_start: (u64, u64),
+    /// Visits made since start (a running total).
+    visits: u64,
 }
 
 impl Reactor {
@@ -215,6 +220,8 @@ impl Reactor {
             root: root.map(Rc::from),
             config,
             now,
+            turn_start: (0, 0),
+            visits: 0,
         })
     }
 
@@ -233,6 +240,7 @@ impl Reactor {
             }
             self.now = Instant::now();
             self.shared.budget.refill();
+            self.turn_start = (self.shared.budget.spent(), self.visits);
             // Take the events out so dispatch may borrow `self` mutably; an
             // empty `Events` does not allocate, and the buffer goes back after.
             let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -366,6 +374,7 @@ impl Reactor {
             return;
         };
         self.shared.budget.spend_visit();
+        self.visits += 1;
         let before = self.shared.budget.spent();
         let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
         let mut left = Ready::default();
@@ -380,28 +389,6 @@ impl Reactor {
         }
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
-    }
-
-    /// The peer's FIN is already queued on this connection: tell it, so its
-    /// read loop does not stop at a short read before the EOF (no new edge
-    /// would come for it).
-    fn note_read_closed(&mut self, token: Token) {
-        if let Some(slot) = token
-            .0
-            .checked_sub(FIRST_CONN)
-            .and_then(|k| self.conns.get_mut(k))
-        {
-            slot.conn.note_read_closed();
-        }
-    }
-
-    /// Records how long this turn took, for `max_turn_us`.
-    fn end_turn(&mut self) {
-        let took = self.now.elapsed().as_micros();
-        stats::max(
-            &self.shared.stats.max_turn_us,
-            u64::try_from(took).unwrap_or(u64::MAX),
-        );
     }
 
     // ----- UDP -------------------------------------------------------------

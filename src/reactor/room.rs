@@ -110,7 +110,6 @@ impl Room {
     }
 
     /// Deliveries in progress.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.deliveries.len()
     }
