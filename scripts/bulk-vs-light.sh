@@ -15,8 +15,9 @@
 # its three longest turns over 10 ms with the work each did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-target/release/echoloop}
-LG=target/release/loadgen
+R=${CARGO_TARGET_DIR:-target}/release
+BIN=${1:-$R/echoloop}
+LG=$R/loadgen
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -25,7 +25,7 @@ rate=${SOAK_RATE:-20000}
 
 cargo build --release --locked -q --bin echoloop -p echoloop
 cargo build --release --locked -q -p loadgen --bin loadgen --example churn
-R=target/release
+R=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pids=()
 cleanup() {
