@@ -83,7 +83,9 @@ fn push_then_drain(buf: &mut OutBuf, msg: &[u8], count: usize, w: &mut CappedWri
     for _ in 0..count {
         buf.push_copy(black_box(msg));
     }
-    let n = buf.write_to(w).expect("in-memory writer never fails");
+    let n = buf
+        .write_to(w, usize::MAX)
+        .expect("in-memory writer never fails");
     debug_assert_eq!(n, msg.len() * count);
     debug_assert!(!buf.has_allocation());
 }
@@ -131,7 +133,7 @@ fn writev(c: &mut Criterion) {
             b.iter_batched_ref(
                 || backlog(&line, CHUNKS),
                 |buf| {
-                    buf.write_to(&mut writer)
+                    buf.write_to(&mut writer, usize::MAX)
                         .expect("in-memory writer never fails")
                 },
                 BatchSize::SmallInput,
@@ -158,7 +160,7 @@ fn broadcast(c: &mut Criterion) {
                 buf.push_shared(Rc::clone(&shared), 0);
             }
             for buf in &mut bufs {
-                buf.write_to(&mut writer)
+                buf.write_to(&mut writer, usize::MAX)
                     .expect("in-memory writer never fails");
             }
         })
@@ -169,7 +171,7 @@ fn broadcast(c: &mut Criterion) {
                 buf.push_copy(black_box(&line));
             }
             for buf in &mut bufs {
-                buf.write_to(&mut writer)
+                buf.write_to(&mut writer, usize::MAX)
                     .expect("in-memory writer never fails");
             }
         })

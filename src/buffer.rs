@@ -131,13 +131,15 @@ impl OutBuf {
         }
     }
 
-    /// Writes queued bytes to `w` until the buffer is empty or `w` says
-    /// `WouldBlock`. Returns the number of bytes written; `WouldBlock` is not an
-    /// error here (the caller keeps WRITABLE interest while `!is_empty()`), and
+    /// Writes queued bytes to `w` until the buffer is empty, `w` says
+    /// `WouldBlock`, or at least `limit` bytes went out (the caller's share of
+    /// the turn; one write may overshoot it by less than one write's worth).
+    /// Returns the number of bytes written; `WouldBlock` is not an error here
+    /// (the caller keeps WRITABLE interest while `!is_empty()`), and
     /// `Interrupted` is retried. Any other error is returned as is.
-    pub fn write_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
+    pub fn write_to<W: Write + ?Sized>(&mut self, w: &mut W, limit: usize) -> io::Result<usize> {
         let mut total = 0;
-        while !self.is_empty() {
+        while !self.is_empty() && total < limit {
             let result = if self.chunks.len() == 1 {
                 w.write(self.chunks[0].remaining())
             } else {
@@ -185,10 +187,10 @@ mod tests {
         assert_eq!(b.len(), 6 + 5 + 1);
         // 3 bytes, then WouldBlock, then everything.
         let mut io = ScriptedIo::new(vec![Some(3), None, Some(100)]);
-        assert_eq!(b.write_to(&mut io).unwrap(), 3);
+        assert_eq!(b.write_to(&mut io, usize::MAX).unwrap(), 3);
         assert_eq!(b.len(), 9);
         assert!(b.has_allocation());
-        assert_eq!(b.write_to(&mut io).unwrap(), 9);
+        assert_eq!(b.write_to(&mut io, usize::MAX).unwrap(), 9);
         assert_eq!(io.written, b"hello world!");
         assert!(b.is_empty());
         assert!(
@@ -212,9 +214,27 @@ mod tests {
         let mut b = OutBuf::new();
         b.push_copy(b"x");
         let mut io = ScriptedIo::new(vec![]).failing(io::ErrorKind::BrokenPipe);
-        let err = b.write_to(&mut io).unwrap_err();
+        let err = b.write_to(&mut io, usize::MAX).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         assert_eq!(b.len(), 1, "nothing was sent, nothing may be dropped");
+    }
+
+    /// A write limit stops the loop once reached, with the rest kept in order.
+    #[test]
+    fn write_limit_stops_early_and_keeps_the_rest() {
+        let mut b = OutBuf::new();
+        for chunk in [&b"aaaa"[..], b"bbbb", b"cccc"] {
+            b.push_shared(Rc::from(chunk), 0);
+        }
+        let mut io = ScriptedIo::new(vec![Some(3), Some(3), Some(100)]);
+        assert_eq!(
+            b.write_to(&mut io, 5).unwrap(),
+            6,
+            "stops after the write that reached 5"
+        );
+        assert_eq!(b.len(), 6);
+        assert_eq!(b.write_to(&mut io, usize::MAX).unwrap(), 6);
+        assert_eq!(io.written, b"aaaabbbbcccc");
     }
 
     #[test]

@@ -64,9 +64,16 @@ pub struct Config {
     /// address, from the reactor's own loop; `None` (the default) opens no
     /// metrics listener and records nothing per turn.
     pub metrics: Option<SocketAddr>,
-    /// Turn SIGINT/SIGTERM into a graceful shutdown. The binary sets it; an
-    /// embedder that handles signals itself leaves it off and uses a
-    /// `ShutdownHandle`.
+    /// Server-wide bound on the bytes held for clients: unsent output,
+    /// partial frames and lines, unanswered file requests. Past it the
+    /// connections holding the most stop being read until the total falls
+    /// back (see `memory.rs`). With several reactors each gets an equal
+    /// share.
+    pub max_memory: usize,
+    /// Turn SIGINT/SIGTERM into a graceful shutdown, and a second one into
+    /// an immediate exit (see `signals.rs`). The binary sets it; an embedder
+    /// that handles signals itself leaves it off and uses a
+    /// `ShutdownHandle`: no handler is installed then.
     pub handle_signals: bool,
 }
 
@@ -86,6 +93,10 @@ pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Default `--max-conns`.
 pub const DEFAULT_MAX_CONNS: usize = 10_000;
+
+/// Smallest `--max-memory`: below this even a few ordinary connections
+/// would keep the server at its limit.
+pub const MIN_MAX_MEMORY: usize = 1024 * 1024;
 
 /// Default TCP (and UDP) address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -108,6 +119,7 @@ impl Default for Config {
             root: None,
             reactors: 1,
             metrics: None,
+            max_memory: crate::memory::DEFAULT_MAX_MEMORY,
             handle_signals: false,
         }
     }
@@ -129,8 +141,14 @@ impl Config {
         if self.max_line == 0 {
             return bad("--max-line must be at least 1 byte");
         }
+        if self.max_frame == 0 {
+            return bad("--max-frame must be at least 1 byte");
+        }
         if self.max_frame > u32::MAX as usize {
             return bad("--max-frame cannot exceed 4294967295 (a u32 length)");
+        }
+        if self.max_memory < MIN_MAX_MEMORY {
+            return bad("--max-memory must be at least 1048576 (1 MiB)");
         }
         if self.mode == Mode::Files && self.root.is_none() {
             return bad("--mode files needs --root DIR");
@@ -203,6 +221,18 @@ mod tests {
         c.max_conns = 1;
         c.mode = Mode::Files;
         assert!(c.validate().unwrap_err().to_string().contains("--root"));
+        let zero_frame = Config {
+            max_frame: 0,
+            ..Config::default()
+        };
+        let msg = zero_frame.validate().unwrap_err().to_string();
+        assert!(msg.contains("--max-frame"), "{msg}");
+        let tiny_memory = Config {
+            max_memory: MIN_MAX_MEMORY - 1,
+            ..Config::default()
+        };
+        let msg = tiny_memory.validate().unwrap_err().to_string();
+        assert!(msg.contains("--max-memory"), "{msg}");
     }
 
     #[test]

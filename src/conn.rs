@@ -1,30 +1,32 @@
 //! One TCP connection: its socket, the bytes it still owes, and its state.
 //!
-//! The reactor calls [`Conn::on_readable`] and [`Conn::on_writable`] when mio
-//! reports readiness, then asks [`Conn::interest`] what to register next and
-//! [`Conn::close_reason`] whether to close it after the event batch. All
-//! socket IO for a connection happens here; what the bytes *mean* is the
-//! protocol handler's business (`protocol/`).
+//! The reactor *visits* a connection when mio reported it ready (or when it
+//! was left with work last turn): [`Conn::on_readable`] and
+//! [`Conn::on_writable`] do a bounded share of work and return the
+//! [`Ready`] they did not use up, which the reactor queues again. Then it
+//! asks [`Conn::interest`] what to register next and [`Conn::close_reason`]
+//! whether to close it after the event batch. All socket IO for a
+//! connection happens here; what the bytes *mean* is the protocol handler's
+//! business (`protocol/`).
 //!
 //! The type is generic over the socket so unit tests drive it with a scripted
 //! fake that returns short writes and `WouldBlock` on cue.
 //!
-//! Life of a connection:
+//! Life of a connection: its input is open until the peer's EOF, a
+//! handler's `Close` or shutdown (`conn/input.rs`); then it flushes what it
+//! owes, sends FIN, and after a `Close` or shutdown reads and drops input
+//! until the peer's EOF (or the linger time) before closing. Closing only
+//! after the peer's EOF matters: closing a socket with unread input makes
+//! the kernel send a reset, and a reset can destroy the error message we
+//! just sent before the peer reads it.
 //!
-//! ```text
-//!   Open ──EOF──────────────> Eof ──────┐  flush, then FIN, then close
-//!     │                                  │
-//!     └─handler Close / shutdown─> Discard  flush, then FIN, then read and
-//!                                           drop input until the peer's EOF
-//!                                           (or the linger time), then close
-//! ```
-//!
-//! Closing only after the peer's EOF matters: closing a socket with unread
-//! input makes the kernel send a reset, and a reset can destroy the error
-//! message we just sent before the peer reads it.
+//! Also here: `conn/input.rs` (the input's states), `conn/room.rs` (a chat
+//! member receiving the room's messages), `conn/shutdown.rs` (a connection
+//! during the drain), `conn/ctx.rs` (what a visit borrows),
+//! `conn/socket.rs` (the socket trait).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -33,14 +35,32 @@ use mio::Interest;
 
 use crate::buffer::OutBuf;
 use crate::protocol::{Flow, Output, Protocol};
-use crate::stats::{self, Counters};
+use crate::ready::Ready;
+use crate::stats;
 
-/// Reads per readiness event before yielding to other connections. With a
-/// 64 KiB scratch buffer that is 1 MiB: enough to amortise the wakeup, small
-/// enough that one fast sender cannot starve the rest (Redis caps work per
-/// event the same way). A connection that hits the cap is requeued by the
-/// reactor, because edge-triggered readiness will not report it again.
-const MAX_READS_PER_EVENT: usize = 16;
+mod ctx;
+mod input;
+mod room;
+mod shutdown;
+mod socket;
+
+pub use ctx::Ctx;
+use input::Input;
+pub use socket::StreamSocket;
+
+/// Reads per visit before yielding to other connections: with the 64 KiB
+/// scratch buffer, 128 KiB. Enough to amortise the wakeup, small enough that
+/// a bulk sender's visit is a fraction of a turn: the turn's budget
+/// (`budget.rs`) stops a batch, this stops one connection within it (both
+/// chosen from the same measurement). A connection that hits the cap is
+/// queued again by the reactor, because edge-triggered readiness will not
+/// report it again.
+const MAX_READS_PER_VISIT: usize = 2;
+
+/// Bytes one visit may write from the pending buffer (on WRITABLE or a
+/// chat handoff): the same share as reads. A flush stopped here, with the
+/// socket perhaps still writable, is queued again like a capped read.
+const MAX_FLUSH_PER_VISIT: usize = 128 * 1024;
 
 /// How long a connection we are closing may keep sending us input to discard
 /// after our FIN, before we close it anyway.
@@ -53,40 +73,6 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// syscalls per echoed message (epoll(7), Q&A 9; tokio does the same).
 /// Elsewhere we read until `WouldBlock`, as edge-triggered readiness demands.
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(any(target_os = "linux", target_os = "android"));
-
-/// What a connection needs from its socket beyond `Read + Write`.
-pub trait StreamSocket {
-    /// Sends FIN while staying open for reading.
-    fn shutdown_write(&self) -> io::Result<()>;
-
-    /// Bytes the kernel holds that the peer has not acknowledged yet. Closing
-    /// while the peer still sends us data makes the kernel answer with a
-    /// reset, which throws these bytes away; so a graceful shutdown waits for
-    /// zero. `0` where the platform cannot tell.
-    fn unacked(&self) -> usize {
-        0
-    }
-}
-
-impl StreamSocket for mio::net::TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    #[cfg(target_os = "linux")]
-    fn unacked(&self) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer,
-        // which points at `n` for the duration of the call.
-        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if rc == 0 {
-            usize::try_from(n).unwrap_or(0)
-        } else {
-            0
-        }
-    }
-}
 
 /// Why a connection was (or will be) closed; logged and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,32 +93,6 @@ pub enum CloseReason {
     SlowConsumer,
 }
 
-/// Where the connection's input stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Input {
-    /// Reading and handing bytes to the handler.
-    Open,
-    /// The peer sent EOF: nothing more will arrive.
-    Eof,
-    /// We are closing: bytes still arriving are read and dropped.
-    Discard,
-}
-
-/// What a connection needs from the reactor for one call.
-pub struct Ctx<'a> {
-    /// The reactor-wide read buffer; its contents are garbage between calls.
-    pub scratch: &'a mut [u8],
-    /// Chat messages for every other connection, delivered after the call.
-    pub broadcasts: &'a mut Vec<Rc<[u8]>>,
-    pub stats: &'a Counters,
-    /// The time at the top of this loop iteration (one clock read per batch).
-    pub now: Instant,
-    /// High-water mark: pending output at or past it pauses reading.
-    pub max_pending: usize,
-    /// Low-water mark: pending output at or below it resumes reading.
-    pub low_water: usize,
-}
-
 /// One TCP connection.
 #[derive(Debug)]
 pub struct Conn<S> {
@@ -151,6 +111,9 @@ pub struct Conn<S> {
     /// Reading is paused because `out` passed the high-water mark. Invariant:
     /// only set while `out.len() > low_water`.
     paused: bool,
+    /// Reading is paused by the server-wide memory budget (`memory.rs`);
+    /// the reactor clears it when the total falls back.
+    memory_paused: bool,
     /// When we sent FIN; `Some` means no more output will be produced.
     fin_sent: Option<Instant>,
     /// An event reported the peer's FIN (EPOLLRDHUP) as already queued. The
@@ -174,37 +137,39 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             proto,
             input: Input::Open,
             paused: false,
+            memory_paused: false,
             fin_sent: None,
             fin_queued: false,
             close: None,
         };
-        let mut out = Output::new(&mut conn.socket, &mut conn.out, ctx.broadcasts, ctx.stats);
-        let flow = conn.proto.on_open(&mut out);
-        let err = out.finish();
-        conn.absorb(err, flow, ctx);
+        conn.run_handler(ctx, |p, _, out| (p.on_open(out), ()));
         conn.progress(ctx);
         conn
     }
 
     /// READABLE: read until the socket is drained (see
-    /// `SHORT_READ_MEANS_DRAINED`), handing each read to the handler, which
-    /// usually writes its reply straight back. Returns true when the
-    /// per-event read cap stopped it with input maybe left, or when a
-    /// streaming handler yielded (see `Conn::yielded`): the reactor must
-    /// call again, since no new edge will come for either.
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let mut budget = MAX_READS_PER_EVENT;
+    /// `SHORT_READ_MEANS_DRAINED`) or this visit's share is used up, handing
+    /// each read to the handler, which usually writes its reply straight
+    /// back. Returns the readiness left: `read` when it stopped with input
+    /// maybe left (the cap, the turn's budget, the memory budget, a handler
+    /// that wants no input until its last message is out), `write` when a
+    /// streaming handler yielded (see `Conn::yielded`). No new edge will
+    /// come for either, so the reactor must queue the connection again.
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
+        let mut reads = 0;
+        let mut allowance = ctx.read_allowance;
         // True once we know the kernel holds nothing more for us right now.
         let mut drained = false;
         while self.can_read() {
-            // Per-event cap (fairness), and chat: hand this read's lines to
-            // the room before reading more, so one fast sender's backlog is
-            // delivered a read at a time instead of piling up in memory.
-            if budget == 0 || !ctx.broadcasts.is_empty() {
+            if reads == MAX_READS_PER_VISIT || (reads > 0 && ctx.budget.exhausted()) {
                 break;
             }
-            budget -= 1;
-            let n = match self.socket.read(ctx.scratch) {
+            let want = self.read_size(ctx.scratch.len(), allowance);
+            if want == 0 {
+                break; // the memory budget's allowance is used up
+            }
+            reads += 1;
+            let n = match self.socket.read(&mut ctx.scratch[..want]) {
                 Ok(n) => n,
                 // Drained: the next arrival raises a new edge.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -225,88 +190,51 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             }
             trace!("read peer={} n={}", self.peer, n);
             stats::add(&ctx.stats.bytes_in, n as u64);
-            if self.input == Input::Open {
+            ctx.budget.spend_bytes(n);
+            if self.input.to_handler() {
+                allowance = allowance.saturating_sub(n);
                 self.handle(n, ctx);
             }
-            if n < ctx.scratch.len() && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
+            if n < want && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
                 drained = true;
                 break;
             }
         }
         self.progress(ctx);
-        // We stopped with bytes perhaps still queued (the cap, the room, or a
-        // handler that wanted no input until it answered) and may read now:
-        // their edge has passed, so ask to be called again.
-        (!drained && self.can_read()) || self.yielded()
+        Ready {
+            read: !drained && self.can_read(),
+            write: self.yielded(),
+        }
     }
 
-    /// WRITABLE: send what is queued. If that unblocked reading (backpressure
-    /// released, a file body finished), read at once: bytes that arrived while
-    /// we were not reading raised their edge back then, and it will not come
-    /// again. Returns the same requeue flag as `on_readable`.
-    pub fn on_writable(&mut self, ctx: &mut Ctx<'_>) -> bool {
+    /// WRITABLE: send what is queued (this visit's share of it). If that
+    /// unblocked reading (backpressure released, a file body finished), read
+    /// at once: bytes that arrived while we were not reading raised their
+    /// edge back then, and it will not come again. Returns the readiness
+    /// left, as `on_readable` does.
+    pub fn on_writable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
         let could_read = self.can_read();
-        let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-        out.flush();
-        let err = out.finish();
-        self.absorb(err, Flow::Continue, ctx);
+        let more = self.run_handler(ctx, |_, _, out| {
+            let more = out.flush(MAX_FLUSH_PER_VISIT);
+            (Flow::Continue, more)
+        });
         self.last_active = ctx.now;
         self.progress(ctx);
+        let mut left = Ready {
+            read: false,
+            write: more,
+        };
         if !could_read && self.can_read() {
-            return self.on_readable(ctx);
+            left |= self.on_readable(ctx);
         }
-        self.yielded()
+        left.write |= self.yielded();
+        left
     }
 
     /// The event says the peer half-closed (read-closed): the next
     /// `on_readable` reads on past a short read until it sees the EOF.
     pub fn note_read_closed(&mut self) {
         self.fin_queued = true;
-    }
-
-    /// Queues broadcast messages (chat) without copying them, then sends
-    /// them in as few `writev` calls as the socket allows. A member whose
-    /// unread output passes the high-water mark is dropped: one slow reader
-    /// must not stall the room or grow without bound. Returns the same
-    /// requeue flag as `on_readable`: flushing may release backpressure, and
-    /// the bytes that arrived meanwhile raised their edge long ago.
-    pub fn deliver(&mut self, messages: &[Rc<[u8]>], ctx: &mut Ctx<'_>) -> bool {
-        if self.close.is_some() || self.fin_sent.is_some() {
-            return false;
-        }
-        let could_read = self.can_read();
-        let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-        for msg in messages {
-            out.queue_shared(Rc::clone(msg));
-        }
-        out.flush();
-        let err = out.finish();
-        self.absorb(err, Flow::Continue, ctx);
-        if self.close.is_none() && self.out.len() > ctx.max_pending {
-            debug!(
-                "slow consumer peer={} pending={}",
-                self.peer,
-                self.out.len()
-            );
-            stats::add(&ctx.stats.slow_consumers, 1);
-            self.close = Some(CloseReason::SlowConsumer);
-        }
-        // The flush may also have sent the last bytes owed after the peer's
-        // EOF: `progress` sends our FIN and closes, as WRITABLE would have.
-        self.progress(ctx);
-        !could_read && self.can_read()
-    }
-
-    /// Graceful shutdown: stop taking requests, finish what is owed, then close.
-    /// Input already queued in the kernel is read and dropped now: closing a
-    /// socket with unread bytes sends a reset, and a reset can destroy the
-    /// output we are about to flush before the peer reads it. Returns the
-    /// same requeue flag as `on_readable`.
-    pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        if self.input == Input::Open {
-            self.input = Input::Discard;
-        }
-        self.on_readable(ctx)
     }
 
     /// The interest to register now, or `None` when the connection waits for
@@ -344,12 +272,6 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         }
     }
 
-    /// True when the peer has received everything we sent: nothing queued
-    /// here, nothing unacknowledged in the kernel.
-    pub fn fully_delivered(&self) -> bool {
-        !self.has_pending() && self.socket.unacked() == 0
-    }
-
     /// True while the connection still owes output (for the drain at shutdown).
     pub fn has_pending(&self) -> bool {
         !self.out.is_empty() || self.proto.has_more_output()
@@ -360,14 +282,48 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         self.out.len()
     }
 
-    /// True while reading is paused by backpressure.
+    /// True while reading is paused, by backpressure or by the memory budget.
     pub fn is_paused(&self) -> bool {
-        self.paused
+        self.paused || self.memory_paused
+    }
+
+    /// Bytes this connection holds in memory for its peer: unsent output
+    /// and the handler's partial input. The memory budget adds these up.
+    pub fn held(&self) -> usize {
+        self.out.len() + self.proto.held()
+    }
+
+    /// Stops (or resumes) reading for the memory budget. Returns true if
+    /// that changed whether the connection reads.
+    pub fn set_memory_paused(&mut self, paused: bool) -> bool {
+        let before = self.can_read();
+        self.memory_paused = paused;
+        before != self.can_read()
+    }
+
+    /// True while the memory budget keeps this connection from reading.
+    pub fn memory_paused(&self) -> bool {
+        self.memory_paused
     }
 
     /// The handler's leave message, when the connection goes.
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.proto.on_close()
+    }
+
+    /// True when a read would be useful now.
+    pub fn can_read(&self) -> bool {
+        if self.close.is_some() {
+            return false;
+        }
+        match self.input {
+            Input::Eof => false,
+            // Dropped bytes hold no memory and need no room.
+            Input::Discard => true,
+            Input::Open | Input::Held { .. } => {
+                !self.paused && !self.memory_paused && self.proto.wants_input()
+            }
+        }
     }
 
     /// A streaming handler (files) stopped at its per-call cap with output
@@ -377,24 +333,24 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         self.close.is_none() && self.out.is_empty() && self.proto.has_more_output()
     }
 
-    /// True when a read would be useful now.
-    fn can_read(&self) -> bool {
-        if self.close.is_some() {
-            return false;
-        }
-        match self.input {
-            Input::Eof => false,
-            Input::Discard => true,
-            Input::Open => !self.paused && self.proto.wants_input(),
+    /// How many bytes the next read may take: the scratch buffer, the
+    /// handler's limit, the memory allowance, and at shutdown what is left
+    /// of the held input. 0 when the allowance is used up.
+    fn read_size(&self, scratch: usize, allowance: usize) -> usize {
+        if self.input.to_handler() {
+            let limit = scratch.min(self.proto.read_limit()).min(allowance);
+            self.input.read_size(limit)
+        } else {
+            scratch
         }
     }
 
     /// Hands `scratch[..n]` to the handler, then applies backpressure.
     fn handle(&mut self, n: usize, ctx: &mut Ctx<'_>) {
-        let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-        let flow = self.proto.on_data(&mut ctx.scratch[..n], &mut out);
-        let err = out.finish();
-        self.absorb(err, flow, ctx);
+        self.input.consumed(n);
+        self.run_handler(ctx, |p, scratch, out| {
+            (p.on_data(&mut scratch[..n], out), ())
+        });
         if !self.paused && self.out.len() >= ctx.max_pending {
             // The peer is not reading what we send. Stop reading it, so its
             // bytes wait in the kernel (and its TCP window closes) instead of
@@ -412,22 +368,31 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
     fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
         trace!("eof peer={}", self.peer);
         if self.input == Input::Open {
-            let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-            let flow = self.proto.on_eof(&mut out);
-            let err = out.finish();
-            self.absorb(err, flow, ctx);
+            self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
         }
         self.input = Input::Eof;
     }
 
-    /// Records a handler's verdict and any write error.
-    fn absorb(&mut self, err: Option<io::Error>, flow: Flow, ctx: &mut Ctx<'_>) {
-        if let Some(e) = err {
+    /// Runs a handler call with an `Output` over this connection; charges
+    /// the bytes it wrote to the turn's budget and records its verdict and
+    /// any write error. `f` gets the handler, the scratch buffer and the
+    /// `Output`, and returns the verdict plus any value for the caller.
+    fn run_handler<R>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        f: impl FnOnce(&mut Protocol, &mut [u8], &mut Output<'_>) -> (Flow, R),
+    ) -> R {
+        let mut out = Output::new(&mut self.socket, &mut self.out, ctx.room, ctx.stats);
+        let (flow, r) = f(&mut self.proto, ctx.scratch, &mut out);
+        let done = out.finish();
+        ctx.budget.spend_bytes(done.bytes);
+        if let Some(e) = done.error {
             self.fail(e, ctx);
         }
-        if flow == Flow::Close && self.input == Input::Open {
-            self.input = Input::Discard;
+        if flow == Flow::Close {
+            self.input.close();
         }
+        r
     }
 
     /// Classifies an IO error and marks the connection for closing.
@@ -453,16 +418,13 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             return;
         }
         if self.out.is_empty() && self.proto.has_more_output() {
-            let mut out = Output::new(&mut self.socket, &mut self.out, ctx.broadcasts, ctx.stats);
-            let flow = self.proto.on_drained(ctx.scratch, &mut out);
-            let err = out.finish();
-            self.absorb(err, flow, ctx);
+            self.run_handler(ctx, |p, scratch, out| (p.on_drained(scratch, out), ()));
         }
         if self.paused && self.out.len() <= ctx.low_water {
             self.paused = false;
         }
-        let finished = self.input != Input::Open && !self.has_pending();
-        if finished && self.fin_sent.is_none() && self.close.is_none() {
+        let finished = self.input.is_over() && !self.has_pending();
+        if finished && self.fin_sent.is_none() && self.close.is_none() && !ctx.hold_fin {
             // Everything owed is out: tell the peer we are done sending.
             if let Err(e) = self.socket.shutdown_write() {
                 self.fail(e, ctx);
@@ -470,194 +432,11 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             }
             self.fin_sent = Some(ctx.now);
         }
-        if finished && self.input == Input::Eof {
+        if finished && self.input == Input::Eof && self.fin_sent.is_some() {
             self.close.get_or_insert(CloseReason::Done);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{ReadStep, ScriptedIo};
-    use std::cell::Cell;
-
-    impl StreamSocket for ScriptedIo {
-        fn shutdown_write(&self) -> io::Result<()> {
-            FIN.with(|f| f.set(f.get() + 1));
-            Ok(())
-        }
-    }
-
-    thread_local! { static FIN: Cell<u32> = const { Cell::new(0) }; }
-
-    struct Env {
-        scratch: Vec<u8>,
-        broadcasts: Vec<Rc<[u8]>>,
-        stats: Counters,
-    }
-
-    impl Env {
-        fn new(scratch: usize) -> Env {
-            Env {
-                scratch: vec![0; scratch],
-                broadcasts: Vec::new(),
-                stats: Counters::default(),
-            }
-        }
-        fn ctx(&mut self, max_pending: usize) -> Ctx<'_> {
-            Ctx {
-                scratch: &mut self.scratch,
-                broadcasts: &mut self.broadcasts,
-                stats: &self.stats,
-                now: Instant::now(),
-                max_pending,
-                low_water: max_pending / 2,
-            }
-        }
-    }
-
-    fn echo_conn(io: ScriptedIo, env: &mut Env, max_pending: usize) -> Conn<ScriptedIo> {
-        let peer = "127.0.0.1:9".parse().unwrap();
-        Conn::new(io, peer, 1, Protocol::Echo, &mut env.ctx(max_pending))
-    }
-
-    /// Bytes the socket would not take are kept and sent, in order, on WRITABLE.
-    #[test]
-    fn short_writes_queue_the_rest_and_writable_drains_it() {
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![Some(3), None, Some(100)]).with_reads(vec![
-            ReadStep::Data(b"abcdef".to_vec()),
-            ReadStep::WouldBlock,
-        ]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        assert!(!c.on_readable(&mut env.ctx(1024)));
-        assert_eq!(c.socket.written, b"abc");
-        assert_eq!(c.interest(), Some(Interest::READABLE | Interest::WRITABLE));
-        c.on_writable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"abcdef");
-        assert_eq!(c.interest(), Some(Interest::READABLE));
-        assert!(
-            !c.out.has_allocation(),
-            "drained connection keeps no buffer"
-        );
-    }
-
-    /// A short read ends the read loop on Linux (one read per message), and
-    /// Interrupted is retried.
-    #[test]
-    fn interrupted_is_retried_and_short_read_ends_the_loop() {
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![Some(100); 4]).with_reads(vec![
-            ReadStep::Interrupted,
-            ReadStep::Data(b"hi".to_vec()),
-            ReadStep::Data(b"later".to_vec()),
-        ]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"hi");
-        if SHORT_READ_MEANS_DRAINED {
-            assert_eq!(c.socket.read_calls, 2);
-        }
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"hilater");
-    }
-
-    /// Data and FIN that arrived together (one event, read-closed set) are
-    /// both read in that event: no later edge would announce the FIN.
-    #[test]
-    fn queued_fin_is_read_past_a_short_read() {
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![Some(100); 4])
-            .with_reads(vec![ReadStep::Data(b"bye".to_vec()), ReadStep::Eof]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        c.note_read_closed();
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"bye");
-        assert_eq!(c.close_reason(), Some(CloseReason::Done));
-    }
-
-    /// A member whose input ended, and whose last owed bytes go out with a
-    /// broadcast's flush, sends FIN and closes right then (regression: it
-    /// used to wait, deregistered, for the idle timeout).
-    #[test]
-    fn broadcast_flush_that_drains_after_eof_finishes_the_connection() {
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![Some(2), None, Some(1000), Some(1000)])
-            .with_reads(vec![ReadStep::Data(b"owed".to_vec()), ReadStep::Eof]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        c.note_read_closed();
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"ow");
-        assert_eq!(c.close_reason(), None, "still owes bytes");
-        let fins = FIN.with(Cell::get);
-        let msg: Rc<[u8]> = Rc::from(&b"* x left\n"[..]);
-        c.deliver(&[msg], &mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"owed* x left\n");
-        assert_eq!(FIN.with(Cell::get), fins + 1, "FIN sent");
-        assert_eq!(c.close_reason(), Some(CloseReason::Done));
-    }
-
-    /// A peer that does not read: reading pauses at the high-water mark, and
-    /// resumes (reading at once, without waiting for an edge) once drained.
-    #[test]
-    fn backpressure_pauses_and_resumes_reading() {
-        let mut env = Env::new(8);
-        let reads = (0..10).map(|i| ReadStep::Data(vec![i; 8])).collect();
-        let io = ScriptedIo::new(vec![]).with_reads(reads);
-        let mut c = echo_conn(io, &mut env, 16);
-        c.on_readable(&mut env.ctx(16));
-        assert_eq!(c.out.len(), 16, "stops reading at the high-water mark");
-        assert_eq!(c.interest(), Some(Interest::WRITABLE));
-        assert_eq!(env.stats.snapshot().backpressure_pauses, 1);
-        // The peer reads everything; WRITABLE drains, then reads resume at once.
-        c.socket.writes = vec![Some(1000); 100].into();
-        c.on_writable(&mut env.ctx(16));
-        assert_eq!(c.socket.written.len(), 80);
-        let expect: Vec<u8> = (0..10u8).flat_map(|i| [i; 8]).collect();
-        assert_eq!(c.socket.written, expect);
-    }
-
-    /// After EOF everything owed is flushed, then FIN, then close.
-    #[test]
-    fn half_close_flushes_then_closes() {
-        FIN.with(|f| f.set(0));
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![Some(2)])
-            .with_reads(vec![ReadStep::Data(b"tail".to_vec()), ReadStep::Eof]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        c.on_readable(&mut env.ctx(1024));
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.close_reason(), None, "2 bytes still owed");
-        assert_eq!(FIN.with(|f| f.get()), 0);
-        c.socket.writes = vec![Some(100)].into();
-        c.on_writable(&mut env.ctx(1024));
-        assert_eq!(c.socket.written, b"tail");
-        assert_eq!(FIN.with(|f| f.get()), 1);
-        assert_eq!(c.close_reason(), Some(CloseReason::Done));
-    }
-
-    /// A reset is a quiet close, counted.
-    #[test]
-    fn reset_closes_and_counts() {
-        let mut env = Env::new(64);
-        let io = ScriptedIo::new(vec![])
-            .with_reads(vec![ReadStep::Error(io::ErrorKind::ConnectionReset)]);
-        let mut c = echo_conn(io, &mut env, 1024);
-        c.on_readable(&mut env.ctx(1024));
-        assert_eq!(c.close_reason(), Some(CloseReason::Reset));
-        assert_eq!(env.stats.snapshot().resets, 1);
-        assert_eq!(c.interest(), None);
-    }
-
-    /// One connection cannot monopolise the loop: the read cap asks for a requeue.
-    #[test]
-    fn read_cap_requests_requeue() {
-        let mut env = Env::new(4);
-        let reads = (0..40).map(|_| ReadStep::Data(vec![1; 4])).collect();
-        let io = ScriptedIo::new(vec![Some(1000); 100]).with_reads(reads);
-        let mut c = echo_conn(io, &mut env, 1 << 20);
-        assert!(c.on_readable(&mut env.ctx(1 << 20)));
-        assert_eq!(c.socket.read_calls, MAX_READS_PER_EVENT);
-    }
-}
+mod tests;

@@ -44,6 +44,27 @@
 //! growing. Once the output drains below the low-water mark, reading resumes,
 //! immediately, because the edge for bytes that arrived meanwhile is gone.
 //!
+//! ## Bounded turns
+//!
+//! While one turn of the loop runs, nothing else does: no accepts, no
+//! timers, no other client. So no client may make a turn long. Every
+//! connection event goes onto a run queue with the readiness it reported;
+//! each *visit* to a connection does a capped share of work (a few reads,
+//! one flush), and the turn as a whole has a budget of bytes moved and chat
+//! messages handed out. When the budget is spent, whatever is still queued
+//! keeps its readiness (edge-triggered: no new event would come for it) and
+//! the loop polls again without sleeping. Connections that were idle are
+//! served before connections that used up a visit, so a light client is not
+//! stuck behind bulk senders. The longest turn since start is the counter
+//! `max_turn_us`.
+//!
+//! ## Memory in total
+//!
+//! Backpressure bounds each connection; `--max-memory` bounds their sum:
+//! every buffered byte (output, partial frames and lines) is counted, and
+//! past the limit the biggest holders stop being read until the total falls
+//! back. Slowing clients down comes before dropping any.
+//!
 //! ## Closing safely
 //!
 //! Connections are closed after the event batch, never in the middle of it, so
@@ -54,10 +75,13 @@
 //! ## Shutting down gracefully
 //!
 //! SIGINT/SIGTERM (or a [`ShutdownHandle`]) stop the accepting; connections
-//! stop taking requests (input still arriving is read and dropped, since a
-//! socket closed with unread input answers with a reset that destroys our
-//! unsent output), flush what they owe, and close once the peer has
-//! *acknowledged* it all, or when `drain_timeout` runs out.
+//! stop taking new requests, but input the kernel already received (and
+//! acknowledged to the client) is still processed, once. Input arriving
+//! later is read and dropped (a socket closed with unread input answers with
+//! a reset that destroys our unsent output). Each connection flushes what it
+//! owes and closes once the peer has *acknowledged* it all, or when
+//! `drain_timeout` runs out. A second signal ends the process from inside
+//! the signal handler, whatever the loop is doing.
 //!
 //! ## More than one core
 //!
@@ -80,11 +104,20 @@
 //! |---|---|
 //! | `config.rs` | [`Config`], defaults and validation (no IO) |
 //! | `server.rs` | [`Server`]: binding sockets (socket2) per reactor, addresses, `run` |
-//! | `reactor/mod.rs` | the event loop: tokens, dispatch, deferred close, chat fan-out |
+//! | `reactor/mod.rs` | the event loop: tokens, dispatch, the turn, visits |
+//! | `reactor/runq.rs` | the run queue: fresh and old lanes |
+//! | `reactor/conns.rs` | bookkeeping after IO: interest, timers, deferred close |
+//! | `reactor/room.rs` | chat fan-out, spread over turns |
+//! | `reactor/account.rs` | the memory budget in the loop |
 //! | `reactor/accept.rs` | accepting: `max_conns`, EMFILE back-off |
 //! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats |
-//! | `reactor/drain.rs` | signals and the graceful shutdown |
-//! | `conn.rs` | one TCP connection: read/write loops, backpressure, half-close |
+//! | `reactor/drain.rs` | the graceful shutdown |
+//! | `reactor/metrics.rs` | the loop's side of `--metrics`: scrape events, turn histograms, gauges |
+//! | `budget.rs` | the work one turn may do |
+//! | `memory.rs` | the server-wide memory budget's policy |
+//! | `ready.rs` | readiness not served yet |
+//! | `signals.rs` | SIGINT/SIGTERM, and the second one |
+//! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
@@ -112,15 +145,19 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod budget;
 pub mod buffer;
 pub mod config;
 pub mod conn;
 pub mod error;
 mod metrics;
+pub mod memory;
 pub mod protocol;
 mod reactor;
+pub mod ready;
 pub mod server;
 pub mod shutdown;
+mod signals;
 pub mod stats;
 pub mod timer;
 pub mod udp;

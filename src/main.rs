@@ -13,9 +13,10 @@ use echoloop::{Config, Error, Mode, Server};
 ///
 /// Serves every connection from one thread with bounded memory: replies are
 /// written straight back, a client that does not read is paused at
-/// --max-pending, idle connections time out, and SIGINT/SIGTERM drain
-/// gracefully (a second signal exits at once). Logging follows RUST_LOG
-/// (default: info).
+/// --max-pending, the server as a whole holds at most --max-memory, idle
+/// connections time out, and SIGINT/SIGTERM drain gracefully: input already
+/// received is still answered, then the connections close (a second signal
+/// exits at once). Logging follows RUST_LOG (default: info).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -72,6 +73,14 @@ struct Cli {
     /// files mode: the directory to serve (required there).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+
+    /// Server-wide bound on the bytes held for clients: unsent output,
+    /// partial frames and lines, unanswered file requests. Past it the
+    /// connections holding the most stop being read (nobody is dropped)
+    /// until the total falls to 3/4 of it; a small request from anyone else
+    /// is still served. Split evenly between reactors. At least 1048576.
+    #[arg(long, value_name = "BYTES", default_value_t = echoloop::memory::DEFAULT_MAX_MEMORY)]
+    max_memory: usize,
 
     /// Independent reactor threads sharing the port (SO_REUSEPORT), each
     /// with its own poller and connections; the kernel picks one per client
@@ -135,6 +144,7 @@ impl Cli {
             root: self.root,
             reactors: self.reactors,
             metrics: self.metrics,
+            max_memory: self.max_memory,
             handle_signals: true,
         }
     }

@@ -65,6 +65,8 @@ pub(crate) struct Shard {
     pub(crate) index: usize,
     /// `--metrics`: every reactor records; the first serves the endpoint.
     pub(crate) metrics: Option<MetricsShard>,
+    /// How many reactors there are (each takes this share of `max_memory`).
+    pub(crate) reactors: usize,
 }
 
 impl Server {
@@ -137,6 +139,7 @@ impl Server {
                     listener: metrics_listener.take(),
                     loop_metrics: m.clone(),
                 }),
+                reactors: n,
             });
         }
         let shutdown = ShutdownHandle {

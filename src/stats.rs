@@ -4,7 +4,8 @@
 //! each, uncontended with the default single reactor; with `--reactors N`
 //! the N threads share these cache lines). Readers take a [`StatsSnapshot`],
 //! a plain copy that logs and compares easily. Counters only grow; the few
-//! marked `: gauge` in the list (`active`, ...) go up and down.
+//! marked `: gauge` in the list (`active`, `memory_held`, ...) go up and
+//! down (`max_turn_us` only up, but it is a high-water mark, not a count).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -131,6 +132,16 @@ counters! {
     pending_bytes: gauge,
     /// TCP connections whose reading is paused by backpressure.
     paused_conns: gauge,
+    /// Times a connection stopped being read because the server held more
+    /// than `--max-memory` (see `memory.rs`).
+    memory_pauses,
+    /// Bytes held for clients now: unsent output, partial frames and lines,
+    /// unanswered requests (what `--max-memory` bounds).
+    memory_held: gauge,
+    /// The longest turn of the event loop since start, in microseconds:
+    /// from `poll` returning to the loop's next `poll`. Nothing else runs
+    /// during a turn, so this bounds how long any client waited on others.
+    max_turn_us: gauge,
 }
 
 /// A cloneable, `Send` handle on a server's counters.
@@ -156,6 +167,12 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
 }
 
+/// Raises a high-water counter to `n` if it is below.
+#[inline]
+pub(crate) fn max(counter: &AtomicU64, n: u64) {
+    counter.fetch_max(n, Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +189,9 @@ mod tests {
         let text = snap.to_string();
         assert!(text.starts_with("accepted=3 active=1 closed=0"), "{text}");
         assert!(text.contains("files_served=0"));
+        max(&s.0.max_turn_us, 7);
+        max(&s.0.max_turn_us, 3);
+        assert_eq!(s.snapshot().max_turn_us, 7);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use log::{debug, trace};
 use mio::net::UdpSocket;
 use mio::Interest;
 
+use crate::budget::TurnBudget;
 use crate::config::Mode;
 use crate::protocol::datagram_reply;
 use crate::stats::{self, Counters};
@@ -59,10 +60,18 @@ impl Udp {
     }
 
     /// READABLE: answer datagrams until the socket is drained. Returns true if
-    /// the fairness cap stopped it first (the reactor calls again, since no new
-    /// edge comes for datagrams already queued).
-    pub fn on_readable(&mut self, scratch: &mut [u8], stats: &Counters) -> bool {
-        for _ in 0..MAX_RECVS_PER_EVENT {
+    /// the fairness cap or the turn's budget stopped it first (the reactor
+    /// calls again, since no new edge comes for datagrams already queued).
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        stats: &Counters,
+        budget: &mut TurnBudget,
+    ) -> bool {
+        for i in 0..MAX_RECVS_PER_EVENT {
+            if i > 0 && budget.exhausted() {
+                return true;
+            }
             let (n, from) = match self.socket.recv_from(scratch) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -75,6 +84,8 @@ impl Udp {
                 }
             };
             stats::add(&stats.datagrams_in, 1);
+            // Received and sent back: both count.
+            budget.spend_bytes(2 * n);
             trace!("udp recv from={from} n={n}");
             let reply = &mut scratch[..n];
             datagram_reply(self.mode, reply);

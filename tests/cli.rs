@@ -123,6 +123,8 @@ fn help_lists_every_flag() {
         "--max-frame",
         "--max-line",
         "--root",
+        "--reactors",
+        "--max-memory",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -168,6 +170,23 @@ fn unusable_settings_exit_2() {
         &["--max-pending"],
     );
     assert_fails(&[&l[..], &["--reactors", "0"]].concat(), 2, &["--reactors"]);
+    // Every zero limit is refused, --max-frame too (a framed server would
+    // otherwise answer every non-empty frame with an error).
+    assert_fails(
+        &[&l[..], &["--mode", "framed", "--max-frame", "0"]].concat(),
+        2,
+        &["--max-frame"],
+    );
+    assert_fails(
+        &[&l[..], &["--max-memory", "0"]].concat(),
+        2,
+        &["--max-memory"],
+    );
+    assert_fails(
+        &[&l[..], &["--max-memory", "1000"]].concat(),
+        2,
+        &["--max-memory", "1048576"],
+    );
     assert_fails(
         &[&l[..], &["--mode", "chat", "--reactors", "2"]].concat(),
         2,

@@ -317,3 +317,50 @@ fn pipelined_requests_beyond_one_read_are_all_answered() {
     }
     sender.join().unwrap();
 }
+
+/// A file another process holds a write lease on (fcntl F_SETLEASE) cannot
+/// be opened without waiting for the holder: the server does not wait (that
+/// would stall every connection for the lease-break time) and answers
+/// `{"error":"busy"}`, not "not found"; once the lease is gone the file is
+/// served.
+#[test]
+fn a_leased_file_is_busy() {
+    use std::os::fd::AsRawFd;
+    let t = TempDir::new("lease");
+    std::fs::write(t.root().join("leased.txt"), b"contents").unwrap();
+    // The server runs as its own process: a lease only conflicts with
+    // opens by others.
+    let root = t.root().to_string_lossy().into_owned();
+    let server = common::spawn_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-udp",
+        "--mode",
+        "files",
+        "--root",
+        &root,
+    ]);
+    let holder = std::fs::File::open(t.root().join("leased.txt")).unwrap();
+    // Breaking the lease signals its holder (this test process) with SIGIO,
+    // whose default action would end it.
+    // SAFETY: signal(2) with SIG_IGN changes no memory of ours.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    // SAFETY: fcntl on a descriptor we own; F_SETLEASE takes an int.
+    let rc = unsafe { libc::fcntl(holder.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    if rc != 0 {
+        // Some filesystems (and `fs.leases-enable = 0`) refuse leases.
+        let e = std::io::Error::last_os_error();
+        eprintln!("skipping: cannot take a lease under {root}: {e}");
+        return;
+    }
+    let mut s = common::connect(server.tcp);
+    let (header, body) = request(&mut s, "leased.txt");
+    assert_eq!(header, json!({ "error": "busy" }));
+    assert!(body.is_empty());
+    // SAFETY: as above; F_UNLCK releases the lease.
+    let rc = unsafe { libc::fcntl(holder.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    assert_eq!(rc, 0);
+    let (header, body) = request(&mut s, "leased.txt");
+    assert_eq!(header, json!({ "name": "leased.txt", "size": 8 }));
+    assert_eq!(body, b"contents");
+}

@@ -15,11 +15,19 @@
 //!   `error: line exceeds N bytes` back, and the member is disconnected
 //!   (counted in `protocol_errors`). Its earlier lines still go out.
 //!
-//! Each message is built once as an `Rc<[u8]>` and shared by every
-//! recipient's queue: a line to 1,000 members is one allocation, not 1,000.
-//! A member that does not read is dropped once its queue passes
-//! `--max-pending` (the reactor does this, in `Conn::deliver`), so one slow
-//! reader never stalls the room or grows memory.
+//! All the lines of one read are built into one `Rc<[u8]>` chunk (see
+//! `outbox.rs`) shared by every recipient's queue: a read of 2,000 lines to
+//! 1,000 members is one allocation, not 2,000,000. The room hands it out
+//! over as many turns as it takes (`reactor/room.rs`), and this member is
+//! not read again until its chunk reached everyone (`wants_input`): a
+//! flooder is slowed to the pace of the room. A member that does not read
+//! is dropped once its queue passes `--max-pending` (the reactor does this,
+//! in `Conn::deliver`), so one slow reader never stalls the room or grows
+//! memory.
+//!
+//! Reads take at most `READ_LIMIT` bytes: a chunk is everything one member
+//! puts ahead of everyone else's next lines, at every member, so it is kept
+//! small (4 KiB of one-byte lines makes a chunk of about 40 KB).
 //!
 //! EOF: a partial line (no newline yet) when the member half-closes is
 //! dropped, like a partial frame in `framed`: a line exists once its newline
@@ -34,39 +42,50 @@ use super::lines::LineDecoder;
 use super::{Flow, Output};
 use crate::stats;
 
+/// Most bytes one read of a member takes (see the module docs).
+pub const READ_LIMIT: usize = 4096;
+
 /// One member of the room.
 #[derive(Debug)]
 pub struct Chat {
     /// Names the member in its messages and notices.
     peer: SocketAddr,
+    /// `"<peer>: "`, built once: every line of this member starts with it.
+    prefix: Box<[u8]>,
     max_line: usize,
     /// The member's unfinished line, if any (bounded by `max_line`).
     lines: LineDecoder,
+    /// The room is still handing out this member's last message: take no
+    /// input until it is done (backpressure through the room).
+    delivering: bool,
 }
 
 impl Chat {
     pub fn new(peer: SocketAddr, max_line: usize) -> Chat {
         Chat {
             peer,
+            prefix: format!("{peer}: ").into_bytes().into_boxed_slice(),
             max_line,
             lines: LineDecoder::new(max_line),
+            delivering: false,
         }
     }
 
     /// Announces the new member to everyone else.
     pub fn on_open(&mut self, out: &mut Output<'_>) -> Flow {
-        out.broadcast(notice(self.peer, "joined"));
+        out.room.push(notice(self.peer, "joined"));
+        self.delivering = true;
         Flow::Continue
     }
 
-    /// Broadcasts every line `data` completes; refuses an overlong one.
+    /// Broadcasts every line `data` completes, as one chunk; refuses an
+    /// overlong one (after the lines before it).
     pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
-        let peer = self.peer;
-        let result = self
-            .lines
-            .feed(data, |line| out.broadcast(message(peer, line)));
+        let (prefix, room) = (&self.prefix, &mut *out.room);
+        let result = self.lines.feed(data, |line| room.push_line(prefix, line));
+        self.delivering |= out.room.seal();
         if result.is_err() {
-            debug!("chat: line too long peer={peer}");
+            debug!("chat: line too long peer={}", self.peer);
             stats::add(&out.stats.protocol_errors, 1);
             out.send(format!("error: line exceeds {} bytes\n", self.max_line).as_bytes());
             return Flow::Close;
@@ -74,25 +93,26 @@ impl Chat {
         Flow::Continue
     }
 
+    /// False while the room still hands out this member's last message.
+    pub fn wants_input(&self) -> bool {
+        !self.delivering
+    }
+
+    /// The room finished handing out this member's last message.
+    pub fn on_delivered(&mut self) {
+        self.delivering = false;
+    }
+
+    /// Bytes of a partial line held, for the memory budget.
+    pub fn held(&self) -> usize {
+        self.lines.held()
+    }
+
     /// The member is going: tell the others (and drop any partial line).
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.lines.clear();
         Some(notice(self.peer, "left"))
     }
-}
-
-/// `<peer>: <line>\n`, built with one allocation of exactly its size.
-pub fn message(peer: SocketAddr, line: &[u8]) -> Rc<[u8]> {
-    let prefix = format!("{peer}: ");
-    // Chained slice iterators report an exact length, so `collect` into
-    // `Rc<[u8]>` allocates once.
-    prefix
-        .as_bytes()
-        .iter()
-        .chain(line)
-        .chain(b"\n")
-        .copied()
-        .collect()
 }
 
 /// `* <peer> <what>\n`.
@@ -109,33 +129,52 @@ mod tests {
         "10.0.0.1:4242".parse().unwrap()
     }
 
-    fn texts(h: &Harness) -> Vec<String> {
-        let bc = h.broadcasts.iter();
-        bc.map(|m| String::from_utf8_lossy(m).into_owned())
+    fn texts(h: &mut Harness) -> Vec<String> {
+        let bc = h.room.drain();
+        bc.map(|m| String::from_utf8_lossy(&m).into_owned())
             .collect()
     }
 
+    /// Join notice, then one message per read holding all its lines, then
+    /// the leave notice; input is refused while a message is on its way.
     #[test]
-    fn join_lines_and_leave_are_broadcast_in_order() {
+    fn join_reads_and_leave_are_broadcast_in_order() {
         let mut h = Harness::new();
         let mut c = Chat::new(peer(), 64);
         assert_eq!(h.with(|out| c.on_open(out)), Flow::Continue);
+        assert!(!c.wants_input(), "join notice on its way");
+        c.on_delivered();
         let mut data = *b"hi\r\nthere\npart";
         assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
+        assert!(!c.wants_input());
+        c.on_delivered();
+        assert!(c.held() > 0, "the partial line is held");
         let mut data = *b"ial\n";
         assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
-        h.broadcasts.extend(c.on_close());
+        if let Some(left) = c.on_close() {
+            h.room.push(left);
+        }
         assert_eq!(
-            texts(&h),
+            texts(&mut h),
             [
                 "* 10.0.0.1:4242 joined\n",
-                "10.0.0.1:4242: hi\n",
-                "10.0.0.1:4242: there\n",
+                "10.0.0.1:4242: hi\n10.0.0.1:4242: there\n",
                 "10.0.0.1:4242: partial\n",
                 "* 10.0.0.1:4242 left\n",
             ]
         );
         assert!(h.io.written.is_empty(), "a sender never sees its own lines");
+    }
+
+    /// A read with no complete line sends nothing and keeps taking input.
+    #[test]
+    fn a_read_without_a_line_sends_nothing() {
+        let mut h = Harness::new();
+        let mut c = Chat::new(peer(), 64);
+        let mut data = *b"no newline yet";
+        assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
+        assert!(h.room.is_empty());
+        assert!(c.wants_input());
     }
 
     #[test]
@@ -144,14 +183,8 @@ mod tests {
         let mut c = Chat::new(peer(), 4);
         let mut data = *b"ok\nwaytoolong\n";
         assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Close);
-        assert_eq!(texts(&h), ["10.0.0.1:4242: ok\n"]);
+        assert_eq!(texts(&mut h), ["10.0.0.1:4242: ok\n"]);
         assert_eq!(h.io.written, b"error: line exceeds 4 bytes\n");
         assert_eq!(h.stats.snapshot().protocol_errors, 1);
-    }
-
-    #[test]
-    fn message_is_exactly_sized() {
-        let m = message(peer(), b"x");
-        assert_eq!(&*m, b"10.0.0.1:4242: x\n");
     }
 }

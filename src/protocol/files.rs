@@ -7,7 +7,8 @@
 //! - `{"name":"<as requested>","size":N}` and exactly N bytes of the file;
 //! - `{"error":"not found"}`, `{"error":"not allowed"}` (empty name, NUL, an
 //!   absolute path, a `..` component, a symlink leading out of the root, no
-//!   permission) or `{"error":"not a file"}`, with no body; the connection
+//!   permission), `{"error":"not a file"}` or `{"error":"busy"}` (another
+//!   process holds a lease on it: see `open`), with no body; the connection
 //!   stays open for the next request;
 //! - `{"error":"request line exceeds N bytes"}` for an overlong request line,
 //!   after which the server closes the connection (`protocol_errors`).
@@ -31,7 +32,7 @@
 //! Fairness: a reader as fast as we are would keep the socket from ever
 //! filling, and one `on_drained` call could then send a whole 1 GiB file
 //! while every other connection waits. So a call takes at most
-//! `STEPS_PER_CALL` steps (pieces or answers, 1 MiB of body) and then
+//! `STEPS_PER_CALL` steps (pieces or answers, 128 KiB of body) and then
 //! returns with output still owed but nothing queued; the connection then
 //! asks the reactor to requeue it, like a read loop stopped by its cap, and
 //! the others are served in between.
@@ -55,9 +56,9 @@ use super::{Flow, Output};
 use crate::stats;
 
 /// Body pieces or answers per `on_drained` call before yielding to other
-/// connections: with a 64 KiB scratch buffer, 1 MiB of body (the same cap
-/// `conn.rs` puts on reads per event).
-const STEPS_PER_CALL: usize = 16;
+/// connections: with a 64 KiB scratch buffer, 128 KiB of body (the same cap
+/// `conn.rs` puts on reads per visit).
+const STEPS_PER_CALL: usize = 2;
 
 /// Why a name was not served; the text goes into the `error` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub enum Refusal {
     NotFound,
     NotAllowed,
     NotAFile,
+    /// Opening would have to wait for another process to give up a lease.
+    Busy,
 }
 
 impl Refusal {
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::NotFound => "not found",
             Refusal::NotAllowed => "not allowed",
             Refusal::NotAFile => "not a file",
+            Refusal::Busy => "busy",
         }
     }
 }
@@ -110,7 +114,10 @@ pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
     // was swapped in since `resolve` (a directory above it swapped for a
     // symlink is not caught: that needs openat2's RESOLVE_BENEATH, and an
     // attacker who can write inside --root). O_NONBLOCK: a FIFO swapped in
-    // cannot block us.
+    // cannot block us, and neither can a file another process holds a lease
+    // on (fcntl F_SETLEASE): a blocking open would wait up to
+    // lease-break-time (45 s) for the holder, stalling every connection;
+    // non-blocking, it fails at once with EWOULDBLOCK, answered "busy".
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -126,6 +133,7 @@ pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
 fn refusal(e: io::Error) -> Refusal {
     match e.kind() {
         io::ErrorKind::PermissionDenied => Refusal::NotAllowed,
+        io::ErrorKind::WouldBlock => Refusal::Busy,
         _ if e.raw_os_error() == Some(libc::ELOOP) => Refusal::NotAllowed,
         _ => Refusal::NotFound,
     }
@@ -226,6 +234,12 @@ impl Files {
                 Step::Close => return Flow::Close,
             }
         }
+        if self.body.is_none() && self.start == self.input.len() {
+            // Everything answered: give the input's memory back now, not at
+            // the next request (the memory budget counts it).
+            self.input = Vec::new();
+            self.start = 0;
+        }
         // Out of steps with output still owed: the connection sees
         // `has_more_output()` with nothing queued and requeues itself.
         Flow::Continue
@@ -238,6 +252,11 @@ impl Files {
 
     pub fn has_more_output(&self) -> bool {
         self.body.is_some() || self.request_queued()
+    }
+
+    /// Bytes of unanswered request input held, for the memory budget.
+    pub fn held(&self) -> usize {
+        self.input.capacity()
     }
 
     fn request_queued(&self) -> bool {

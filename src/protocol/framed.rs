@@ -67,6 +67,11 @@ impl FrameDecoder {
         !self.partial.is_empty()
     }
 
+    /// Bytes of memory the incomplete frame holds.
+    pub fn held(&self) -> usize {
+        self.partial.capacity()
+    }
+
     /// Drops the incomplete frame and its memory.
     pub fn clear(&mut self) {
         self.partial = Vec::new();
@@ -182,6 +187,11 @@ impl Framed {
                 Flow::Close
             }
         }
+    }
+
+    /// Bytes of a partial frame held, for the memory budget.
+    pub fn held(&self) -> usize {
+        self.decoder.held()
     }
 
     /// The peer is done sending: an incomplete frame is counted and dropped.

@@ -79,6 +79,11 @@ impl LineDecoder {
         !self.partial.is_empty()
     }
 
+    /// Bytes of memory the partial line holds.
+    pub fn held(&self) -> usize {
+        self.partial.capacity()
+    }
+
     /// Drops a buffered partial line and its memory.
     pub fn clear(&mut self) {
         self.partial = Vec::new();

@@ -15,6 +15,7 @@ pub mod echo;
 pub mod files;
 pub mod framed;
 pub mod lines;
+pub mod outbox;
 pub mod upper;
 
 use std::io::{self, Write};
@@ -24,6 +25,7 @@ use std::rc::Rc;
 use crate::buffer::OutBuf;
 use crate::config::{Config, Mode};
 use crate::stats::{self, Counters};
+pub use outbox::Outbox;
 
 /// What the reactor should do with a connection after a handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,27 +49,39 @@ pub struct Output<'a> {
     /// Messages for every *other* connection (chat). The reactor delivers them
     /// after this handler returns, since it cannot lend out the other
     /// connections while this one is borrowed.
-    broadcasts: &'a mut Vec<Rc<[u8]>>,
+    pub room: &'a mut Outbox,
     /// Counters a handler may bump (protocol errors, partial frames, ...).
     pub stats: &'a Counters,
     /// The first write error; after one, output is discarded (the connection
     /// is closing) and the reactor reads it back with [`Output::finish`].
     error: Option<io::Error>,
+    /// Bytes the socket took during this call, for the turn's budget.
+    written: usize,
+}
+
+/// What an [`Output`] did, read back by the connection after the call.
+#[derive(Debug)]
+pub struct Written {
+    /// The first write error, if any.
+    pub error: Option<io::Error>,
+    /// Bytes the socket took.
+    pub bytes: usize,
 }
 
 impl<'a> Output<'a> {
     pub(crate) fn new(
         sock: &'a mut dyn Write,
         pending: &'a mut OutBuf,
-        broadcasts: &'a mut Vec<Rc<[u8]>>,
+        room: &'a mut Outbox,
         stats: &'a Counters,
     ) -> Output<'a> {
         Output {
             sock,
             pending,
-            broadcasts,
+            room,
             stats,
             error: None,
+            written: 0,
         }
     }
 
@@ -88,11 +102,6 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// Queues `msg` for every other connection (the chat room).
-    pub fn broadcast(&mut self, msg: Rc<[u8]>) {
-        self.broadcasts.push(msg);
-    }
-
     /// Bytes queued for this peer and not yet accepted by its socket.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -104,20 +113,33 @@ impl<'a> Output<'a> {
         self.error.is_some()
     }
 
-    /// Sends queued bytes: used on WRITABLE readiness, and after queueing.
-    pub(crate) fn flush(&mut self) {
+    /// Sends queued bytes, at most `limit` of them: used on WRITABLE
+    /// readiness, and after queueing. Returns true if it stopped at `limit`
+    /// with bytes left and the socket perhaps still writable: no new edge
+    /// will say so, and the caller must come back.
+    pub(crate) fn flush(&mut self, limit: usize) -> bool {
         if self.error.is_some() {
-            return;
+            return false;
         }
-        match self.pending.write_to(self.sock) {
-            Ok(n) => stats::add(&self.stats.bytes_out, n as u64),
-            Err(e) => self.error = Some(e),
+        match self.pending.write_to(self.sock, limit) {
+            Ok(n) => {
+                stats::add(&self.stats.bytes_out, n as u64);
+                self.written += n;
+                n >= limit && !self.pending.is_empty()
+            }
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
         }
     }
 
-    /// The first write error, if any.
-    pub(crate) fn finish(self) -> Option<io::Error> {
-        self.error
+    /// The first write error, if any, and the bytes written.
+    pub(crate) fn finish(self) -> Written {
+        Written {
+            error: self.error,
+            bytes: self.written,
+        }
     }
 
     /// Writes as much of `bytes` as the socket takes now, unless earlier output
@@ -150,6 +172,7 @@ impl<'a> Output<'a> {
             }
         }
         stats::add(&self.stats.bytes_out, sent as u64);
+        self.written += sent;
         sent
     }
 }
@@ -221,11 +244,13 @@ impl Protocol {
     }
 
     /// False while the handler cannot take more input yet (a file body is
-    /// still streaming): the reactor stops reading, exactly as for
-    /// backpressure, and reads again once this turns true.
+    /// still streaming, a chat message is still on its way to the room):
+    /// the reactor stops reading, exactly as for backpressure, and reads
+    /// again once this turns true.
     pub fn wants_input(&self) -> bool {
         match self {
             Protocol::Files(f) => f.wants_input(),
+            Protocol::Chat(c) => c.wants_input(),
             _ => true,
         }
     }
@@ -236,6 +261,35 @@ impl Protocol {
         match self {
             Protocol::Files(f) => f.has_more_output(),
             _ => false,
+        }
+    }
+
+    /// Most bytes one read should take for this handler. Chat reads less
+    /// than the scratch buffer: a read's lines travel as one chunk that every
+    /// member receives before anything sent after it (see `chat.rs`).
+    pub fn read_limit(&self) -> usize {
+        match self {
+            Protocol::Chat(_) => chat::READ_LIMIT,
+            _ => usize::MAX,
+        }
+    }
+
+    /// Input bytes the handler holds between reads (partial frames and
+    /// lines, unanswered requests), for the memory budget.
+    pub fn held(&self) -> usize {
+        match self {
+            Protocol::Framed(f) => f.held(),
+            Protocol::Chat(c) => c.held(),
+            Protocol::Files(f) => f.held(),
+            Protocol::Echo | Protocol::Upper => 0,
+        }
+    }
+
+    /// The room handed this connection's last message to every member
+    /// (chat): it may take input again.
+    pub fn on_delivered(&mut self) {
+        if let Protocol::Chat(c) = self {
+            c.on_delivered();
         }
     }
 
@@ -267,7 +321,7 @@ pub(crate) mod test_support {
     pub struct Harness {
         pub io: ScriptedIo,
         pub pending: OutBuf,
-        pub broadcasts: Vec<Rc<[u8]>>,
+        pub room: Outbox,
         pub stats: Counters,
     }
 
@@ -276,21 +330,16 @@ pub(crate) mod test_support {
             Harness {
                 io: ScriptedIo::new(vec![Some(usize::MAX); 10_000]),
                 pending: OutBuf::new(),
-                broadcasts: Vec::new(),
+                room: Outbox::default(),
                 stats: Counters::default(),
             }
         }
 
         /// Calls `f` with a fresh `Output` over this harness.
         pub fn with<R>(&mut self, f: impl FnOnce(&mut Output<'_>) -> R) -> R {
-            let mut out = Output::new(
-                &mut self.io,
-                &mut self.pending,
-                &mut self.broadcasts,
-                &self.stats,
-            );
+            let mut out = Output::new(&mut self.io, &mut self.pending, &mut self.room, &self.stats);
             let r = f(&mut out);
-            assert!(out.finish().is_none());
+            assert!(out.finish().error.is_none());
             r
         }
     }
@@ -304,14 +353,17 @@ mod tests {
     #[test]
     fn send_writes_first_and_queues_only_the_rest() {
         let mut io = ScriptedIo::new(vec![Some(4), None]);
-        let (mut pending, mut bc, stats) = (OutBuf::new(), Vec::new(), Counters::default());
-        let mut out = Output::new(&mut io, &mut pending, &mut bc, &stats);
+        let (mut pending, mut room, stats) =
+            (OutBuf::new(), Outbox::default(), Counters::default());
+        let mut out = Output::new(&mut io, &mut pending, &mut room, &stats);
         out.send(b"abcdefgh");
         assert_eq!(out.pending(), 4);
         // Once something is queued, later output must queue behind it.
         out.send(b"ij");
         assert_eq!(out.pending(), 6);
-        assert!(out.finish().is_none());
+        let done = out.finish();
+        assert!(done.error.is_none());
+        assert_eq!(done.bytes, 4);
         assert_eq!(io.written, b"abcd");
         assert_eq!(
             io.write_calls, 2,
@@ -323,12 +375,13 @@ mod tests {
     #[test]
     fn write_errors_are_kept_and_later_output_discarded() {
         let mut io = ScriptedIo::new(vec![]).failing(io::ErrorKind::ConnectionReset);
-        let (mut pending, mut bc, stats) = (OutBuf::new(), Vec::new(), Counters::default());
-        let mut out = Output::new(&mut io, &mut pending, &mut bc, &stats);
+        let (mut pending, mut room, stats) =
+            (OutBuf::new(), Outbox::default(), Counters::default());
+        let mut out = Output::new(&mut io, &mut pending, &mut room, &stats);
         out.send(b"abc");
         out.queue_shared(Rc::from(&b"def"[..]));
         assert_eq!(out.pending(), 0);
-        let err = out.finish().unwrap();
+        let err = out.finish().error.unwrap();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
         assert_eq!(io.write_calls, 1);
     }

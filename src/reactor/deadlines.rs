@@ -1,12 +1,14 @@
 //! Everything with a deadline: how long `poll` may sleep, idle and linger
-//! timers coming due, periodic stats. The poll timeout *is* the timer: the
-//! loop sleeps until the earliest deadline, then `fire_timers` runs what is due.
+//! timers coming due, periodic stats, and how long each turn took. The poll
+//! timeout *is* the timer: the loop sleeps until the earliest deadline, then
+//! `fire_timers` runs what is due.
 
 use std::time::{Duration, Instant};
 
 use log::{debug, info, trace};
 
 use super::accept::AcceptState;
+use super::runq::Lane;
 use super::{Reactor, FIRST_CONN};
 use crate::conn::CloseReason;
 use crate::stats;
@@ -14,6 +16,8 @@ use crate::timer::poll_timeout;
 
 /// Stale timer entries tolerated before compacting (see `compact_timers`).
 const STALE_TIMERS_SLACK: usize = 1024;
+/// Turns longer than this (microseconds) are logged at debug level.
+const LONG_TURN_US: u128 = 10_000;
 /// During a drain, how often to check whether peers acknowledged our last
 /// bytes (see `Reactor::drain_done`).
 const DRAIN_CHECK: Duration = Duration::from_millis(5);
@@ -35,7 +39,9 @@ impl Reactor {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.requeue.is_empty() || self.udp_requeue {
+        // Work left from the last turn: look for new events, but do not sleep.
+        let udp = !self.udp_ready.is_empty();
+        if !self.runq.is_empty() || !self.room.is_idle() || udp || self.accept_requeue {
             return Some(Duration::ZERO);
         }
         let backoff = match self.accept {
@@ -101,5 +107,27 @@ impl Reactor {
             info!("stats {}", self.shared.stats.snapshot());
             self.next_stats = Some(self.now + every);
         }
+    }
+
+    /// Records how long this turn took, for `max_turn_us`. A long one is
+    /// logged (debug) with the work it did: a turn that moved little but
+    /// took long was the machine (the thread was not running), not us.
+    pub(super) fn end_turn(&mut self) {
+        let elapsed = self.now.elapsed();
+        self.metrics_turn(elapsed);
+        let took = elapsed.as_micros();
+        if took > LONG_TURN_US {
+            debug!(
+                "long turn us={took} moved={} visits={} queued={} deliveries={}",
+                self.shared.budget.spent() - self.turn_start.0,
+                self.visits - self.turn_start.1,
+                self.runq.len(Lane::Fresh) + self.runq.len(Lane::Old),
+                self.room.len(),
+            );
+        }
+        stats::max(
+            &self.shared.stats.max_turn_us,
+            u64::try_from(took).unwrap_or(u64::MAX),
+        );
     }
 }

@@ -1,41 +1,38 @@
 //! Shutting down: signals, the graceful drain, and the final counters.
 //!
 //! Policy: the first SIGINT/SIGTERM (or a `ShutdownHandle`) stops accepting
-//! and reading requests; each connection flushes what it owes and closes once
-//! the peer has acknowledged it, or when `--drain-timeout` runs out. A second
-//! signal exits at once.
+//! and taking new requests; input the kernel already held for a connection
+//! is still processed, once (its sender saw it acknowledged); then each
+//! connection flushes what it owes and closes once the peer has
+//! acknowledged it, or when `--drain-timeout` runs out. A second signal
+//! ends the process at once from its handler (`signals.rs`).
 
-use std::collections::HashSet;
-
-use log::{info, warn};
+use log::info;
 
 use super::accept::AcceptState;
+use super::runq::Lane;
 use super::Reactor;
 use crate::conn::CloseReason;
 use crate::stats;
 
 impl Reactor {
-    pub(super) fn on_signals(&mut self) -> Exit {
+    /// The first SIGINT/SIGTERM. (A second one never gets here: its handler
+    /// ends the process, whatever the loop is doing.)
+    pub(super) fn on_signals(&mut self) {
         let Some(signals) = self.signals.as_mut() else {
-            return Exit::No;
+            return;
         };
-        let count = signals.pending().count();
-        if count == 0 {
-            return Exit::No;
-        }
-        if self.draining.is_some() || count > 1 {
-            warn!("second signal: exiting without waiting for connections to drain");
-            self.shutdown.abort(); // the other reactors too
-            return Exit::Now;
+        if !signals.arrived() {
+            return;
         }
         info!("signal received: shutting down (send again to exit at once)");
         self.shutdown.shutdown(); // the other reactors hear it through their wakers
         self.begin_shutdown();
-        Exit::No
     }
 
-    /// Stops accepting and reading; connections flush what they owe, then
-    /// close. `run` returns when all are gone or the drain timeout passes.
+    /// Stops accepting and taking new requests; connections process the
+    /// input already held for them, flush what they owe, then close. `run`
+    /// returns when all are gone or the drain timeout passes.
     pub(super) fn begin_shutdown(&mut self) {
         if self.draining.is_some() {
             return;
@@ -46,6 +43,9 @@ impl Reactor {
             self.config.drain_timeout
         );
         self.draining = Some(self.now + self.config.drain_timeout);
+        if let Some(signals) = &self.signals {
+            signals.arm(); // however it began, a signal now exits at once
+        }
         if self.accept != AcceptState::Full {
             let _ = self.poll.registry().deregister(&mut self.listener);
         }
@@ -53,12 +53,16 @@ impl Reactor {
         if let Some(udp) = self.udp.as_mut() {
             let _ = self.poll.registry().deregister(&mut udp.socket);
         }
+        // One pass over the connections (an ioctl each, to learn how much
+        // input the kernel holds); the reading itself goes through the run
+        // queue, within the turns' budgets.
+        let hold_fin = self.hold_fin();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(slot) = self.conns.get_mut(key) {
-                if slot.conn.begin_shutdown(&mut self.shared.ctx(self.now)) {
-                    self.requeue.push((key, slot.conn.id));
-                }
+                let mut ctx = self.shared.ctx(self.now, 0, hold_fin);
+                let ready = slot.conn.begin_shutdown(&mut ctx);
+                self.queue(key, ready, Lane::Old);
                 self.after_conn_io(key);
             }
         }
@@ -78,13 +82,13 @@ impl Reactor {
         };
         let out_of_time = self.now >= deadline;
         self.drain_waiting = false;
-        // A requeued connection still has input to discard (see
-        // `Conn::begin_shutdown`); it closes on a later turn.
-        let requeued: HashSet<(usize, u64)> = self.requeue.iter().copied().collect();
+        // A queued connection still has input to process or discard, and
+        // chat lines on their way must reach their members first; those
+        // close on a later turn.
+        let room_busy = !self.room.is_idle();
         for (key, slot) in self.conns.iter_mut() {
-            let unread = requeued.contains(&(key, slot.conn.id));
-            let delivered = slot.conn.fully_delivered();
-            if (delivered && !unread) || out_of_time {
+            let delivered = slot.conn.shutdown_done();
+            if (delivered && slot.ready.is_empty() && !room_busy) || out_of_time {
                 let reason = if delivered {
                     CloseReason::Shutdown
                 } else {

@@ -10,7 +10,7 @@
 //! of an echo never happens.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
@@ -77,14 +77,15 @@ impl Reactor {
         endpoint.next_deadline()
     }
 
-    /// End of a turn: record it, and close scrape connections out of time.
-    pub(super) fn metrics_turn(&mut self) {
+    /// End of a turn that took `took`: record it, and close scrape
+    /// connections out of time.
+    pub(super) fn metrics_turn(&mut self, took: Duration) {
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
         // `self.events` still holds this turn's batch.
         let events = self.events.iter().count();
-        metrics.loop_metrics.record_turn(events, self.now.elapsed());
+        metrics.loop_metrics.record_turn(events, took);
         if let Some(endpoint) = metrics.endpoint.as_mut() {
             endpoint.expire(self.poll.registry(), self.now);
         }

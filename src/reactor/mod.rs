@@ -1,47 +1,63 @@
 //! THE event loop: one thread, one `mio::Poll`, one `match` on the token.
 //!
 //! Each turn of the loop: compute how long we may sleep (until the next timer,
-//! or not at all if work was requeued), `poll`, dispatch every event, then, at
-//! a safe point after the batch, close the connections that asked to be
-//! closed, fire due timers, and check the shutdown drain.
+//! or not at all if work is waiting), `poll`, queue every connection event on
+//! the run queue (`runq.rs`), then serve the queue and the chat room within
+//! the turn's budget (`budget.rs`), and, at a safe point after that, close
+//! the connections that asked to be closed, fire due timers, and check the
+//! shutdown drain. Work the budget did not reach stays queued with its
+//! readiness, and the next `poll` does not sleep.
 //!
 //! Tokens: a few fixed ones below `FIRST_CONN` for the listener, the UDP
 //! socket, signals, the waker and the metrics endpoint (`metrics.rs`);
 //! every other token is a slab key plus `FIRST_CONN`, so the two ranges
 //! never collide.
 //!
-//! This file holds the loop, dispatch and the connection bookkeeping;
-//! `accept.rs` the listener's states and limits, `deadlines.rs` what bounds
-//! the poll timeout (idle timers, back-off, stats), `drain.rs` the shutdown.
+//! This file holds the loop, dispatch and visits; `runq.rs` the run queue,
+//! `conns.rs` the bookkeeping around a connection's IO and the deferred
+//! close, `accept.rs` the listener's states and limits, `deadlines.rs` what
+//! bounds the poll timeout (idle timers, back-off, stats), `drain.rs` the
+//! shutdown, `room.rs` chat fan-out, `account.rs` the memory budget.
 
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use log::{debug, trace, warn};
+use log::{trace, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::budget::TurnBudget;
 use crate::config::Config;
-use crate::conn::{CloseReason, Conn, Ctx};
+
 use crate::error::Error;
+use crate::memory::MemoryBudget;
+use crate::protocol::Outbox;
+use crate::ready::Ready;
 use crate::server::Shard;
 use crate::shutdown::ShutdownHandle;
-use crate::stats::{self, Counters, Stats};
+use crate::signals::SignalSet;
+use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::udp::Udp;
 
 mod accept;
+mod account;
+mod conns;
 mod deadlines;
 mod drain;
 mod metrics;
+mod room;
+mod runq;
 
 use accept::AcceptState;
+use conns::{Shared, Slot};
 use drain::Exit;
+use room::Room;
+use runq::{Lane, RunQueue};
 
 pub const LISTENER: Token = Token(0);
 pub const UDP: Token = Token(1);
@@ -55,47 +71,14 @@ const FIRST_CONN: usize = 16;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
-
-/// A connection in the slab, with the interest registered for it (so we call
-/// `reregister` only when it changes) and the earliest timer entry it has.
-struct Slot {
-    conn: Conn<TcpStream>,
-    registered: Option<Interest>,
-    timer: Option<Instant>,
-    /// What the pending-bytes and paused gauges count for it.
-    reported: metrics::Reported,
-}
-
-/// What every connection call borrows from the reactor, kept apart from the
-/// slab so both can be borrowed at once.
-struct Shared {
-    /// The one read buffer (`SCRATCH_SIZE`) every socket reads into; its
-    /// contents mean nothing between calls.
-    scratch: Box<[u8]>,
-    /// Chat lines one connection produced, waiting to be handed to the
-    /// others. Empty between connection calls: `after_conn_io` delivers them
-    /// right away, and a sender stops reading after each read that produced
-    /// some, so at most one read's worth of lines is ever here.
-    broadcasts: Vec<Rc<[u8]>>,
-    /// The counters, shared with `Stats` handles on other threads.
-    stats: std::sync::Arc<Counters>,
-    /// `--max-pending`, and half of it (see `Config::low_water`).
-    max_pending: usize,
-    low_water: usize,
-}
-
-impl Shared {
-    fn ctx(&mut self, now: Instant) -> Ctx<'_> {
-        Ctx {
-            scratch: &mut self.scratch,
-            broadcasts: &mut self.broadcasts,
-            stats: &self.stats,
-            now,
-            max_pending: self.max_pending,
-            low_water: self.low_water,
-        }
-    }
-}
+/// A visit that moved this much (a full scratch buffer) marks a bulk
+/// connection: its events wait in the old lane for `HEAVY_MEMORY`.
+const HEAVY_VISIT: usize = SCRATCH_SIZE;
+/// How long a bulk connection is remembered as one. A bulk sender drains its
+/// socket now and then for a moment (waiting for its own echoes); fq_codel
+/// likewise treats a flow as new again only after a full round idle. Far
+/// longer than such gaps, far shorter than a light client's pauses.
+const HEAVY_MEMORY: Duration = Duration::from_millis(50);
 
 pub(crate) struct Reactor {
     /// The readiness poller (epoll on Linux) every socket is registered with.
@@ -112,10 +95,12 @@ pub(crate) struct Reactor {
     /// drop below 90% of it, so a server held at its limit (each close lets
     /// one more in) warns once, not once per freed slot.
     full_logged: bool,
+    /// The accept loop stopped at its per-turn cap; accept again next turn.
+    accept_requeue: bool,
     /// The UDP socket (token `UDP`) and its bounded reply queue.
     udp: Option<Udp>,
-    /// SIGINT/SIGTERM as events (token `SIGNALS`), when `handle_signals`.
-    signals: Option<Signals>,
+    /// SIGINT/SIGTERM (token `SIGNALS`), when `handle_signals`.
+    signals: Option<SignalSet>,
     /// Its waker fires token `WAKER`; its flag says shutdown was asked for.
     shutdown: ShutdownHandle,
     /// Open connections. A connection's token is its key + `FIRST_CONN`;
@@ -125,19 +110,23 @@ pub(crate) struct Reactor {
     /// The last connection id handed out; ids are never reused.
     next_id: u64,
     shared: Shared,
+    /// Connections with readiness to serve, fresh ones first.
+    runq: RunQueue,
+    /// Chat lines on their way to the members.
+    room: Room,
+    /// This reactor's share of `--max-memory`, and what is held now.
+    memory: MemoryBudget,
+    /// Connections (slab key, id) the memory budget stopped reading; all
+    /// resume when the total falls to the low-water mark.
+    memory_paused: Vec<(usize, u64)>,
     /// Idle and linger deadlines (see `timer.rs`); the earliest one bounds
     /// the poll timeout.
     timers: Timers,
     /// Connections (slab key, id) to close after the current batch.
     to_close: Vec<(usize, u64)>,
-    /// Connections (slab key, id) that stopped with work left and no
-    /// readiness edge to come for it: reads that hit the per-event cap, a
-    /// chat sender whose lines went to the room first, a file body that
-    /// yielded, input to discard at shutdown. Served again next turn without
-    /// sleeping. The id tells a reused slab key from the connection queued.
-    requeue: Vec<(usize, u64)>,
-    /// The UDP socket stopped at its per-event cap; serve it next turn.
-    udp_requeue: bool,
+    /// UDP readiness not served yet (from an event, or left by a read loop
+    /// that stopped at its cap): served in `serve`, after the fresh lane.
+    udp_ready: Ready,
     /// `Some(deadline)` once shutdown began.
     draining: Option<Instant>,
     /// During a drain: some connection sent everything but the peer has not
@@ -152,6 +141,11 @@ pub(crate) struct Reactor {
     now: Instant,
     /// `--metrics`: the loop's histograms, and (first reactor) the endpoint.
     metrics: Option<metrics::MetricsState>,
+    /// The budget's running total (`TurnBudget::spent`) and the visits made
+    /// when this turn began, to report what a long turn did.
+    turn_start: (u64, u64),
+    /// Visits made since start (a running total).
+    visits: u64,
 }
 
 impl Reactor {
@@ -170,6 +164,7 @@ impl Reactor {
             udp,
             max_conns,
             index,
+            reactors,
             metrics,
         } = shard;
         let config = Config {
@@ -192,10 +187,7 @@ impl Reactor {
         };
         // Signals go to one reactor, which passes them on to the others.
         let signals = if config.handle_signals && index == 0 {
-            let mut s = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-            poll.registry()
-                .register(&mut s, SIGNALS, Interest::READABLE)?;
-            Some(s)
+            Some(SignalSet::install(poll.registry(), SIGNALS)?)
         } else {
             None
         };
@@ -209,6 +201,7 @@ impl Reactor {
             accept: AcceptState::Accepting,
             accept_error_logged: false,
             full_logged: false,
+            accept_requeue: false,
             udp,
             signals,
             shutdown: shutdown.clone(),
@@ -216,15 +209,20 @@ impl Reactor {
             next_id: 0,
             shared: Shared {
                 scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-                broadcasts: Vec::new(),
+                outbox: Outbox::default(),
                 stats: stats.0.clone(),
+                budget: TurnBudget::new(),
                 max_pending: config.max_pending,
                 low_water: config.low_water(),
             },
+            runq: RunQueue::default(),
+            room: Room::default(),
+            // Shared nothing: each reactor keeps an equal share.
+            memory: MemoryBudget::new(config.max_memory / reactors),
+            memory_paused: Vec::new(),
             timers: Timers::new(),
             to_close: Vec::new(),
-            requeue: Vec::new(),
-            udp_requeue: false,
+            udp_ready: Ready::default(),
             draining: None,
             drain_waiting: false,
             next_stats: stats_interval.map(|d| now + d),
@@ -232,6 +230,8 @@ impl Reactor {
             config,
             now,
             metrics,
+            turn_start: (0, 0),
+            visits: 0,
         })
     }
 
@@ -249,25 +249,28 @@ impl Reactor {
                 return Err(Error::Poll(e));
             }
             self.now = Instant::now();
+            self.shared.budget.refill();
+            self.turn_start = (self.shared.budget.spent(), self.visits);
             // Take the events out so dispatch may borrow `self` mutably; an
             // empty `Events` does not allocate, and the buffer goes back after.
             let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
-                let (token, readable, writable) = readiness(event);
+                let (token, ready) = readiness(event);
                 if event.is_read_closed() {
                     self.note_read_closed(token);
                 }
-                if self.dispatch(token, readable, writable) == Exit::Now {
+                if self.dispatch(token, ready) == Exit::Now {
                     self.finish();
                     return Ok(());
                 }
             }
             self.events = events;
-            self.serve_requeued();
+            self.serve();
             self.close_batch();
             self.fire_timers();
+            self.resume_if_released();
             self.log_stats();
-            self.metrics_turn();
+            self.end_turn();
             if self.drain_done() {
                 self.finish();
                 return Ok(());
@@ -275,12 +278,13 @@ impl Reactor {
         }
     }
 
-    /// One event, one call.
-    fn dispatch(&mut self, token: Token, readable: bool, writable: bool) -> Exit {
+    /// One event, one call. Connection events only queue the connection:
+    /// `serve` does the work, in an order and amount the budget decides.
+    fn dispatch(&mut self, token: Token, ready: Ready) -> Exit {
         match token {
             LISTENER => self.accept_all(),
-            UDP => self.udp_event(readable, writable),
-            SIGNALS => return self.on_signals(),
+            UDP => self.udp_ready |= ready,
+            SIGNALS => self.on_signals(),
             WAKER => {
                 if self.shutdown.is_aborted() {
                     return Exit::Now;
@@ -292,180 +296,127 @@ impl Reactor {
             t if crate::metrics::owns(t) => self.metrics_event(t),
             // Every other token is a slab key offset by FIRST_CONN.
             Token(t) => match t.checked_sub(FIRST_CONN) {
-                Some(key) => self.conn_event(key, readable, writable),
+                Some(key) => self.queue(key, ready, Lane::Fresh),
                 None => trace!("event for unknown token={t}"),
             },
         }
         Exit::No
     }
 
+    /// Serves the run queue and the room until the turn's budget is spent:
+    /// fresh connections first (see `runq.rs`), then the UDP socket, the
+    /// room's deliveries, and connections with work left, each at most once.
+    /// All but the fresh lane get at least one step per turn, so none of
+    /// them starves however busy the others are.
+    fn serve(&mut self) {
+        while !self.shared.budget.exhausted() {
+            let Some((key, id)) = self.runq.pop(Lane::Fresh) else {
+                break;
+            };
+            self.visit(key, id);
+        }
+        let udp = std::mem::take(&mut self.udp_ready);
+        if !udp.is_empty() {
+            self.udp_event(udp);
+        }
+        self.advance_room();
+        // Only those queued before this point: a connection its visit
+        // requeues waits for the next turn.
+        for i in 0..self.runq.len(Lane::Old) {
+            if i > 0 && self.shared.budget.exhausted() {
+                break;
+            }
+            if let Some((key, id)) = self.runq.pop(Lane::Old) {
+                self.visit(key, id);
+            }
+        }
+        if std::mem::take(&mut self.accept_requeue) {
+            self.accept_all();
+        }
+    }
+
     // ----- connections -----------------------------------------------------
 
-    fn conn_event(&mut self, key: usize, readable: bool, writable: bool) {
+    /// Records readiness for connection `key` and queues it in `lane`, unless
+    /// it is queued already (then it keeps its place, with the readiness
+    /// added). A connection that recently made a heavy visit goes to the
+    /// old lane even from an event, as fq_codel keeps a bulk flow that
+    /// drained for a moment among the old flows: otherwise a hundred bulk
+    /// senders that each drain their socket now and then would fill the
+    /// fresh lane, and a light client would wait behind them again.
+    fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
         let Some(slot) = self.conns.get_mut(key) else {
             // The connection closed earlier (an event for a vacant key is
             // spurious, and harmless).
             trace!("event for vacant token={}", key + FIRST_CONN);
             return;
         };
+        if ready.is_empty() {
+            return;
+        }
+        if slot.ready.is_empty() {
+            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
+            let lane = if heavy { Lane::Old } else { lane };
+            self.runq.push(lane, key, slot.conn.id);
+        }
+        slot.ready |= ready;
+    }
+
+    /// Serves one connection's recorded readiness: one bounded share of
+    /// work. What it did not use up is queued again in the old lane.
+    fn visit(&mut self, key: usize, id: u64) {
+        let hold_fin = self.hold_fin();
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.conn.id != id {
+            return; // stale entry: the slot was reused
+        }
+        let mut ready = std::mem::take(&mut slot.ready);
         if slot.conn.close_reason().is_some() {
             return;
         }
-        let mut ctx = self.shared.ctx(self.now);
-        let mut again = false;
-        if writable {
-            again |= slot.conn.on_writable(&mut ctx);
-        }
-        if readable {
-            again |= slot.conn.on_readable(&mut ctx);
-        }
-        if again {
-            self.requeue.push((key, slot.conn.id));
-        }
-        self.after_conn_io(key);
-    }
-
-    /// The peer's FIN is already queued on this connection: tell it, so its
-    /// read loop does not stop at a short read before the EOF (no new edge
-    /// would come for it).
-    fn note_read_closed(&mut self, token: Token) {
-        if let Some(slot) = token
-            .0
-            .checked_sub(FIRST_CONN)
-            .and_then(|k| self.conns.get_mut(k))
-        {
-            slot.conn.note_read_closed();
-        }
-    }
-
-    /// Serves connections (and the UDP socket) that stopped at the fairness cap.
-    fn serve_requeued(&mut self) {
-        for (key, id) in std::mem::take(&mut self.requeue) {
-            if self.conns.get(key).is_some_and(|s| s.conn.id == id) {
-                self.conn_event(key, true, false);
-            }
-        }
-        if std::mem::take(&mut self.udp_requeue) {
-            self.udp_event(true, false);
-        }
-    }
-
-    /// After a connection did IO: deliver its broadcasts, sync its interest
-    /// with what it needs, keep its timer, and queue it for closing if done.
-    fn after_conn_io(&mut self, key: usize) {
-        if !self.shared.broadcasts.is_empty() {
-            self.deliver_broadcasts(Some(key));
+        let allowance = self.memory.read_allowance(slot.held);
+        if self.memory_gate(key, allowance) {
+            // Unpaused: input that waited meanwhile raised no new edge.
+            ready.read = true;
         }
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        metrics::sync_gauges(&self.shared.stats, slot);
-        if let Some(reason) = slot.conn.close_reason() {
-            trace!("closing token={} reason={reason:?}", key + FIRST_CONN);
-            self.to_close.push((key, slot.conn.id));
-            return;
+        self.shared.budget.spend_visit();
+        self.visits += 1;
+        let before = self.shared.budget.spent();
+        let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
+        let mut left = Ready::default();
+        if ready.write {
+            left |= slot.conn.on_writable(&mut ctx);
         }
-        let wanted = slot.conn.interest();
-        if wanted != slot.registered {
-            let token = Token(key + FIRST_CONN);
-            let registry = self.poll.registry();
-            let result = match (slot.registered, wanted) {
-                (None, Some(i)) => registry.register(&mut slot.conn.socket, token, i),
-                (Some(_), Some(i)) => registry.reregister(&mut slot.conn.socket, token, i),
-                (Some(_), None) => registry.deregister(&mut slot.conn.socket),
-                (None, None) => Ok(()),
-            };
-            trace!("interest token={} {:?}", token.0, wanted);
-            match result {
-                Ok(()) => slot.registered = wanted,
-                Err(e) => {
-                    warn!("register token={} error={e}", token.0);
-                    slot.conn.set_close(CloseReason::Error);
-                    self.to_close.push((key, slot.conn.id));
-                    return;
-                }
-            }
+        if ready.read {
+            left |= slot.conn.on_readable(&mut ctx);
         }
-        // Lazy timers: only schedule when the deadline moved *earlier* than
-        // the entry already queued (see timer.rs).
-        if let Some((at, _)) = slot.conn.deadline(self.config.idle_timeout) {
-            if slot.timer.is_none_or(|t| at < t) {
-                self.timers.schedule(at, key, slot.conn.id);
-                slot.timer = Some(at);
-            }
+        if self.shared.budget.spent() - before >= HEAVY_VISIT as u64 {
+            slot.heavy_until = Some(self.now + HEAVY_MEMORY);
         }
-    }
-
-    /// Hands every queued broadcast to every connection except `from`. One
-    /// `Rc` is shared by all recipients: no copy per member.
-    fn deliver_broadcasts(&mut self, from: Option<usize>) {
-        let messages = std::mem::take(&mut self.shared.broadcasts);
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys.into_iter().filter(|&k| Some(k) != from) {
-            let Some(slot) = self.conns.get_mut(key) else {
-                continue;
-            };
-            // A member already closing was queued for it when it was marked.
-            if slot.conn.close_reason().is_some() {
-                continue;
-            }
-            if slot.conn.deliver(&messages, &mut self.shared.ctx(self.now)) {
-                self.requeue.push((key, slot.conn.id));
-            }
-            // Recipients do not broadcast on delivery, so this cannot recurse.
-            self.after_conn_io(key);
-        }
-    }
-
-    /// Closes what the batch marked, at a point where no event still refers
-    /// to those keys. A chat leave notice may mark more; loop until none.
-    fn close_batch(&mut self) {
-        while let Some((key, id)) = self.to_close.pop() {
-            if self.conns.get(key).is_none_or(|s| s.conn.id != id) {
-                continue; // already closed (marked twice)
-            }
-            let mut slot = self.conns.remove(key);
-            metrics::release_gauges(&self.shared.stats, &slot);
-            let reason = slot.conn.close_reason().unwrap_or(CloseReason::Done);
-            if slot.registered.is_some() {
-                if let Err(e) = self.poll.registry().deregister(&mut slot.conn.socket) {
-                    trace!("deregister token={} error={e}", key + FIRST_CONN);
-                }
-            }
-            debug!(
-                "close token={} peer={} reason={reason:?}",
-                key + FIRST_CONN,
-                slot.conn.peer
-            );
-            stats::add(&self.shared.stats.closed, 1);
-            stats::sub(&self.shared.stats.active, 1);
-            if let Some(msg) = slot.conn.on_close() {
-                self.shared.broadcasts.push(msg);
-                self.deliver_broadcasts(None);
-            }
-            // Dropping the socket closes it.
-        }
-        self.compact_timers();
-        if self.conns.len() < self.config.max_conns - self.config.max_conns / 10 {
-            self.full_logged = false;
-        }
-        if self.accept == AcceptState::Full && self.conns.len() < self.config.max_conns {
-            self.resume_accepting();
-        }
+        self.queue(key, left, Lane::Old);
+        self.after_conn_io(key);
     }
 
     // ----- UDP -------------------------------------------------------------
 
-    fn udp_event(&mut self, readable: bool, writable: bool) {
+    fn udp_event(&mut self, ready: Ready) {
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
         let before = udp.interest();
-        if writable {
+        if ready.write {
             udp.on_writable(&self.shared.stats);
         }
-        if readable && self.draining.is_none() {
-            self.udp_requeue = udp.on_readable(&mut self.shared.scratch, &self.shared.stats);
+        if ready.read && self.draining.is_none() {
+            let (scratch, stats) = (&mut self.shared.scratch, &self.shared.stats);
+            if udp.on_readable(scratch, stats, &mut self.shared.budget) {
+                self.udp_ready |= Ready::READ; // stopped early: more next turn
+            }
         }
         let after = udp.interest();
         if after != before {
@@ -478,8 +429,8 @@ impl Reactor {
 
 /// Reads an event's token and readiness. Errors and hang-ups count as both
 /// readable and writable: the next read or write reports what happened.
-fn readiness(e: &Event) -> (Token, bool, bool) {
-    let readable = e.is_readable() || e.is_read_closed() || e.is_error();
-    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-    (e.token(), readable, writable)
+fn readiness(e: &Event) -> (Token, Ready) {
+    let read = e.is_readable() || e.is_read_closed() || e.is_error();
+    let write = e.is_writable() || e.is_write_closed() || e.is_error();
+    (e.token(), Ready { read, write })
 }

@@ -261,17 +261,23 @@ impl Child {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits for a log line containing `needle` and returns it.
+    /// Waits for a log line containing `needle` and returns it. Fails fast
+    /// if the process exited without it (after a grace period: its last
+    /// lines may still be in the pipe when it exits).
     pub fn wait_log(&mut self, what: &str, needle: &str) -> String {
         let mut found = None;
+        let mut exited: Option<Instant> = None;
         wait_until(what, || {
             found = self.log().into_iter().find(|l| l.contains(needle));
             if found.is_none() {
                 if let Ok(Some(status)) = self.process.try_wait() {
-                    panic!(
-                        "echoloop exited with {status} before {what}: {:?}",
-                        self.log()
-                    );
+                    let since = *exited.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(1) {
+                        panic!(
+                            "echoloop exited with {status} before {what}: {:?}",
+                            self.log()
+                        );
+                    }
                 }
             }
             found.is_some()
@@ -288,14 +294,17 @@ impl Child {
     }
 
     /// SIGTERM, then (once the drain has begun) SIGTERM again: the second
-    /// signal must end the process within a few seconds, whatever is owed.
+    /// signal must end the process within a few seconds, whatever is owed,
+    /// killed by the signal itself (exit status 143 in a shell).
     pub fn second_signal_exits_promptly(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
         self.signal(libc::SIGTERM);
         self.wait_log("shutdown notice", "shutting down");
         let started = Instant::now();
         self.signal(libc::SIGTERM);
-        self.wait_exit();
+        let status = self.wait_exit();
         assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
     }
 
     /// Waits (bounded) for the child to exit and returns its status.

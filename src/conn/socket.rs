@@ -1,0 +1,60 @@
+//! What a connection needs from its socket beyond `Read + Write`, and the
+//! real implementation for mio's `TcpStream` (two Linux ioctls that count
+//! bytes in the kernel's queues). Unit tests implement it for a scripted fake.
+
+use std::io;
+use std::net::Shutdown;
+
+/// What a connection needs from its socket beyond `Read + Write`.
+pub trait StreamSocket {
+    /// Sends FIN while staying open for reading.
+    fn shutdown_write(&self) -> io::Result<()>;
+
+    /// Bytes the kernel holds that the peer has not acknowledged yet. Closing
+    /// while the peer still sends us data makes the kernel answer with a
+    /// reset, which throws these bytes away; so a graceful shutdown waits for
+    /// zero. `0` where the platform cannot tell.
+    fn unacked(&self) -> usize {
+        0
+    }
+
+    /// Bytes received (and acknowledged to the peer) but not read by us yet.
+    /// At shutdown exactly these are still processed. `0` where the platform
+    /// cannot tell.
+    fn queued_input(&self) -> usize {
+        0
+    }
+}
+
+impl StreamSocket for mio::net::TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn unacked(&self) -> usize {
+        // SIOCOUTQ (= TIOCOUTQ): bytes in the send queue, not yet acked.
+        ioctl_count(self, libc::TIOCOUTQ)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn queued_input(&self) -> usize {
+        // SIOCINQ (= FIONREAD): bytes in the receive queue.
+        ioctl_count(self, libc::FIONREAD)
+    }
+}
+
+/// An ioctl that reports a byte count through an `int`; 0 if it fails.
+#[cfg(target_os = "linux")]
+fn ioctl_count(socket: &mio::net::TcpStream, request: libc::Ioctl) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: both requests write one int through the pointer, which points
+    // at `n` for the duration of the call; the fd is open while we hold it.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}

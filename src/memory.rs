@@ -1,0 +1,138 @@
+//! The server-wide memory budget (`--max-memory`): every byte the server
+//! holds for its clients, counted in one place.
+//!
+//! `--max-pending` bounds one connection's output, and `--max-frame` one
+//! partial frame, but ten thousand connections each holding a partial 1 MiB
+//! frame are 10 GiB. So each reactor also keeps a running total of what its
+//! connections hold: unsent output (a chat line owed to five members counts
+//! five times: conservative, never an undercount), partial frames, partial
+//! lines and unanswered file requests.
+//!
+//! Policy: while the total is over the limit, a connection holding
+//! `SMALL_HOLDING` bytes or more is not read (the biggest holders are the
+//! ones whose reads would grow it), and one holding less may read only up to
+//! that much: a new client's small request is still served, and no client
+//! can add more than `SMALL_HOLDING` plus its reply before it too is paused.
+//! Reading resumes for everyone once the total falls to the low-water mark,
+//! three quarters of the limit, so the server does not flap at the edge.
+//! Nobody is disconnected for it: clients are slowed down, and their bytes
+//! wait in the kernel (their TCP windows close), not in our memory.
+//! (Redis's `maxmemory-clients` disconnects the biggest client instead.)
+//!
+//! So the total stays below `limit + connections x ~2 x SMALL_HOLDING`,
+//! whatever clients do. Pure bookkeeping, unit-tested.
+
+/// Default `--max-memory`: 1 GiB. Ordinary traffic holds next to nothing
+/// (echo replies go straight back; an idle connection owns no buffer), so
+/// the budget only matters when clients misbehave or stall, and then it
+/// should engage before the machine runs short, yet not for the heaviest
+/// honest use: 4,000 slow readers each at the default `--max-pending`, or
+/// a thousand 1 MiB frames in flight at once. On a machine with less than
+/// ~4 GiB to spare, set it lower.
+pub const DEFAULT_MAX_MEMORY: usize = 1024 * 1024 * 1024;
+
+/// Over the budget, a connection holding less than this may still read
+/// (at most up to this much): enough for any small request.
+pub const SMALL_HOLDING: usize = 4096;
+
+/// One reactor's share of `--max-memory`, and what it holds now.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    limit: usize,
+    /// Three quarters of `limit`: reads resume at or below it.
+    low_water: usize,
+    /// Bytes held by all connections now.
+    held: usize,
+    /// True from when `held` passed `limit` until it fell to `low_water`.
+    over: bool,
+}
+
+/// What a change in the total did to the budget's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressure {
+    /// Nothing changed.
+    Same,
+    /// The total just passed the limit: big holders stop reading.
+    Engaged,
+    /// The total just fell to the low-water mark: everyone may read again.
+    Released,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            limit,
+            low_water: limit / 4 * 3,
+            held: 0,
+            over: false,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// True while reads are restricted.
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// One connection's holding went from `before` to `after` bytes.
+    pub fn update(&mut self, before: usize, after: usize) -> Pressure {
+        self.held = (self.held + after).saturating_sub(before);
+        if !self.over && self.held > self.limit {
+            self.over = true;
+            Pressure::Engaged
+        } else if self.over && self.held <= self.low_water {
+            self.over = false;
+            Pressure::Released
+        } else {
+            Pressure::Same
+        }
+    }
+
+    /// How many bytes a connection holding `held` may read now: unlimited
+    /// under the budget, a small top-up over it, 0 for the big holders.
+    pub fn read_allowance(&self, held: usize) -> usize {
+        if self.over {
+            SMALL_HOLDING.saturating_sub(held)
+        } else {
+            usize::MAX
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engages_past_the_limit_and_releases_at_low_water() {
+        let mut m = MemoryBudget::new(100_000);
+        assert_eq!(m.update(0, 60_000), Pressure::Same);
+        assert_eq!(m.read_allowance(60_000), usize::MAX);
+        assert_eq!(m.update(0, 50_000), Pressure::Engaged);
+        assert_eq!(m.held(), 110_000);
+        // Big holders stop; small ones may top up to SMALL_HOLDING.
+        assert_eq!(m.read_allowance(60_000), 0);
+        assert_eq!(m.read_allowance(SMALL_HOLDING), 0);
+        assert_eq!(m.read_allowance(0), SMALL_HOLDING);
+        assert_eq!(m.read_allowance(100), SMALL_HOLDING - 100);
+        // Below the limit but above low water (75,000): still restricted.
+        assert_eq!(m.update(50_000, 20_000), Pressure::Same);
+        assert!(m.is_over());
+        assert_eq!(m.update(60_000, 50_000), Pressure::Released);
+        assert_eq!(m.held(), 70_000);
+        assert_eq!(m.read_allowance(70_000), usize::MAX);
+    }
+
+    #[test]
+    fn a_connection_going_away_gives_back_what_it_held() {
+        let mut m = MemoryBudget::new(100);
+        m.update(0, 150);
+        assert!(m.is_over());
+        assert_eq!(m.update(150, 0), Pressure::Released);
+        assert_eq!(m.held(), 0);
+    }
+}

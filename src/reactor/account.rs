@@ -1,0 +1,107 @@
+//! The memory budget in the loop: keeping the total of what connections hold
+//! up to date, and pausing and resuming reads by it (the policy is in
+//! `memory.rs`).
+//!
+//! A connection's holding changes only when it does IO (a visit, a chat
+//! handoff) or closes, and the reactor accounts for it right after each:
+//! one comparison per visit, and nothing at all on the echo hot path, where
+//! the holding stays 0.
+
+use log::{debug, info, warn};
+
+use super::runq::Lane;
+use super::{Reactor, FIRST_CONN};
+use crate::memory::Pressure;
+use crate::ready::Ready;
+use crate::stats;
+
+/// Stale entries tolerated in `memory_paused` (connections that closed
+/// while paused) before it is compacted.
+const STALE_PAUSED_SLACK: usize = 1024;
+
+impl Reactor {
+    /// Counts what connection `key` holds now.
+    pub(super) fn account(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let held = slot.conn.held();
+        if held != slot.held {
+            let before = std::mem::replace(&mut slot.held, held);
+            self.track(before, held);
+        }
+    }
+
+    /// A connection holding `held` bytes went away.
+    pub(super) fn forget(&mut self, held: usize) {
+        self.track(held, 0);
+    }
+
+    fn track(&mut self, before: usize, after: usize) {
+        let gauge = &self.shared.stats.memory_held;
+        if after > before {
+            stats::add(gauge, (after - before) as u64);
+        } else {
+            stats::sub(gauge, (before - after) as u64);
+        }
+        if self.memory.update(before, after) == Pressure::Engaged {
+            warn!(
+                "memory budget reached, pausing reads of the biggest holders held={} max_memory={}",
+                self.memory.held(),
+                self.config.max_memory
+            );
+        }
+    }
+
+    /// Applies the memory budget to connection `key` before a visit, given
+    /// its read allowance: pauses it at 0, unpauses it otherwise. Returns
+    /// true if it was just unpaused (its waiting input needs a read).
+    pub(super) fn memory_gate(&mut self, key: usize, allowance: usize) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let pause = allowance == 0;
+        if pause == slot.conn.memory_paused() {
+            return false;
+        }
+        let stopped_reading = slot.conn.set_memory_paused(pause);
+        if !pause {
+            return true;
+        }
+        if stopped_reading {
+            stats::add(&self.shared.stats.memory_pauses, 1);
+            debug!("memory pause token={} held={}", key + FIRST_CONN, slot.held);
+        }
+        let id = slot.conn.id;
+        if self.memory_paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {
+            let conns = &self.conns;
+            self.memory_paused
+                .retain(|&(k, i)| conns.get(k).is_some_and(|s| s.conn.id == i));
+        }
+        self.memory_paused.push((key, id));
+        false
+    }
+
+    /// Once the total fell to the low-water mark, every paused connection
+    /// reads again: queued with read readiness, since the bytes that waited
+    /// raised their edges long ago.
+    pub(super) fn resume_if_released(&mut self) {
+        if self.memory.is_over() || self.memory_paused.is_empty() {
+            return;
+        }
+        info!(
+            "memory budget: below low water, resuming reads held={} paused={}",
+            self.memory.held(),
+            self.memory_paused.len()
+        );
+        for (key, id) in std::mem::take(&mut self.memory_paused) {
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if slot.conn.id == id && slot.conn.memory_paused() {
+                slot.conn.set_memory_paused(false);
+                self.queue(key, Ready::READ, Lane::Old);
+            }
+        }
+    }
+}

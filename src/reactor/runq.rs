@@ -1,0 +1,97 @@
+//! The run queue: connections with work to do this turn or the next, and
+//! what they were ready for.
+//!
+//! Every connection event goes through it: `poll` says a socket is
+//! readable and/or writable, the reactor records that `Ready` in the
+//! connection's slot and queues the connection; serving it is a *visit*.
+//! A visit does a bounded amount of work (the per-visit caps in `conn.rs`,
+//! and the turn's budget in `budget.rs`); a connection that stopped with
+//! work left is queued again with the readiness it still has, because
+//! edge-triggered readiness will not report it again. Readiness is never
+//! dropped, only deferred.
+//!
+//! Two lanes, after fq_codel's "new flows first" (RFC 8290, section 4.1):
+//!
+//! - `fresh`: connections that were idle and just got an event. A light
+//!   client's request is here, and is served at the next turn whatever the
+//!   bulk clients are doing.
+//! - `old`: connections that used up a visit and still have work (a bulk
+//!   sender, a chat member waiting for the room). They share what the fresh
+//!   lane leaves of the budget, round-robin.
+//!
+//! An event for a connection that is already queued only adds to its
+//! recorded readiness: it keeps its place, so a bulk sender cannot jump the
+//! line by producing events. The reactor serves the fresh lane first and
+//! then the old one, and gives the old lane at least one visit per turn, so
+//! it cannot starve.
+//!
+//! A slab key can be closed and reused while queued; entries carry the
+//! connection id, and a stale one is skipped when it comes up.
+
+use std::collections::VecDeque;
+
+/// Which lane a connection waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Fresh,
+    Old,
+}
+
+/// Queued connections, as (slab key, connection id), in two FIFO lanes.
+/// Invariant (kept by the reactor): a live connection has at most one
+/// entry, and has one exactly while its slot's recorded readiness is
+/// non-empty.
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    fresh: VecDeque<(usize, u64)>,
+    old: VecDeque<(usize, u64)>,
+}
+
+impl RunQueue {
+    pub fn push(&mut self, lane: Lane, key: usize, id: u64) {
+        match lane {
+            Lane::Fresh => self.fresh.push_back((key, id)),
+            Lane::Old => self.old.push_back((key, id)),
+        }
+    }
+
+    /// The next entry of `lane`.
+    pub fn pop(&mut self, lane: Lane) -> Option<(usize, u64)> {
+        match lane {
+            Lane::Fresh => self.fresh.pop_front(),
+            Lane::Old => self.old.pop_front(),
+        }
+    }
+
+    /// Entries waiting in `lane`.
+    pub fn len(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Fresh => self.fresh.len(),
+            Lane::Old => self.old.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.old.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_fifo_and_separate() {
+        let mut q = RunQueue::default();
+        q.push(Lane::Old, 1, 10);
+        q.push(Lane::Fresh, 2, 20);
+        q.push(Lane::Fresh, 3, 30);
+        assert_eq!(q.len(Lane::Fresh), 2);
+        assert_eq!(q.pop(Lane::Fresh), Some((2, 20)));
+        assert_eq!(q.pop(Lane::Fresh), Some((3, 30)));
+        assert_eq!(q.pop(Lane::Fresh), None);
+        assert!(!q.is_empty());
+        assert_eq!(q.pop(Lane::Old), Some((1, 10)));
+        assert!(q.is_empty());
+    }
+}

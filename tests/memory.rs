@@ -1,0 +1,129 @@
+//! The server-wide memory budget (`--max-memory`): many clients each
+//! holding a partial frame cannot grow the server past the budget, and a
+//! new client's small request is still served. The server runs as its own
+//! process so its RSS is measured alone.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{connect, read_n, spawn_binary, wait_until};
+
+const MIB: u64 = 1024 * 1024;
+
+/// One frame: length header, then the payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+/// 200 framed connections each send all but the last byte of a 1 MiB frame
+/// (200 MiB the server would have to hold to take them all). With
+/// `--max-memory 32 MiB` the server stops reading the biggest holders once
+/// it holds 32 MiB: their bytes wait in the kernel, its RSS grows by at most
+/// the budget plus a fixed allowance, and a new client's small frame is
+/// still echoed at once.
+#[test]
+fn partial_frames_cannot_grow_the_server_past_its_budget() {
+    const CONNS: usize = 200;
+    const BUDGET: u64 = 32 * MIB;
+    // The scratch buffer, per-connection state, allocator slack, and what
+    // small holders may add over the budget (see memory.rs).
+    const ALLOWANCE: u64 = 16 * MIB;
+    let budget = BUDGET.to_string();
+    let mut server = spawn_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-udp",
+        "--mode",
+        "framed",
+        "--max-memory",
+        &budget,
+    ]);
+    let rss_start = server.rss_kib() * 1024;
+    let mut clients: Vec<TcpStream> = (0..CONNS).map(|_| connect(server.tcp)).collect();
+    for c in &clients {
+        c.set_nonblocking(true).unwrap();
+    }
+    // Every client's frame, less its last byte.
+    let whole = frame(&vec![7u8; MIB as usize]);
+    let partial = &whole[..whole.len() - 1];
+    let mut sent = vec![0usize; CONNS];
+    let mut peak = rss_start;
+    let mut last_progress = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Round-robin, non-blocking: stop once nobody made progress for 500 ms
+    // (the server stopped reading them and the kernel buffers are full).
+    while last_progress.elapsed() < Duration::from_millis(500) {
+        assert!(Instant::now() < deadline, "writers never stalled");
+        let mut progress = false;
+        for (c, pos) in clients.iter_mut().zip(sent.iter_mut()) {
+            if *pos == partial.len() {
+                continue;
+            }
+            let end = partial.len().min(*pos + 64 * 1024);
+            match c.write(&partial[*pos..end]) {
+                Ok(n) => {
+                    *pos += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client write: {e}"),
+            }
+        }
+        if progress {
+            last_progress = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak = peak.max(server.rss_kib() * 1024);
+    }
+    let total: usize = sent.iter().sum();
+    let growth = peak.saturating_sub(rss_start);
+    eprintln!(
+        "clients sent {} MiB; server rss start={} MiB peak={} MiB growth={} MiB",
+        total as u64 / MIB,
+        rss_start / MIB,
+        peak / MIB,
+        growth / MIB
+    );
+    assert!(
+        growth <= BUDGET + ALLOWANCE,
+        "server RSS grew {} MiB with a {} MiB budget",
+        growth / MIB,
+        BUDGET / MIB
+    );
+    assert!(
+        server
+            .log()
+            .iter()
+            .any(|l| l.contains("memory budget reached")),
+        "no memory budget warning: {:?}",
+        server.log()
+    );
+
+    // A new client's small frame is still answered, at once.
+    let mut fresh = connect(server.tcp);
+    let started = Instant::now();
+    fresh.write_all(&frame(b"still served")).unwrap();
+    assert_eq!(read_n(&mut fresh, 16), frame(b"still served"));
+    eprintln!("small frame echoed in {:?}", started.elapsed());
+    peak = peak.max(server.rss_kib() * 1024);
+    assert!(peak.saturating_sub(rss_start) <= BUDGET + ALLOWANCE);
+
+    // Nothing was dropped: the held clients are slowed down, not closed.
+    let mut probe = [0u8; 1];
+    for c in &mut clients {
+        match c.read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => panic!("a held client was answered or closed: {other:?}"),
+        }
+    }
+    server.signal(libc::SIGKILL);
+    wait_until("server gone", || {
+        server.process.try_wait().unwrap().is_some()
+    });
+}
