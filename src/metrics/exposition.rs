@@ -48,6 +48,15 @@ pub(crate) fn render(fields: &[Field], histograms: &[Exported]) -> String {
             Kind::Counter => ("_total", "counter"),
             Kind::Gauge => ("", "gauge"),
         };
+        // Prometheus wants base units (and promtool refuses abbreviated
+        // ones): a figure the stats line keeps in microseconds (`_us`) is
+        // exported in seconds.
+        if let Some(base) = field.name.strip_suffix("_us") {
+            let name = format!("{PREFIX}{base}_seconds{suffix}");
+            header(&mut out, &name, field.help, kind);
+            let _ = writeln!(out, "{name} {}", field.value as f64 / 1e6);
+            continue;
+        }
         let name = format!("{PREFIX}{}{suffix}", field.name);
         header(&mut out, &name, field.help, kind);
         let _ = writeln!(out, "{name} {}", field.value);
@@ -115,6 +124,18 @@ mod tests {
              # HELP echoloop_active Open now.\n\
              # TYPE echoloop_active gauge\n\
              echoloop_active 2\n"
+        );
+    }
+
+    /// A figure kept in microseconds is exported in seconds, the base unit.
+    #[test]
+    fn microsecond_fields_are_exported_in_seconds() {
+        let text = render(&[field("max_turn_us", " Longest.", Kind::Gauge, 1500)], &[]);
+        assert_eq!(
+            text,
+            "# HELP echoloop_max_turn_seconds Longest.\n\
+             # TYPE echoloop_max_turn_seconds gauge\n\
+             echoloop_max_turn_seconds 0.0015\n"
         );
     }
 

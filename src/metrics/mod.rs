@@ -94,11 +94,19 @@ mod tests {
         let fields = stats.snapshot().fields();
         let text = exposition::render(&fields, &lm.exported());
         for f in &fields {
-            let name = match f.kind {
-                Kind::Counter => format!("echoloop_{}_total", f.name),
-                Kind::Gauge => format!("echoloop_{}", f.name),
+            // Microsecond figures go out in seconds (see `exposition.rs`).
+            let (base, value) = match f.name.strip_suffix("_us") {
+                Some(base) => (
+                    format!("{base}_seconds"),
+                    (f.value as f64 / 1e6).to_string(),
+                ),
+                None => (f.name.to_string(), f.value.to_string()),
             };
-            assert!(text.contains(&format!("\n{name} {}\n", f.value)), "{name}");
+            let name = match f.kind {
+                Kind::Counter => format!("echoloop_{base}_total"),
+                Kind::Gauge => format!("echoloop_{base}"),
+            };
+            assert!(text.contains(&format!("\n{name} {value}\n")), "{name}");
         }
         assert!(text.contains("\necholoop_accepted_total 0\n"), "{text}");
         assert!(text.contains("\n# TYPE echoloop_active gauge\n"), "{text}");
