@@ -15,6 +15,8 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::room::ACCEPT_BELOW_DELIVERIES;
+use super::runq::Lane;
 use super::{Reactor, Slot, FIRST_CONN, LISTENER};
 use crate::conn::Conn;
 use crate::protocol::Protocol;
@@ -52,7 +54,7 @@ impl Reactor {
     pub(super) fn accept_all(&mut self) {
         let mut accepted = 0;
         while self.accept == AcceptState::Accepting {
-            if accepted == ACCEPTS_PER_TURN {
+            if accepted == ACCEPTS_PER_TURN || self.behind() {
                 self.accept_requeue = true;
                 return;
             }
@@ -71,6 +73,19 @@ impl Reactor {
                 Err(e) => self.on_accept_error(e),
             }
         }
+    }
+
+    /// True while the loop is behind with the connections it has: a
+    /// newcomer would only queue behind them. Either the fresh lane holds a
+    /// turn's worth of accepts not yet served (every new connection gets
+    /// an event there, and a turn serves far fewer visits than it may
+    /// accept, so a client that connects and closes in a loop would grow
+    /// the lane without bound, and a light client's request waits at its
+    /// back), or the chat room is far behind (see
+    /// `ACCEPT_BELOW_DELIVERIES`). Both mean work is queued, so the loop
+    /// polls without sleeping and accepts again once it caught up.
+    fn behind(&self) -> bool {
+        self.runq.len(Lane::Fresh) >= ACCEPTS_PER_TURN || self.room.len() > ACCEPT_BELOW_DELIVERIES
     }
 
     fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
