@@ -18,8 +18,9 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use crate::config::{Config, Mode, DEFAULT_MAX_CONNS};
 use crate::error::Error;
 use crate::metrics::{LoopMetrics, MetricsShard};
-use crate::reactor::{Reactor, WAKER};
+use crate::reactor::{Reactor, SIGNALS, WAKER};
 use crate::shutdown::ShutdownHandle;
+use crate::signals::SignalSet;
 use crate::stats::{Stats, StatsSnapshot};
 
 /// File descriptors kept back from `--max-conns` for the listener, the UDP
@@ -67,6 +68,12 @@ pub(crate) struct Shard {
     pub(crate) metrics: Option<MetricsShard>,
     /// How many reactors there are (each takes this share of `max_memory`).
     pub(crate) reactors: usize,
+    /// SIGINT/SIGTERM, for the first reactor when `handle_signals`.
+    /// Installed by `bind`, not `run`: `main` prints the bound address
+    /// between the two, and a script that signals the server as soon as it
+    /// reads that line must find the handlers in place (a signal before
+    /// them killed the process outright: no drain, no final counters).
+    pub(crate) signals: Option<SignalSet>,
 }
 
 impl Server {
@@ -127,6 +134,12 @@ impl Server {
             };
             let poll = Poll::new()?;
             wakers.push(Waker::new(poll.registry(), WAKER)?);
+            // Signals go to one reactor, which passes them on to the others.
+            let signals = if config.handle_signals && index == 0 {
+                Some(SignalSet::install(poll.registry(), SIGNALS)?)
+            } else {
+                None
+            };
             // Share max_conns out; the first reactors take the remainder.
             let max_conns = config.max_conns / n + usize::from(index < config.max_conns % n);
             shards.push(Shard {
@@ -140,6 +153,7 @@ impl Server {
                     loop_metrics: m.clone(),
                 }),
                 reactors: n,
+                signals,
             });
         }
         let shutdown = ShutdownHandle {

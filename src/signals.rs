@@ -14,7 +14,7 @@
 //! shutdown that began through a `ShutdownHandle`), and re-raises the
 //! signal: both async-signal-safe (signal-hook's
 //! `register_conditional_default`). Every handler is removed again when the
-//! reactor that installed it is dropped, so an embedder that runs a server
+//! server or reactor holding it is dropped, so an embedder that runs a server
 //! and carries on never finds its Ctrl-C turned into an instant exit.
 
 use std::io;

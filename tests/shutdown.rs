@@ -242,3 +242,43 @@ fn two_signals_in_quick_succession_exit_at_once() {
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
     drop(s);
 }
+
+/// A SIGTERM sent the moment the server prints its address (as a script
+/// that starts it with port 0 does) is a graceful shutdown, not death by
+/// the signal: the handlers are in place before the address is printed.
+/// (They used to be installed after it, when the reactor started: such a
+/// signal killed the process, no drain and no final counters.)
+#[test]
+fn sigterm_right_after_the_address_line_is_graceful() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    for _ in 0..5 {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(["--listen", "127.0.0.1:0", "--no-udp"])
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn echoloop");
+        let mut line = String::new();
+        let stdout = process.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("tcp="), "{line:?}");
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+        let rc = unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = process.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success(), "{status} (signal {:?})", status.signal());
+    }
+}

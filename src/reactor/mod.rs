@@ -166,6 +166,7 @@ impl Reactor {
             index,
             reactors,
             metrics,
+            signals,
         } = shard;
         let config = Config {
             max_conns,
@@ -184,12 +185,6 @@ impl Reactor {
         let metrics = match metrics {
             Some(m) => Some(metrics::MetricsState::new(m, poll.registry(), &stats.0)?),
             None => None,
-        };
-        // Signals go to one reactor, which passes them on to the others.
-        let signals = if config.handle_signals && index == 0 {
-            Some(SignalSet::install(poll.registry(), SIGNALS)?)
-        } else {
-            None
         };
         // The counters are shared: one reactor logging them is enough.
         let stats_interval = config.stats_interval.filter(|_| index == 0);
