@@ -156,6 +156,9 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
     /// streaming handler yielded (see `Conn::yielded`). No new edge will
     /// come for either, so the reactor must queue the connection again.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
+        if self.memory_paused && self.close.is_none() {
+            self.check_error(ctx);
+        }
         let mut reads = 0;
         let mut allowance = ctx.read_allowance;
         // True once we know the kernel holds nothing more for us right now.
@@ -249,6 +252,15 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
             (false, true) => Some(Interest::WRITABLE),
+            // Paused by the memory budget with nothing to send: stay
+            // registered, so that a reset from the peer still raises an
+            // event (`on_readable` then finds the error). Deregistered, a
+            // dead connection kept its bytes counted until the idle
+            // timeout, and with every big holder paused the total never
+            // fell: the budget stayed engaged for minutes after the
+            // clients left. An edge per arriving segment is all this
+            // costs, and a paused peer's window soon closes.
+            (false, false) if self.memory_paused => Some(Interest::READABLE),
             (false, false) => None,
         }
     }
@@ -396,6 +408,14 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
     }
 
     /// Classifies an IO error and marks the connection for closing.
+    /// Closes the connection if its socket recorded an error (a reset).
+    fn check_error(&mut self, ctx: &mut Ctx<'_>) {
+        match self.socket.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => self.fail(e, ctx),
+        }
+    }
+
     fn fail(&mut self, e: io::Error, ctx: &mut Ctx<'_>) {
         let reason = match e.kind() {
             io::ErrorKind::ConnectionReset

@@ -9,7 +9,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{connect, read_n, spawn_binary, wait_until};
+use common::{connect, read_n, spawn_binary, start, test_config, wait_until};
+use echoloop::{Config, Mode};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -126,4 +127,53 @@ fn partial_frames_cannot_grow_the_server_past_its_budget() {
     wait_until("server gone", || {
         server.process.try_wait().unwrap().is_some()
     });
+}
+
+/// Clients held back by the memory budget that then reset their
+/// connections are closed at once, and what they held is given back: the
+/// budget does not stay engaged after they left. (A paused connection with
+/// nothing to send used to be deregistered from the poller, so its reset
+/// went unseen until the idle timeout, five minutes by default, and with
+/// every big holder paused the total never fell.)
+#[test]
+fn paused_holders_that_reset_give_their_memory_back() {
+    const CONNS: usize = 16;
+    let server = start(Config {
+        mode: Mode::Framed,
+        udp: None,
+        max_memory: MIB as usize,
+        ..test_config()
+    });
+    let clients: Vec<TcpStream> = (0..CONNS).map(|_| connect(server.tcp)).collect();
+    // Each announces a 1 MiB frame and sends 256 KiB of it: 4 MiB in all,
+    // more than the budget; the server takes what it may and pauses them.
+    let chunk = vec![7u8; 256 * 1024];
+    for mut c in &clients {
+        c.write_all(&(MIB as u32).to_be_bytes()).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let _ = c.write(&chunk);
+    }
+    let held = server.wait_stats("the budget engaged", |s| {
+        s.memory_pauses > 0 && s.memory_held > MIB
+    });
+    eprintln!(
+        "held {} KiB, paused {}",
+        held.memory_held / 1024,
+        held.memory_pauses
+    );
+    for c in clients {
+        // A reset, as an abrupt client would end.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    server.wait_stats("reset holders closed and their bytes released", |s| {
+        s.active == 0 && s.memory_held == 0
+    });
+    // With the budget released, a frame bigger than a small request is
+    // served again.
+    let mut fresh = connect(server.tcp);
+    let big = frame(&vec![9u8; 64 * 1024]);
+    fresh.write_all(&big).unwrap();
+    assert_eq!(read_n(&mut fresh, big.len()), big);
 }

@@ -24,11 +24,22 @@ pub trait StreamSocket {
     fn queued_input(&self) -> usize {
         0
     }
+
+    /// The error the socket recorded (SO_ERROR), such as a reset from the
+    /// peer; reading it clears it. For a connection that is not reading or
+    /// writing, this is the only way to learn that it died.
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(None)
+    }
 }
 
 impl StreamSocket for mio::net::TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::TcpStream::take_error(self)
     }
 
     #[cfg(target_os = "linux")]
