@@ -407,7 +407,6 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         r
     }
 
-    /// Classifies an IO error and marks the connection for closing.
     /// Closes the connection if its socket recorded an error (a reset).
     fn check_error(&mut self, ctx: &mut Ctx<'_>) {
         match self.socket.take_error() {
@@ -416,6 +415,7 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         }
     }
 
+    /// Classifies an IO error and marks the connection for closing.
     fn fail(&mut self, e: io::Error, ctx: &mut Ctx<'_>) {
         let reason = match e.kind() {
             io::ErrorKind::ConnectionReset

@@ -282,3 +282,50 @@ fn sigterm_right_after_the_address_line_is_graceful() {
         assert!(status.success(), "{status} (signal {:?})", status.signal());
     }
 }
+
+/// Nothing acknowledged is lost in chat either: lines a member sent while
+/// the server was stopped (SIGSTOP, every byte acknowledged) reach every
+/// other member before their EOF, after SIGTERM and SIGCONT. (The others
+/// used to be closed at once: the room was idle, and the held input had
+/// not been read yet, so not one of the 8,192 lines arrived.)
+#[test]
+fn chat_lines_held_when_shutdown_begins_reach_every_member() {
+    const MEMBERS: usize = 20;
+    const LINES: usize = 8 * 1024;
+    let mut server = spawn_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-udp",
+        "--mode",
+        "chat",
+        "--stats-interval",
+        "1",
+    ]);
+    let members: Vec<TcpStream> = (0..MEMBERS).map(|_| connect(server.tcp)).collect();
+    let readers: Vec<_> = members[1..]
+        .iter()
+        .map(|m| {
+            let mut m = m.try_clone().unwrap();
+            thread::spawn(move || {
+                let mut all = Vec::new();
+                m.read_to_end(&mut all).expect("lines, then a clean EOF");
+                String::from_utf8(all).unwrap()
+            })
+        })
+        .collect();
+    server.wait_log("every member joined", &format!("accepted={MEMBERS} "));
+    server.signal(libc::SIGSTOP);
+    let mut sender = &members[0];
+    sender.write_all("x\n".repeat(LINES).as_bytes()).unwrap();
+    common::wait_until("the stopped server's kernel to ack", || {
+        unacked(&members[0]) == 0
+    });
+    server.signal(libc::SIGTERM);
+    server.signal(libc::SIGCONT);
+    for r in readers {
+        let text = r.join().expect("reader");
+        let lines = text.lines().filter(|l| l.ends_with(": x")).count();
+        assert_eq!(lines, LINES, "lines from the held input at a member");
+    }
+    assert!(server.wait_exit().success());
+}

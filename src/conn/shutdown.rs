@@ -35,6 +35,11 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
         !self.has_pending() && self.socket.unacked() == 0
     }
 
+    /// During shutdown: input held when it began is still to be processed.
+    pub fn holds_input(&self) -> bool {
+        matches!(self.input, Input::Held { .. })
+    }
+
     /// During shutdown: the input held when it began was processed, and the
     /// peer has everything we owe it.
     pub fn shutdown_done(&self) -> bool {

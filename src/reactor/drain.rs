@@ -12,6 +12,7 @@ use log::info;
 use super::accept::AcceptState;
 use super::runq::Lane;
 use super::Reactor;
+use crate::config::Mode;
 use crate::conn::CloseReason;
 use crate::stats;
 
@@ -55,7 +56,10 @@ impl Reactor {
         }
         // One pass over the connections (an ioctl each, to learn how much
         // input the kernel holds); the reading itself goes through the run
-        // queue, within the turns' budgets.
+        // queue, within the turns' budgets. In chat, until that pass has
+        // seen who holds input, every member holds back its FIN: another
+        // member's held input is lines for it.
+        self.room_input_held = self.config.mode == Mode::Chat;
         let hold_fin = self.hold_fin();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -83,9 +87,11 @@ impl Reactor {
         let out_of_time = self.now >= deadline;
         self.drain_waiting = false;
         // A queued connection still has input to process or discard, and
-        // chat lines on their way must reach their members first; those
-        // close on a later turn.
-        let room_busy = !self.room.is_idle();
+        // chat lines on their way, or still in a member's held input, must
+        // reach their members first; those close on a later turn.
+        self.room_input_held =
+            self.config.mode == Mode::Chat && self.conns.iter().any(|(_, s)| s.conn.holds_input());
+        let room_busy = !self.room.is_idle() || self.room_input_held;
         for (key, slot) in self.conns.iter_mut() {
             let delivered = slot.conn.shutdown_done();
             if (delivered && slot.ready.is_empty() && !room_busy) || out_of_time {

@@ -132,6 +132,10 @@ pub(crate) struct Reactor {
     /// During a drain: some connection sent everything but the peer has not
     /// acknowledged it all yet.
     drain_waiting: bool,
+    /// During a chat drain: some member still holds input it had when the
+    /// drain began. Those are lines for the others, who must not be closed
+    /// (or sent their FIN) before they get them.
+    room_input_held: bool,
     /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
     config: Config,
@@ -220,6 +224,7 @@ impl Reactor {
             udp_ready: Ready::default(),
             draining: None,
             drain_waiting: false,
+            room_input_held: false,
             next_stats: stats_interval.map(|d| now + d),
             root: root.map(Rc::from),
             config,

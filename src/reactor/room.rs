@@ -219,10 +219,11 @@ impl Reactor {
         }
     }
 
-    /// Shutting down while the room still has lines on their way: members
-    /// hold back their FIN, or those lines would be lost.
+    /// Shutting down while the room still has lines on their way, or
+    /// members still hold input that will become lines: members hold back
+    /// their FIN, or those lines would be lost.
     pub(super) fn hold_fin(&self) -> bool {
-        self.draining.is_some() && !self.room.is_idle()
+        self.draining.is_some() && (!self.room.is_idle() || self.room_input_held)
     }
 }
 
