@@ -4,11 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig};
+use crate::shard::Shard;
 
 /// One `--bind` item: an address or a range of them.
 #[derive(Debug, Clone)]
@@ -125,9 +126,23 @@ pub struct RunArgs {
     /// UDP: fail when more than this is lost (0.01 or 1%).
     #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
     pub max_loss: Option<f64>,
-    /// HdrHistogram interval log (base64 V2 compressed, one per second).
+    /// HdrHistogram interval log (base64 V2 compressed, one per second), ended by a line
+    /// with the run's verdict for `loadgen merge`.
     #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,
+    /// Run shard I of N (0-based): the connections I, I+N, I+2N, ... of --connections,
+    /// and their share of --rate (the total) on the run's schedule.
+    #[arg(long, value_parser = Shard::parse, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Start the measured window at this Unix time (seconds, fractions allowed; e.g.
+    /// $(date -d '+30 sec' +%s)), connecting and warming up before it. Shards on several
+    /// machines need synchronised clocks (NTP).
+    #[arg(long, value_parser = crate::start::parse_start_at, value_name = "UNIX_SECS")]
+    pub start_at: Option<SystemTime>,
+    /// Only parse and validate the flags, print the configuration, and exit (0 valid, 2
+    /// not); --start-at is not checked against the clock.
+    #[arg(long)]
+    pub check: bool,
     /// No progress output on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -163,11 +178,33 @@ impl RunArgs {
             max_loss: self.max_loss,
             progress: !self.quiet,
             hlog: self.hlog,
+            shard: self.shard.unwrap_or_default(),
+            start_at: self.start_at,
             ..RunConfig::new(target)
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// `loadgen --check ...`: the summary of a valid configuration, as printed. Its `target`
+/// is resolved; nothing is connected or opened.
+pub fn check_summary(cfg: &RunConfig) -> String {
+    let rate = cfg.rate.map_or("closed loop".to_string(), |r| {
+        format!("rate {r}/s in total")
+    });
+    let start = cfg.start_at.map_or(String::new(), |t| {
+        format!(", start-at {:.3}", crate::start::unix_secs(t))
+    });
+    format!(
+        "configuration ok: target {}, shard {} ({} of {} connections), {rate}, duration {:?}, warmup {:?}{start}",
+        cfg.target,
+        cfg.shard,
+        cfg.owned(),
+        cfg.connections,
+        cfg.duration,
+        cfg.warmup
+    )
 }
 
 fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
@@ -209,5 +246,32 @@ mod tests {
         let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
         assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
+    }
+
+    /// `--shard` and `--start-at` reach the config; `--check` summarises what this
+    /// process would run.
+    #[test]
+    fn cli_shard_and_start_at() {
+        let args = [
+            "loadgen",
+            "--shard",
+            "1/3",
+            "--connections",
+            "10",
+            "--start-at",
+            "1767225600.5",
+        ];
+        let cli = Cli::try_parse_from(args).unwrap();
+        let cfg = cli.run.into_config().unwrap();
+        assert_eq!(cfg.shard, Shard { index: 1, count: 3 });
+        assert_eq!(cfg.owned(), 3);
+        let summary = check_summary(&cfg);
+        assert!(
+            summary.contains("shard 1/3 (3 of 10 connections)"),
+            "{summary}"
+        );
+        assert!(summary.contains("start-at 1767225600.500"), "{summary}");
+        assert!(Cli::try_parse_from(["loadgen", "--shard", "3/3"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
 }

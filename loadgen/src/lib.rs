@@ -94,15 +94,19 @@ pub mod conn;
 pub mod connections;
 pub mod deadlines;
 pub mod driver;
+pub mod endline;
 pub mod export;
 pub mod merge;
+pub mod merged;
 pub mod payload;
 pub mod phase;
 pub mod ramp;
 pub mod report;
 pub mod schedule;
 pub mod settings;
+pub mod shard;
 pub mod source;
+pub mod start;
 pub mod stats;
 pub mod stream;
 mod sys;
@@ -211,7 +215,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// would fail with "Too many open files" part way through.
 fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
     let limit = sys::open_files_limit().unwrap_or(u64::MAX);
-    let need = cfg.connections as u64 + FD_RESERVE + 4 * cfg.threads as u64;
+    let need = cfg.owned() as u64 + FD_RESERVE + 4 * cfg.threads as u64;
     if need <= limit {
         return Ok(());
     }
@@ -220,7 +224,7 @@ fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
         reason: format!(
             "{} connections need about {need} open files, and the limit is {limit}: \
              raise it (ulimit -n) or lower --connections",
-            cfg.connections
+            cfg.owned()
         ),
     })
 }
@@ -240,13 +244,20 @@ impl Error {
 /// `cfg.progress`.
 pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     cfg.validate()?;
+    // Read together, so that --start-at (wall clock) maps onto the monotonic clock the
+    // workers keep time by.
+    let (epoch, wall) = (Instant::now(), SystemTime::now());
+    if let Some(at) = cfg.start_at {
+        start::check(at, wall, cfg.warmup)?;
+    }
+    let start_ns = cfg.start_at.map(|at| start::epoch_ns(at, wall));
     check_open_files(cfg)?;
     let wire = payload::Codec::new(cfg.size, cfg.framed).wire_len();
     let hlog = open_hlog(cfg, wire)?;
-    let (rx, handles, phase) = spawn_workers(cfg)?;
+    let (rx, handles, phase) = spawn_workers(cfg, epoch, start_ns)?;
     // The connect phase's end is printed by the collector only if a connection opened,
     // so a refused target gets its one error line and nothing else.
-    let times = (SystemTime::now(), cfg.warmup, cfg.duration);
+    let times = (wall, start_ns, cfg.warmup, cfg.duration);
     let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
@@ -260,19 +271,27 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
         h.join()
             .map_err(|_| Error::Worker("a worker thread panicked".into()))?;
     }
-    if let Some(e) = collector.failure.take() {
-        return Err(Error::Worker(e));
-    }
-    let run = collector.finish().map_err(io_err)?;
-    if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
-        return Err(Error::Connect {
+    let failure = collector.failure.take();
+    let mut run = collector.finish().map_err(io_err)?;
+    let hlog = run.hlog.take();
+    let outcome = if let Some(e) = failure {
+        Err(Error::Worker(e))
+    } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
+        Err(Error::Connect {
             target: cfg.target,
             failed: run.stats.failed,
-            asked: cfg.connections as u64,
+            asked: cfg.owned() as u64,
             reason: run.stats.conn_error.clone().unwrap_or_default(),
-        });
+        })
+    } else {
+        Ok(build_report(cfg, wire, (wall, start_ns), run))
+    };
+    // Last: the end line says the log is whole, and whether the run passed.
+    if let Some(sink) = hlog {
+        sink.end(&endline::EndLine::of(cfg, &outcome))
+            .map_err(io_err)?;
     }
-    Ok(build_report(cfg, wire, run))
+    outcome
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.
@@ -296,7 +315,7 @@ type Workers = (
 
 /// Starts one reactor thread per `cfg.threads`, all sharing one epoch and one connect
 /// phase. The pollers are made here so that each one's waker can be handed to the phase.
-fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
+fn spawn_workers(cfg: &RunConfig, epoch: Instant, start_ns: Option<u64>) -> Result<Workers, Error> {
     let worker_err = |e: std::io::Error| Error::Worker(io_text(&e));
     let mut polls = Vec::with_capacity(cfg.threads);
     let mut wakers = Vec::with_capacity(cfg.threads);
@@ -305,13 +324,12 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
         wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(worker_err)?);
         polls.push(poll);
     }
-    let phase = Arc::new(Phase::new(cfg.connections, wakers));
+    let phase = Arc::new(Phase::new(cfg.owned(), wakers));
     let shared = Arc::new(cfg.clone());
     let sources: Arc<[IpAddr]> = source::plan(cfg).into();
     if !sources.is_empty() {
         log::debug!("sources n={} first={}", sources.len(), sources[0]);
     }
-    let epoch = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.threads);
     for (thread, poll) in polls.into_iter().enumerate() {
@@ -322,6 +340,7 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
             phase: phase.clone(),
             sources: sources.clone(),
             epoch,
+            start_ns,
             tx: tx.clone(),
         };
         let body = move || match spec.cfg.protocol {
@@ -334,16 +353,27 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
     Ok((rx, handles, phase))
 }
 
-fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
+/// The report of a finished run; `wall` is the epoch's wall-clock time.
+fn build_report(
+    cfg: &RunConfig,
+    wire: usize,
+    (wall, start_ns): (SystemTime, Option<u64>),
+    run: Collected,
+) -> Report {
     let Collected {
         histogram,
         connect,
         stats,
         end_ns,
         connect_end,
+        ..
     } = run;
     let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = connect_end.saturating_add(conn::ns(cfg.warmup));
+    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(conn::ns(cfg.warmup)));
+    // --start-at: a connect phase still running at the start left the window short.
+    let late_start = start_ns
+        .filter(|&s| connect_end > s)
+        .map(|s| Duration::from_nanos(connect_end - s));
     // Shorter than asked only if every connection died early.
     let duration = cfg
         .duration
@@ -364,6 +394,9 @@ fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
     );
     Report {
         settings: Some(Settings::of(cfg, wire)),
+        started_at: Some(wall + Duration::from_nanos(measure_start)),
+        late_start,
+        merged: None,
         duration,
         wire_bytes: Some(wire),
         histogram,

@@ -30,6 +30,18 @@ fn main() -> ExitCode {
             let merged = loadgen::merge::merge_files(&m.files);
             files.finish(merged, &m.output)
         }),
+        None if cli.run.check => {
+            return match cli.run.into_config() {
+                Ok(cfg) => {
+                    println!("{}", loadgen::cli::check_summary(&cfg));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         None => {
             let output = cli.run.output.clone();
             // Usage errors first (exit 2), then the output files (before any traffic), then
@@ -42,7 +54,6 @@ fn main() -> ExitCode {
         }
     };
     match outcome {
-        // A merge has no verdict: it succeeded if it could read and write everything.
         Ok(report) if report.verdict() != Some(false) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {

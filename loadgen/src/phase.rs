@@ -133,6 +133,17 @@ impl Timeline {
         }
     }
 
+    /// The timeline of a run measured from `measure_start` (`--start-at`), whatever the
+    /// connect phase took.
+    pub fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
+        let measure_end = measure_start.saturating_add(ns(duration));
+        Timeline {
+            measure_start,
+            measure_end,
+            drain_deadline: measure_end.saturating_add(ns(grace)),
+        }
+    }
+
     /// Whether the connect phase is over (the boundaries are known).
     pub fn known(&self) -> bool {
         self.measure_start != u64::MAX
