@@ -187,8 +187,36 @@ impl RunArgs {
     }
 }
 
-/// `loadgen --check ...`: the summary of a valid configuration, as printed. Its `target`
-/// is resolved; nothing is connected or opened.
+/// What `loadgen --check ARGS...` does: parses and validates a run's command line as a run
+/// would, except that a host name in `--target` is not resolved (the name of a Kubernetes
+/// Service means nothing where the manifest is checked) and `--start-at` is not compared
+/// with the clock. Returns the line it prints, or the error (usage errors, exit 2).
+/// `args` start with the program name.
+pub fn check_args<I, T>(args: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    if cli.command.is_some() {
+        return Ok("configuration ok: merge".into());
+    }
+    let mut run = cli.run;
+    // Only the syntax of an unresolved host:port: a valid port and a host.
+    let target = run.target.clone();
+    if target.parse::<SocketAddr>().is_err() {
+        let port = target.rsplit_once(':').filter(|(host, _)| !host.is_empty());
+        match port.map(|(_, p)| p.parse::<u16>()) {
+            Some(Ok(port)) => run.target = SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
+            _ => return Err(format!("--target: '{target}' is not host:port")),
+        }
+    }
+    let cfg = run.into_config().map_err(|e| e.to_string())?;
+    Ok(check_summary(&cfg).replace(&cfg.target.to_string(), &target))
+}
+
+/// The `configuration ok: ...` line of a valid configuration; nothing is connected or
+/// opened.
 pub fn check_summary(cfg: &RunConfig) -> String {
     let rate = cfg.rate.map_or("closed loop".to_string(), |r| {
         format!("rate {r}/s in total")
@@ -272,6 +300,16 @@ mod tests {
         );
         assert!(summary.contains("start-at 1767225600.500"), "{summary}");
         assert!(Cli::try_parse_from(["loadgen", "--shard", "3/3"]).is_err());
+        // --check takes a Service name unresolved; bad values still fail.
+        let ok = check_args(["loadgen", "--target", "echoloop:7878", "--shard", "2/3"]).unwrap();
+        assert!(
+            ok.starts_with("configuration ok: target echoloop:7878, shard 2/3"),
+            "{ok}"
+        );
+        let bad = check_args(["loadgen", "--target", "echoloop", "--shard", "0/3"]);
+        assert!(bad.unwrap_err().contains("not host:port"));
+        let bad = check_args(["loadgen", "--shard", "0/3", "--connections", "2"]);
+        assert!(bad.unwrap_err().starts_with("--shard: "));
         assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
 }

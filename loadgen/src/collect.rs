@@ -94,7 +94,8 @@ struct Progress {
 
 impl Progress {
     /// The connect phase ended `at_ns` after the epoch with `opened` of `asked` open.
-    fn connected(&self, at_ns: u64, opened: usize, asked: usize) {
+    /// With `--start-at`, measuring starts at `start_ns` instead of after the warm-up.
+    fn connected(&self, at_ns: u64, opened: usize, asked: usize, start_ns: Option<u64>) {
         if !self.enabled || opened == 0 {
             return;
         }
@@ -104,7 +105,10 @@ impl Progress {
         } else {
             0.0
         };
-        let warming = if self.warmup.is_zero() {
+        let warming = if let Some(start) = start_ns {
+            let wait = start.saturating_sub(at_ns) as f64 / 1e9;
+            format!("; measuring from --start-at in {wait:.3} s")
+        } else if self.warmup.is_zero() {
             String::new()
         } else {
             format!("; warming up for {:?}", self.warmup)
@@ -292,7 +296,7 @@ impl Collector {
         if let (Some(at_ns), true, false) = (self.connect_end, self.up, self.said) {
             self.said = true;
             let (opened, asked) = (self.phase.opened(), self.phase.asked());
-            self.progress.connected(at_ns, opened, asked);
+            self.progress.connected(at_ns, opened, asked, self.start_ns);
         }
     }
 

@@ -31,9 +31,9 @@ fn main() -> ExitCode {
             files.finish(merged, &m.output)
         }),
         None if cli.run.check => {
-            return match cli.run.into_config() {
-                Ok(cfg) => {
-                    println!("{}", loadgen::cli::check_summary(&cfg));
+            return match loadgen::cli::check_args(std::env::args_os()) {
+                Ok(line) => {
+                    println!("{line}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
