@@ -308,7 +308,7 @@ mod tests {
         );
         let bad = check_args(["loadgen", "--target", "echoloop", "--shard", "0/3"]);
         assert!(bad.unwrap_err().contains("not host:port"));
-        let bad = check_args(["loadgen", "--shard", "0/3", "--connections", "2"]);
+        let bad = check_args(["loadgen", "--shard", "2/3", "--connections", "2"]);
         assert!(bad.unwrap_err().starts_with("--shard: "));
         assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
