@@ -52,6 +52,16 @@
 //! them all. Every handshake's duration goes into its own histogram; `--reconnect-after N`
 //! closes each connection after N echoes and opens a new one, measuring churn.
 //!
+//! # Many processes, one run
+//!
+//! `--shard I/N` makes this process one of N running one load together ([`shard`]): it
+//! owns the global connection ids `I, I+N, ...` and sends their messages on the run's own
+//! schedule, so the shards' sends interleave into exactly `--rate`. `--start-at` fixes the
+//! measured window in wall-clock time ([`start`]), so shards on different machines measure
+//! the same seconds. Each `.hlog` ends with an end line ([`endline`]) holding the shard's
+//! verdict and window, from which `loadgen merge` ([`merge`], [`merged`]) gives one verdict:
+//! PASS only if every shard is there, whole, and passed.
+//!
 //! # Layout
 //!
 //! | file | owns |
@@ -72,7 +82,10 @@
 //! | `stats.rs`, `collect.rs` | counters; adding intervals, `.hlog` writing, progress |
 //! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail |
 //! | `export.rs` | `.hgrm` and SVG plot |
-//! | `merge.rs` | `loadgen merge` over `.hlog` files |
+//! | `error.rs` | why a run or merge produced no report; exit statuses |
+//! | `shard.rs`, `start.rs` | `--shard` id arithmetic; `--start-at` parsing and checks |
+//! | `endline.rs` | the end line of a `.hlog`: shard, verdict, window (written and read) |
+//! | `merge.rs`, `merged.rs` | `loadgen merge` over `.hlog` files; its verdict over the shards |
 //!
 //! # Example
 //!
@@ -95,6 +108,7 @@ pub mod connections;
 pub mod deadlines;
 pub mod driver;
 pub mod endline;
+mod error;
 pub mod export;
 pub mod merge;
 pub mod merged;
@@ -119,11 +133,11 @@ pub mod verify;
 use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use config::{ConfigError, Protocol, RunConfig};
+pub use error::{io_text, Error};
 pub use report::Report;
 
 use collect::{Collected, Collector, HlogSink};
@@ -132,66 +146,6 @@ use driver::{run_worker, WorkerMsg, WorkerSpec, WAKER};
 use phase::Phase;
 use report::ScheduleReport;
 use settings::Settings;
-
-/// Why a run or merge could not produce a report.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A setting is unusable; change the flag named. Exit status 2.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Not a single connection could be made: is the server running at that address?
-    #[error("could not connect to {target}: {reason} ({})", connect_count(*failed, *asked))]
-    Connect {
-        /// The target.
-        target: std::net::SocketAddr,
-        /// How many connects failed.
-        failed: u64,
-        /// How many connections were asked for (more than failed: loadgen gave up on the
-        /// rest, see [`phase::GIVE_UP_AFTER`]).
-        asked: u64,
-        /// The first error.
-        reason: String,
-    },
-    /// An output file could not be created or written; check the path and permissions.
-    /// Every output path is opened before any traffic, so a bad one fails at once.
-    #[error("cannot write {}: {}", path.display(), io_text(source))]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// An input file could not be read or parsed.
-    #[error("cannot read {}: {reason}", path.display())]
-    Input {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A worker thread could not start (e.g. out of file descriptors).
-    #[error("worker failed: {0}")]
-    Worker(String),
-}
-
-/// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.
-fn connect_count(failed: u64, asked: u64) -> String {
-    if failed >= asked {
-        format!("{failed} of {asked} connections failed")
-    } else {
-        format!("the first {failed} of {asked} connections failed and none opened, so loadgen gave up on the rest")
-    }
-}
-
-/// An IO error's text without the " (os error N)" suffix the standard library adds: the
-/// messages loadgen prints say "Connection refused", as the README shows.
-pub fn io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
-}
 
 /// Checks that a freshly opened output file takes writes, with a write of zero bytes:
 /// a path can open and still refuse every write (`/proc/version` says EIO, `/dev/full`
@@ -227,16 +181,6 @@ fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
             cfg.owned()
         ),
     })
-}
-
-impl Error {
-    /// The exit status the command line uses: 2 for usage errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) => 2,
-            _ => 1,
-        }
-    }
 }
 
 /// Runs a load test as configured and returns its report. Blocks for the connect phase,
@@ -407,24 +351,5 @@ fn build_report(
         saturated: stats.saturated,
         first_error: stats.first_error.map(|(_, what)| what),
         conn_error: stats.conn_error,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
-    #[test]
-    fn io_text_strips_the_os_error_code() {
-        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(io_text(&refused), "Connection refused");
-        let custom = std::io::Error::other("no (os error 5) here");
-        assert_eq!(io_text(&custom), "no (os error 5) here");
-        let out = Error::Output {
-            path: "/x".into(),
-            source: std::io::Error::from_raw_os_error(libc::EISDIR),
-        };
-        assert_eq!(out.to_string(), "cannot write /x: Is a directory");
     }
 }

@@ -164,3 +164,44 @@ fn a_failed_or_missing_shard_fails_the_merge() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("shard 2/3 is missing"), "{text}");
 }
+
+/// A shard whose connect phase is still running at --start-at fails, saying by how much:
+/// its window would have started without all its connections.
+#[test]
+fn a_connect_phase_past_start_at_fails_the_shard() {
+    let server = start(echoloop::Mode::Echo);
+    let mut cfg = common::quick(server.tcp);
+    // Five connections at 2/s: the last opens 2 s in, 0.8 s after the start.
+    (cfg.connections, cfg.connect_rate) = (5, Some(2.0));
+    cfg.warmup = Duration::from_millis(1000);
+    cfg.duration = Duration::from_millis(500);
+    cfg.start_at = Some(SystemTime::now() + Duration::from_millis(1200));
+    let r = loadgen::run(&cfg).unwrap();
+    let failures = r.failures().join(", ");
+    assert!(!r.passed(), "{}", r.to_text());
+    assert!(failures.contains("s after --start-at"), "{failures}");
+}
+
+/// --start-at in the past, too close for the warm-up, or a day away is a usage error
+/// (exit 2) naming the flag, before any connection.
+#[test]
+fn start_at_out_of_range_is_a_usage_error() {
+    let dead = closed_port().to_string();
+    for (ahead, want) in [
+        (-5.0, "in the past"),
+        (0.2, "less than --warmup"),
+        (200_000.0, "Unix seconds, not milliseconds?"),
+    ] {
+        let at = unix_in(Duration::ZERO) + ahead;
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--target", &dead, "--start-at", &format!("{at:.3}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.starts_with("loadgen: error: --start-at: ") && err.contains(want),
+            "{err}"
+        );
+    }
+}
