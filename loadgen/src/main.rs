@@ -1,6 +1,7 @@
-//! The `loadgen` command: parse, run (or merge), report, and map the outcome to the exit
-//! status: 0 passed (or merged), 1 data errors / lost data / connection failures / a file
-//! that cannot be written or read, 2 usage errors.
+//! The `loadgen` command: parse, run (or merge, or only `--check` the flags), report, and
+//! map the outcome to the exit status: 0 passed (a merge: every shard passed), 1 data
+//! errors / lost data / connection failures / a failed, missing or cut-short shard / a
+//! file that cannot be written or read, 2 usage errors.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
