@@ -90,7 +90,8 @@ fn three_shards_merge_to_the_total_load() {
     let logs: Vec<PathBuf> = (0..3)
         .map(|i| temp_path(&format!("shard{i}.hlog")))
         .collect();
-    let start_at = unix_in(Duration::from_millis(2500));
+    // Room for three processes to start and connect on a loaded 2-core machine.
+    let start_at = unix_in(Duration::from_millis(3500));
     let children: Vec<Child> = (0..3)
         .map(|i| shard(&target, i, "6000", "3s", start_at, &logs[i]))
         .collect();
@@ -140,7 +141,7 @@ fn a_failed_or_missing_shard_fails_the_merge() {
     let logs: Vec<PathBuf> = (0..3)
         .map(|i| temp_path(&format!("dead{i}.hlog")))
         .collect();
-    let start_at = unix_in(Duration::from_millis(2000));
+    let start_at = unix_in(Duration::from_millis(3000));
     let children: Vec<Child> = (0..3)
         .map(|i| {
             let target = if i == 2 { &dead } else { &good };
