@@ -5,9 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::payload::{HEADER_LEN, MAX_DATAGRAM};
+use crate::shard::Shard;
 
 /// Longest `--duration`, `--warmup` or `--udp-timeout`: a year is more than any run needs,
 /// and keeps every deadline (ns since the start, in a u64) far from overflowing.
@@ -105,6 +106,12 @@ pub struct RunConfig {
     pub progress: bool,
     /// Write an HdrHistogram interval log here, one histogram per second.
     pub hlog: Option<PathBuf>,
+    /// `--shard I/N`: this process runs the connections `I, I+N, ...` of `connections`, and
+    /// its share of `rate` on the run's schedule (`shard.rs`). `0/1`: the whole run.
+    pub shard: Shard,
+    /// `--start-at`: the measured window starts at this wall-clock time (`start.rs`);
+    /// `None`: `warmup` after the connect phase.
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunConfig {
@@ -130,7 +137,14 @@ impl RunConfig {
             drain_timeout: Duration::from_secs(10),
             progress: false,
             hlog: None,
+            shard: Shard::default(),
+            start_at: None,
         }
+    }
+
+    /// The connections this process runs: its shard's share of `connections`.
+    pub fn owned(&self) -> usize {
+        self.shard.owned(self.connections)
     }
 
     /// Checks ranges and combinations; every error names the flag to change.
@@ -218,8 +232,17 @@ impl RunConfig {
             let why = format!("must be between 1 and {MAX_PIPELINE}");
             return Err(invalid("pipeline", why));
         }
-        if self.threads == 0 || self.threads > self.connections.min(MAX_THREADS) {
-            let why = format!("must be between 1 and --connections (at most {MAX_THREADS})");
+        if self.owned() == 0 {
+            let why = format!(
+                "shard {} of --connections {} owns no connection: use at least {} connections",
+                self.shard, self.connections, self.shard.count
+            );
+            return Err(invalid("shard", why));
+        }
+        if self.threads == 0 || self.threads > self.owned().min(MAX_THREADS) {
+            let why = format!(
+                "must be between 1 and the connections this process runs (at most {MAX_THREADS})"
+            );
             return Err(invalid("threads", why));
         }
         Ok(())
@@ -419,6 +442,14 @@ mod tests {
         };
         assert_eq!(flag_for(huge_pipeline), "pipeline");
         let threads = |c: &mut RunConfig| (c.threads, c.connections) = (MAX_THREADS + 1, 5000);
+        assert_eq!(flag_for(threads), "threads");
+        // A shard must own a connection, and its threads share only what it owns.
+        let shard =
+            |c: &mut RunConfig| (c.shard, c.connections) = (Shard { index: 2, count: 3 }, 2);
+        assert_eq!(flag_for(shard), "shard");
+        let threads = |c: &mut RunConfig| {
+            (c.shard, c.connections, c.threads) = (Shard { index: 2, count: 3 }, 7, 3);
+        };
         assert_eq!(flag_for(threads), "threads");
         // Each in range, together too much: the buffer budget names --connections.
         let budget = |c: &mut RunConfig| (c.pipeline, c.connections) = (MAX_PIPELINE, 100_000);

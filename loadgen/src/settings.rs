@@ -57,6 +57,10 @@ pub struct Settings {
     pub hlog: Option<PathBuf>,
     /// `--plot` file, if any.
     pub plot: Option<PathBuf>,
+    /// `--shard`, as `I/N` (`0/1` unsharded).
+    pub shard: String,
+    /// `--start-at`, Unix seconds, if set.
+    pub start_at: Option<f64>,
 }
 
 impl Settings {
@@ -87,6 +91,8 @@ impl Settings {
             hgrm: None,
             hlog: cfg.hlog.clone(),
             plot: None,
+            shard: cfg.shard.to_string(),
+            start_at: cfg.start_at.map(crate::start::unix_secs),
         }
     }
 
