@@ -64,6 +64,10 @@ pub struct Config {
     /// embedder that handles signals itself leaves it off and uses a
     /// `ShutdownHandle`.
     pub handle_signals: bool,
+    /// Datagrams moved per syscall on the UDP socket: up to this many per
+    /// `recvmmsg`, their replies in one `sendmmsg` (Linux; elsewhere the
+    /// plain loop always runs). 1 keeps the plain `recvfrom`/`sendto` loop.
+    pub udp_batch: usize,
 }
 
 /// Longest accepted duration setting: a year is "never" for every practical
@@ -79,6 +83,14 @@ pub const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Largest `--max-line`: a line buffer is per connection, so this bounds it.
 pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Default `--udp-batch` (see `udp_batch.rs` and the README's performance
+/// section for the measurements behind it).
+pub const DEFAULT_UDP_BATCH: usize = 32;
+
+/// Largest `--udp-batch`: the per-event cap on datagrams (more would only be
+/// cut by it), and each slot reserves 64 KiB of address space.
+pub const MAX_UDP_BATCH: usize = 256;
 
 /// Default `--max-conns`.
 pub const DEFAULT_MAX_CONNS: usize = 10_000;
@@ -104,6 +116,7 @@ impl Default for Config {
             root: None,
             reactors: 1,
             handle_signals: false,
+            udp_batch: DEFAULT_UDP_BATCH,
         }
     }
 }
@@ -147,6 +160,9 @@ impl Config {
         }
         if self.max_line > MAX_LINE_LIMIT {
             return bad("--max-line cannot exceed 67108864 (64 MiB)");
+        }
+        if self.udp_batch == 0 || self.udp_batch > MAX_UDP_BATCH {
+            return bad("--udp-batch must be between 1 and 256");
         }
         // Deadlines are `now + duration`; keep them far from overflowing.
         let too_long = |d: Option<Duration>| d.is_some_and(|d| d > MAX_DURATION);
@@ -198,6 +214,17 @@ mod tests {
         c.max_conns = 1;
         c.mode = Mode::Files;
         assert!(c.validate().unwrap_err().to_string().contains("--root"));
+        for udp_batch in [0, MAX_UDP_BATCH + 1] {
+            let c = Config {
+                udp_batch,
+                ..Config::default()
+            };
+            assert!(c
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--udp-batch"));
+        }
     }
 
     #[test]

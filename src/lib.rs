@@ -80,6 +80,8 @@
 //! | `conn.rs` | one TCP connection: read/write loops, backpressure, half-close |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
+//! | `udp_batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
+//! | `sys.rs` | Linux: the FFI for `recvmmsg`, `sendmmsg`, `sendfile` (all its `unsafe`) |
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
@@ -115,6 +117,10 @@ pub mod shutdown;
 pub mod stats;
 pub mod timer;
 pub mod udp;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod udp_batch;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys;
 
 #[cfg(test)]
 pub(crate) mod testutil;
