@@ -33,6 +33,8 @@ pub(crate) struct Mmsg {
     names: Vec<libc::sockaddr_storage>,
     name_lens: Vec<libc::socklen_t>,
     lens: Vec<usize>,
+    /// One `UDP_SEGMENT` control message per reply group (see `send`).
+    cmsgs: Vec<[u64; GSO_CMSG_WORDS]>,
 }
 
 impl Mmsg {
@@ -46,6 +48,7 @@ impl Mmsg {
             names: vec![empty; capacity],
             name_lens: vec![0; capacity],
             lens: vec![0; capacity],
+            cmsgs: vec![[0; GSO_CMSG_WORDS]; capacity],
         }
     }
 
@@ -106,20 +109,30 @@ impl Mmsg {
         to_socket_addr(&self.names[i], self.name_lens[i])
     }
 
-    /// One `sendmmsg`: the replies of datagrams `range` (of the last `recv`),
-    /// reply `i` being `bufs[i * slot..][..len(i)]`, each to its sender.
-    /// Returns how many the kernel took; an error means the first of them
-    /// was not sent.
+    /// True when datagrams `i` and `j` of the last `recv` came from the
+    /// same address (their replies may then share one GSO message).
+    pub(crate) fn same_sender(&self, i: usize, j: usize) -> bool {
+        self.name_lens[i] == self.name_lens[j] && self.addr(i) == self.addr(j)
+    }
+
+    /// One `sendmmsg` of reply groups. Each group is a run of datagrams of
+    /// the last `recv` (reply `i` being `bufs[i * slot..][..len(i)]`) with
+    /// one sender, sent back to it as one message. A run of more than one
+    /// goes as a UDP GSO message: its replies are the message's segments
+    /// (`UDP_SEGMENT` = the first one's length; all but the last of exactly
+    /// that length), and the kernel splits it into datagrams again, having
+    /// routed and built one packet instead of many. Returns how many groups
+    /// the kernel took; an error concerns the first group.
     pub(crate) fn send(
         &mut self,
         socket: &impl AsRawFd,
         bufs: &[u8],
         slot: usize,
-        range: Range<usize>,
+        groups: &[Range<usize>],
     ) -> io::Result<usize> {
-        let range = range.start..range.end.min(self.names.len());
+        let groups = &groups[..groups.len().min(self.names.len())];
         self.iovs.clear();
-        for i in range.clone() {
+        for i in groups.iter().flat_map(Clone::clone) {
             let reply = &bufs[i * slot..][..self.lens[i]];
             self.iovs.push(libc::iovec {
                 // sendmmsg only reads through it; the type is shared with recv.
@@ -128,15 +141,26 @@ impl Mmsg {
             });
         }
         self.hdrs.clear();
-        for (k, i) in range.clone().enumerate() {
+        let mut first_iov = 0;
+        for (g, group) in groups.iter().enumerate() {
+            let i = group.start;
             let name = ptr::addr_of_mut!(self.names[i]).cast();
-            let iov = ptr::addr_of_mut!(self.iovs[k]);
-            self.hdrs.push(mmsghdr(name, self.name_lens[i], iov));
+            let iov = ptr::addr_of_mut!(self.iovs[first_iov]);
+            first_iov += group.len();
+            let mut h = mmsghdr(name, self.name_lens[i], iov);
+            h.msg_hdr.msg_iovlen = group.len() as _;
+            if group.len() > 1 {
+                let segment = u16::try_from(self.lens[i])
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                set_gso_segment(&mut h.msg_hdr, &mut self.cmsgs[g], segment);
+            }
+            self.hdrs.push(h);
         }
-        // SAFETY: `hdrs` holds `range.len()` initialised headers; each points
-        // at one iovec over a live slice of `bufs` (only read) and at a
-        // sender address `recv` wrote with its length. The vectors are not
-        // resized during the call.
+        // SAFETY: `hdrs` holds one initialised header per group; each points
+        // at `group.len()` consecutive iovecs over live slices of `bufs`
+        // (only read), at a sender address `recv` wrote with its length, and
+        // for a run at its own control buffer in `cmsgs`. None of the vectors
+        // is resized during the call.
         let rc = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
@@ -146,6 +170,36 @@ impl Mmsg {
             )
         };
         checked(rc)
+    }
+}
+
+/// Bytes of one `UDP_SEGMENT` control message, in `u64`s so it is aligned
+/// for a `cmsghdr` (24 bytes on 64-bit Linux, 16 on 32-bit).
+const GSO_CMSG_WORDS: usize = 4;
+
+/// Attaches a `UDP_SEGMENT` control message to `msg`, stored in `buf`.
+fn set_gso_segment(msg: &mut libc::msghdr, buf: &mut [u64; GSO_CMSG_WORDS], segment: u16) {
+    *buf = [0; GSO_CMSG_WORDS];
+    // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+    let (space, len) = unsafe {
+        (
+            libc::CMSG_SPACE(mem::size_of::<u16>() as libc::c_uint),
+            libc::CMSG_LEN(mem::size_of::<u16>() as libc::c_uint),
+        )
+    };
+    assert!(space as usize <= mem::size_of_val(buf), "cmsg buffer too small");
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `buf`, aligned for cmsghdr and at least
+    // CMSG_SPACE(2) bytes (checked above), so CMSG_FIRSTHDR returns a
+    // non-null pointer to a header inside it, and CMSG_DATA points at the
+    // two bytes after that header, still inside `buf`.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
+        (*c).cmsg_len = len as _;
+        ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
     }
 }
 
@@ -263,7 +317,8 @@ mod tests {
         assert_eq!(m.addr(0), Some(a.local_addr().unwrap()));
         assert_eq!(m.addr(1), Some(b.local_addr().unwrap()));
         assert_eq!(&bufs[32..37], b"three");
-        assert_eq!(m.send(&server, &bufs, 16, 0..3).unwrap(), 3);
+        // One message per datagram: three groups of one.
+        assert_eq!(m.send(&server, &bufs, 16, &[0..1, 1..2, 2..3]).unwrap(), 3);
         let mut buf = [0u8; 16];
         assert_eq!(a.recv(&mut buf).unwrap(), 3);
         assert_eq!(&buf[..3], b"one");
@@ -271,6 +326,41 @@ mod tests {
         assert_eq!(b.recv(&mut buf).unwrap(), 0);
         let e = m.recv(&server, &mut bufs, 16, 8).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// A run of replies to one sender goes as one GSO message, and arrives
+    /// as separate datagrams, the last one shorter.
+    #[test]
+    fn a_run_goes_as_one_gso_message_and_arrives_split() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = server.local_addr().unwrap();
+        for i in 0..5u8 {
+            c.send_to(&[i; 10], to).unwrap();
+        }
+        c.send_to(&[9; 4], to).unwrap();
+        let mut m = Mmsg::new(8);
+        let mut bufs = vec![0u8; 8 * 16];
+        let mut got = 0;
+        for _ in 0..500 {
+            // Loopback delivers during send_to: one receive gets all six.
+            if let Ok(n) = m.recv(&server, &mut bufs, 16, 8) {
+                got = n;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(got, 6);
+        assert!(m.same_sender(0, 5));
+        assert_eq!(m.send(&server, &bufs, 16, &[0..6]).unwrap(), 1);
+        let mut buf = [0u8; 64];
+        for i in 0..5u8 {
+            assert_eq!(c.recv(&mut buf).unwrap(), 10);
+            assert_eq!(buf[..10], [i; 10]);
+        }
+        assert_eq!(c.recv(&mut buf).unwrap(), 4);
     }
 
     #[test]

@@ -35,8 +35,9 @@
 //! The syscalls themselves are in `sys.rs`, the crate's one home for FFI.
 
 use std::io;
+use std::ops::Range;
 
-use log::{debug, trace};
+use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 
 use crate::config::Mode;
@@ -48,6 +49,17 @@ use crate::udp::{ReplyQueue, MAX_RECVS_PER_EVENT};
 /// Bytes per slot: the largest UDP payload (65,507 over IPv4, 65,527 over
 /// IPv6) fits, so a datagram is never truncated.
 const SLOT: usize = 64 * 1024;
+
+/// Longest reply sent as a GSO segment: one that fits an Ethernet path
+/// (1500-byte MTU) over IPv6 as well as IPv4, so a GSO message is never
+/// refused for the path MTU on ordinary networks. Longer replies go one per
+/// message; the per-packet cost GSO saves matters less for them anyway.
+const GSO_MAX_SEGMENT: usize = 1452;
+/// Most segments in one GSO message (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one GSO message: it is one IP packet until the
+/// kernel splits it, so it must stay under the 64 KiB IP length.
+const GSO_MAX_BYTES: usize = 65_000;
 
 /// Largest batch. More than the per-event cap would only be cut by it, and
 /// each slot reserves `SLOT` bytes of address space.
@@ -62,6 +74,12 @@ pub(crate) struct Batch {
     size: usize,
     /// Headers, and each datagram's length and sender after a receive.
     mmsg: Mmsg,
+    /// The messages of the next `sendmmsg`, as ranges of slots (see
+    /// `group`). Reused; at most `size` long.
+    groups: Vec<Range<usize>>,
+    /// Send runs of replies to one sender as one GSO message. Turned off
+    /// for good the first time the kernel refuses one.
+    gso: bool,
 }
 
 impl std::fmt::Debug for Batch {
@@ -79,6 +97,8 @@ impl Batch {
             bufs: vec![0; size * SLOT].into_boxed_slice(),
             size,
             mmsg: Mmsg::new(size),
+            groups: Vec::with_capacity(size),
+            gso: true,
         }
     }
 
@@ -131,21 +151,32 @@ impl Batch {
         let mut sent = 0;
         // Behind queued replies, new ones must wait their turn.
         while sent < n && queue.is_empty() {
-            match self.mmsg.send(socket, &self.bufs, SLOT, sent..n) {
+            self.group(sent, n);
+            match self.mmsg.send(socket, &self.bufs, SLOT, &self.groups) {
                 Ok(0) => break,
                 Ok(k) => {
-                    stats::add(&stats.datagrams_out, k as u64);
-                    sent += k;
+                    // Groups cover `sent..` in order: the first k went out.
+                    let end = self.groups[k - 1].end;
+                    stats::add(&stats.datagrams_out, (end - sent) as u64);
+                    sent = end;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The send buffer is full: the rest waits for WRITABLE.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if self.gso && self.groups[0].len() > 1 => {
+                    // The kernel or the route refuses GSO (no checksum
+                    // offload, a path MTU below the segment, an old kernel):
+                    // send one datagram per message from now on.
+                    warn!("udp GSO refused error={e}; replies go one datagram per message");
+                    self.gso = false;
+                }
                 Err(e) => {
-                    // The first unsent reply failed on its own (the kernel
-                    // refused its address, say): drop it, send the rest.
+                    // The first group failed on its own (the kernel refused
+                    // its address, say): drop its replies, send the rest.
+                    let first = self.groups[0].clone();
                     debug!("udp sendmmsg to={:?} error={e}", self.mmsg.addr(sent));
-                    stats::add(&stats.datagrams_dropped, 1);
-                    sent += 1;
+                    stats::add(&stats.datagrams_dropped, first.len() as u64);
+                    sent = first.end;
                 }
             }
         }
@@ -155,6 +186,34 @@ impl Batch {
                 // No IP sender address: nowhere to answer.
                 None => stats::add(&stats.datagrams_dropped, 1),
             }
+        }
+    }
+
+    /// Splits replies `from..n` into messages for `sendmmsg`: with GSO, a
+    /// run of replies to one sender, all of one length (the last may be
+    /// shorter), becomes one message; otherwise each reply is its own.
+    fn group(&mut self, from: usize, n: usize) {
+        self.groups.clear();
+        let mut i = from;
+        while i < n {
+            let seg = self.mmsg.len(i);
+            let mut end = i + 1;
+            if self.gso && (1..=GSO_MAX_SEGMENT).contains(&seg) {
+                let mut bytes = seg;
+                while end < n && end - i < GSO_MAX_SEGMENTS && self.mmsg.same_sender(i, end) {
+                    let len = self.mmsg.len(end);
+                    if len == 0 || len > seg || bytes + len > GSO_MAX_BYTES {
+                        break;
+                    }
+                    bytes += len;
+                    end += 1;
+                    if len < seg {
+                        break; // a shorter segment can only be the last
+                    }
+                }
+            }
+            self.groups.push(i..end);
+            i = end;
         }
     }
 }

@@ -139,6 +139,36 @@ fn batched_bursts_reply_to_each_sender_in_order() {
     }
 }
 
+/// A run of datagrams from one sender (what a pipelining client sends) is
+/// answered with one GSO message per run on Linux; the sender must still get
+/// each reply as its own datagram, with its own length, in order: equal
+/// lengths, a shorter one ending a run, an empty one, and one too long for a
+/// segment.
+#[test]
+fn runs_from_one_sender_come_back_datagram_by_datagram() {
+    for udp_batch in [1, 64] {
+        let server = start(Config {
+            udp_batch,
+            ..test_config()
+        });
+        let udp = server.udp.unwrap();
+        let sock = client();
+        let mut lens = vec![100; 70];
+        lens.extend([40, 100, 100, 0, 100, 3000, 3000, 1452, 1452, 7]);
+        let mut rng = Rng::new(7);
+        let sent: Vec<Vec<u8>> = lens.iter().map(|&n| rng.bytes(n)).collect();
+        for d in &sent {
+            sock.send_to(d, udp).unwrap();
+        }
+        let mut buf = vec![0u8; 4096];
+        for (i, want) in sent.iter().enumerate() {
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert!(buf[..n] == want[..], "batch {udp_batch}: reply {i} differs");
+        }
+        assert_eq!(server.stop().datagrams_out, lens.len() as u64);
+    }
+}
+
 /// `udp: None` (`--no-udp`) runs TCP only.
 #[test]
 fn udp_can_be_turned_off() {
