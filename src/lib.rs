@@ -115,12 +115,12 @@ mod reactor;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys;
 pub mod timer;
 pub mod udp;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod udp_batch;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod sys;
 
 #[cfg(test)]
 pub(crate) mod testutil;

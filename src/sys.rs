@@ -187,7 +187,10 @@ fn set_gso_segment(msg: &mut libc::msghdr, buf: &mut [u64; GSO_CMSG_WORDS], segm
             libc::CMSG_LEN(mem::size_of::<u16>() as libc::c_uint),
         )
     };
-    assert!(space as usize <= mem::size_of_val(buf), "cmsg buffer too small");
+    assert!(
+        space as usize <= mem::size_of_val(buf),
+        "cmsg buffer too small"
+    );
     msg.msg_control = buf.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
     // SAFETY: msg_control points at `buf`, aligned for cmsghdr and at least
@@ -264,8 +267,8 @@ pub(crate) fn sendfile(
     offset: &mut u64,
     count: usize,
 ) -> io::Result<usize> {
-    let mut off = libc::off_t::try_from(*offset)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut off =
+        libc::off_t::try_from(*offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: both descriptors are open for the call (borrowed), `off` is a
     // live off_t the kernel may update, and `count` bounds what it writes
     // to the socket; no user memory is read or written besides `off`.
