@@ -17,6 +17,18 @@
 //!   go on).
 //! - The per-event cap counts datagrams, as the plain loop does.
 //!
+//! Replies to one sender that follow each other in a batch (a client with
+//! several datagrams in flight sends them back to back) go as one UDP GSO
+//! message (`UDP_SEGMENT`): the kernel routes and builds one packet, then
+//! splits it into the separate datagrams the client sees. Replies to many
+//! different senders gain nothing from GSO, so each goes as its own message
+//! of the same `sendmmsg`. A run must be of one length (the last may be
+//! shorter), at most `GSO_MAX_SEGMENTS` long and `GSO_MAX_BYTES` in all, of
+//! replies no longer than `GSO_MAX_SEGMENT`. If the kernel refuses a GSO
+//! message (an old kernel, a route without checksum offload or with a small
+//! MTU), batches go on without GSO for the rest of the run; nothing is
+//! dropped for it.
+//!
 //! One difference, Linux only: a batch that comes back short (fewer
 //! datagrams than asked for) ends the read loop without the extra call that
 //! would only return `WouldBlock`. `recvmmsg` stops early only when the
@@ -26,6 +38,11 @@
 //! arrives later queues a fresh edge-triggered event (the socket's wakeup
 //! re-arms the epoll item each time), so nothing is left unnoticed. This is
 //! the datagram twin of the short-read rule for TCP in `conn.rs`.
+//!
+//! GRO, the receive-side twin (`UDP_GRO`: the kernel hands several
+//! datagrams of one sender over as one buffer), is not used: it only
+//! coalesces what arrives through a NIC's GRO path (not loopback), and
+//! `recvmmsg` already takes a batch from many senders per call.
 //!
 //! Memory: each slot holds the largest datagram (64 KiB), so a batch of 32
 //! reserves 2 MiB of address space. It is allocated zeroed and never
