@@ -39,10 +39,13 @@
 //! re-arms the epoll item each time), so nothing is left unnoticed. This is
 //! the datagram twin of the short-read rule for TCP in `conn.rs`.
 //!
-//! GRO, the receive-side twin (`UDP_GRO`: the kernel hands several
-//! datagrams of one sender over as one buffer), is not used: it only
-//! coalesces what arrives through a NIC's GRO path (not loopback), and
-//! `recvmmsg` already takes a batch from many senders per call.
+//! GRO, the receive-side twin (`UDP_GRO`: the kernel hands a run of
+//! datagrams from one sender over as one buffer plus a segment size), is
+//! not used: it coalesces only datagrams of one flow arriving together
+//! (through a NIC's GRO, or as one GSO packet from a local sender), the
+//! echo must then cut the buffer back into datagrams by the segment size,
+//! and `recvmmsg` already takes many senders' datagrams per call. It would
+//! pay for a few clients streaming large runs, not for many small ones.
 //!
 //! Memory: each slot holds the largest datagram (64 KiB), so a batch of 32
 //! reserves 2 MiB of address space. It is allocated zeroed and never
