@@ -68,6 +68,10 @@ pub struct Config {
     /// `recvmmsg`, their replies in one `sendmmsg` (Linux; elsewhere the
     /// plain loop always runs). 1 keeps the plain `recvfrom`/`sendto` loop.
     pub udp_batch: usize,
+    /// `files` mode: send bodies with `sendfile` (Linux), straight from the
+    /// page cache; `false` reads and writes them through user space, the
+    /// only path elsewhere (kept for comparison: `--no-sendfile`).
+    pub sendfile: bool,
 }
 
 /// Longest accepted duration setting: a year is "never" for every practical
@@ -117,6 +121,7 @@ impl Default for Config {
             reactors: 1,
             handle_signals: false,
             udp_batch: DEFAULT_UDP_BATCH,
+            sendfile: true,
         }
     }
 }

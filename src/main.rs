@@ -86,6 +86,12 @@ struct Cli {
     /// other platforms). At most 256.
     #[arg(long, value_name = "N", default_value_t = echoloop::config::DEFAULT_UDP_BATCH)]
     udp_batch: usize,
+
+    /// files mode: copy bodies through user space (read + write) instead of
+    /// sending them with sendfile straight from the page cache (Linux); for
+    /// comparing the two.
+    #[arg(long)]
+    no_sendfile: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,6 +137,7 @@ impl Cli {
             reactors: self.reactors,
             handle_signals: true,
             udp_batch: self.udp_batch,
+            sendfile: !self.no_sendfile,
         }
     }
 }
