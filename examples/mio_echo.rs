@@ -42,7 +42,8 @@ fn main() -> io::Result<()> {
     let mut udp = UdpSocket::bind(tcp)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut udp, UDP, Interest::READABLE)?;
     println!("tcp={tcp} udp={}", udp.local_addr()?);
 
     let mut conns: HashMap<Token, Conn> = HashMap::new();
@@ -71,7 +72,14 @@ fn main() -> io::Result<()> {
                     poll.registry()
                         .register(&mut stream, token, Interest::READABLE)?;
                     let (unsent, writable) = (Vec::new(), false);
-                    conns.insert(token, Conn { stream, unsent, writable });
+                    conns.insert(
+                        token,
+                        Conn {
+                            stream,
+                            unsent,
+                            writable,
+                        },
+                    );
                 },
                 UDP => loop {
                     // Receive until WouldBlock; a reply that would block is dropped.

@@ -357,7 +357,8 @@ mod tests {
         }
         assert_eq!(got, 6);
         assert!(m.same_sender(0, 5));
-        assert_eq!(m.send(&server, &bufs, 16, &[0..6]).unwrap(), 1);
+        let one_run = std::slice::from_ref(&(0..6));
+        assert_eq!(m.send(&server, &bufs, 16, one_run).unwrap(), 1);
         let mut buf = [0u8; 64];
         for i in 0..5u8 {
             assert_eq!(c.recv(&mut buf).unwrap(), 10);
