@@ -37,8 +37,8 @@
 //! the others are served in between.
 //!
 //! Zero copy: on Linux a body goes out with `sendfile` (see `sink.rs`),
-//! straight from the page cache to the socket, in the same scratch-sized
-//! steps and under the same per-call cap. Nothing is queued on that path:
+//! straight from the page cache to the socket, under the same per-call cap
+//! (1 MiB of body), which one `sendfile` may cover when the socket has room. Nothing is queued on that path:
 //! when the socket is full, the handler says it awaits WRITABLE
 //! (`awaits_writable`) and the connection registers it, so the body is still
 //! paced by the reader. `--no-sendfile`, and every other platform, read
@@ -243,12 +243,14 @@ impl Files {
     /// socket takes bytes without queueing them.
     pub fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
         self.blocked = false;
+        // Body bytes this call may send: the same 1 MiB whichever path.
+        let mut budget = STEPS_PER_CALL * scratch.len();
         for _ in 0..STEPS_PER_CALL {
             if out.pending() > 0 || out.failed() {
                 return Flow::Continue;
             }
             let step = if self.body.is_some() {
-                self.send_piece(scratch, out)
+                self.send_piece(scratch, &mut budget, out)
             } else {
                 self.answer_next(out)
             };
@@ -276,16 +278,23 @@ impl Files {
         self.input[self.start..].contains(&b'\n')
     }
 
-    /// Sends the next piece of the body: with `sendfile`, or read into
-    /// `scratch` and written.
-    fn send_piece(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Step {
+    /// Sends the next piece of the body, taking what it sent from
+    /// `budget`: with `sendfile` as much of the budget as the socket takes in
+    /// one call, or one scratch buffer read and written.
+    fn send_piece(&mut self, scratch: &mut [u8], budget: &mut usize, out: &mut Output<'_>) -> Step {
         let Some(body) = self.body.as_mut() else {
             return Step::Idle;
         };
-        let want = usize::try_from(body.left).map_or(scratch.len(), |l| l.min(scratch.len()));
+        let left = usize::try_from(body.left).unwrap_or(usize::MAX);
+        if *budget == 0 {
+            return Step::Idle; // this call's share is spent: yield
+        }
         if self.sendfile {
-            match out.send_file(&body.file, &mut body.offset, want) {
-                FileSend::Sent(n) => return self.sent(n as u64, out),
+            match out.send_file(&body.file, &mut body.offset, left.min(*budget)) {
+                FileSend::Sent(n) => {
+                    *budget = budget.saturating_sub(n);
+                    return self.sent(n as u64, out);
+                }
                 FileSend::Full => {
                     self.blocked = true;
                     return Step::Idle;
@@ -296,10 +305,12 @@ impl Files {
                 FileSend::Unsupported => self.sendfile = false,
             }
         }
+        let want = left.min(scratch.len()).min(*budget);
         match body.file.read_at(&mut scratch[..want], body.offset) {
             Ok(0) => self.shrank(out),
             Ok(n) => {
                 body.offset += n as u64;
+                *budget = budget.saturating_sub(n);
                 out.send(&scratch[..n]);
                 self.sent(n as u64, out)
             }

@@ -271,3 +271,31 @@ fn sendfile_waits_for_writable_without_queueing() {
     assert!(!f.awaits_writable() && !f.has_more_output());
     assert_eq!(stats.snapshot().files_served, 1);
 }
+
+/// One call sends at most the per-call share of body (STEPS_PER_CALL
+/// scratch buffers) with `sendfile` too, even to a socket that takes
+/// everything: a fast reader cannot hold the loop on either path.
+#[test]
+fn sendfile_keeps_the_per_call_cap() {
+    let t = TempRoot::new("zerocopy-cap");
+    let root = t.root();
+    std::fs::write(root.join("big"), vec![5u8; 100_000]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64).with_sendfile(true);
+    let mut h = Harness::new();
+    assert_eq!(feed(&mut f, &mut h, b"big\n"), Flow::Continue);
+    let mut sink = ZeroCopySink {
+        calls: usize::MAX,
+        takes: usize::MAX,
+        sent: 0,
+    };
+    let (stats, mut pending, mut bc) = (Counters::default(), OutBuf::new(), Vec::new());
+    let mut scratch = vec![0u8; 1000];
+    let mut out = Output::new(&mut sink, &mut pending, &mut bc, &stats);
+    assert_eq!(f.on_drained(&mut scratch, &mut out), Flow::Continue);
+    assert!(out.finish().is_none());
+    assert_eq!(sink.sent, (STEPS_PER_CALL * 1000) as u64);
+    assert!(
+        f.has_more_output() && !f.awaits_writable(),
+        "yields, to be requeued"
+    );
+}
