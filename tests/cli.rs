@@ -123,6 +123,8 @@ fn help_lists_every_flag() {
         "--max-frame",
         "--max-line",
         "--root",
+        "--udp-batch",
+        "--no-sendfile",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -168,6 +170,9 @@ fn unusable_settings_exit_2() {
         &["--max-pending"],
     );
     assert_fails(&[&l[..], &["--reactors", "0"]].concat(), 2, &["--reactors"]);
+    for n in ["0", "257"] {
+        assert_fails(&[&l[..], &["--udp-batch", n]].concat(), 2, &["--udp-batch"]);
+    }
     assert_fails(
         &[&l[..], &["--mode", "chat", "--reactors", "2"]].concat(),
         2,
