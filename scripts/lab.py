@@ -19,6 +19,9 @@ Scenarios:
   pipeline   50 connections, 64 B, pipeline 16
   bulk       1 connection, 64 KiB messages
   udp        50 sockets, 64 B datagrams, pipeline 16
+  udp-busy   the same from 2 loadgen threads free to run on both CPUs, so
+             loadgen takes CPU time from the server and the server, not
+             loadgen, is the bottleneck (batches fill up)
   idle       10,000 idle connections held by scripts/idle-conns.py: server
              peak RSS growth per connection
   files      echoloop --mode files: a cached 256 MiB file downloaded with
@@ -65,7 +68,12 @@ LOADS = {
     "pipeline": ["--connections", "50", "--size", "64", "--pipeline", "16"],
     "bulk": ["--connections", "1", "--size", "65536", "--pipeline", "1"],
     "udp": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16"],
+    "udp-busy": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16",
+                 "--threads", "2"],
 }
+
+# CPUs loadgen may run on (the server always has CPU 0).
+LOADGEN_CPUS = {"udp-busy": "0,1"}
 
 # Which servers take part in which scenario.
 CAST = {
@@ -73,6 +81,7 @@ CAST = {
     "pipeline": ["echoloop", "tokio", "mio", "threads"],
     "bulk": ["echoloop", "tokio", "mio", "threads"],
     "udp": ["echoloop", "echoloop-b1", "tokio", "mio"],
+    "udp-busy": ["echoloop", "echoloop-b1"],
     "idle": ["echoloop", "tokio", "mio", "threads"],
 }
 
@@ -153,8 +162,8 @@ class Server:
         return syscalls
 
 
-def loadgen(target, args, cfg):
-    cmd = ["taskset", "-c", "1", f"{R}/loadgen", "--target", target, "-q", "--json",
+def loadgen(target, args, cfg, cpus="1"):
+    cmd = ["taskset", "-c", cpus, f"{R}/loadgen", "--target", target, "-q", "--json",
            "--duration", cfg["duration"], "--warmup", cfg["warmup"]] + args
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     try:
@@ -165,8 +174,8 @@ def loadgen(target, args, cfg):
 
 def run_load(name, scenario, cfg, perf):
     server = Server(name, SERVERS[name], perf)
-    target = server.udp if scenario == "udp" else server.tcp
-    report = loadgen(target, LOADS[scenario], cfg)
+    target = server.udp if scenario.startswith("udp") else server.tcp
+    report = loadgen(target, LOADS[scenario], cfg, LOADGEN_CPUS.get(scenario, "1"))
     cpu = server.cpu_seconds()
     syscalls = server.stop()
     sent = report.get("sent") or 0
@@ -255,7 +264,7 @@ def ratio(v, base):
 
 def table(results, scenarios, rounds, machine):
     units = {"pingpong": "msg/s", "pipeline": "msg/s", "bulk": "MB/s", "udp": "datagrams/s",
-             "idle": "bytes/conn"}
+             "udp-busy": "datagrams/s", "idle": "bytes/conn"}
     print(f"\n{machine}; {rounds} round(s), medians\n")
     print("| scenario | server | throughput | vs echoloop | p99 us | server CPU us/msg "
           "| vs echoloop | syscalls/msg | runs ok |")
@@ -290,7 +299,7 @@ def main():
     quick = arg == "quick"
     rounds = 1 if quick else int(arg)
     cfg = QUICK if quick else FULL
-    scenarios = os.environ.get("SCENARIOS", "pingpong pipeline bulk udp idle files churn").split()
+    scenarios = os.environ.get("SCENARIOS", "pingpong pipeline bulk udp udp-busy idle files churn").split()
     only = os.environ.get("SERVERS", "").split()
     perf = perf_works()
     if not perf:
