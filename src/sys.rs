@@ -284,12 +284,20 @@ mod tests {
     use std::net::UdpSocket;
     use std::time::Duration;
 
+    /// A server socket that blocks for at most 5 s per datagram: a blocking
+    /// `recvmmsg` then waits until exactly `want` datagrams arrived, however
+    /// late a loaded machine delivers them, and fails instead of hanging.
+    fn blocking_server(addr: &str) -> io::Result<UdpSocket> {
+        let s = UdpSocket::bind(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(s)
+    }
+
     /// A batch comes in with each sender's address, and each reply goes
     /// back to its own sender in one call.
     #[test]
     fn recv_and_send_a_batch_between_two_senders() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_nonblocking(true).unwrap();
+        let server = blocking_server("127.0.0.1:0").unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         for s in [&a, &b] {
@@ -301,21 +309,7 @@ mod tests {
         a.send_to(b"three", to).unwrap();
         let mut m = Mmsg::new(8);
         let mut bufs = vec![0u8; 8 * 16];
-        // Loopback delivers synchronously, but poll briefly to be safe.
-        let mut got = 0;
-        for _ in 0..500 {
-            match m.recv(&server, &mut bufs, 16, 8) {
-                Ok(n) => {
-                    got = n;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(got, 3);
+        assert_eq!(m.recv(&server, &mut bufs, 16, 3).unwrap(), 3);
         assert_eq!((m.len(0), m.len(1), m.len(2)), (3, 0, 5));
         assert_eq!(m.addr(0), Some(a.local_addr().unwrap()));
         assert_eq!(m.addr(1), Some(b.local_addr().unwrap()));
@@ -327,6 +321,7 @@ mod tests {
         assert_eq!(&buf[..3], b"one");
         assert_eq!(a.recv(&mut buf).unwrap(), 5);
         assert_eq!(b.recv(&mut buf).unwrap(), 0);
+        server.set_nonblocking(true).unwrap();
         let e = m.recv(&server, &mut bufs, 16, 8).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
@@ -335,8 +330,7 @@ mod tests {
     /// as separate datagrams, the last one shorter.
     #[test]
     fn a_run_goes_as_one_gso_message_and_arrives_split() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_nonblocking(true).unwrap();
+        let server = blocking_server("127.0.0.1:0").unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let to = server.local_addr().unwrap();
@@ -346,16 +340,7 @@ mod tests {
         c.send_to(&[9; 4], to).unwrap();
         let mut m = Mmsg::new(8);
         let mut bufs = vec![0u8; 8 * 16];
-        let mut got = 0;
-        for _ in 0..500 {
-            // Loopback delivers during send_to: one receive gets all six.
-            if let Ok(n) = m.recv(&server, &mut bufs, 16, 8) {
-                got = n;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert_eq!(got, 6);
+        assert_eq!(m.recv(&server, &mut bufs, 16, 6).unwrap(), 6);
         assert!(m.same_sender(0, 5));
         let one_run = std::slice::from_ref(&(0..6));
         assert_eq!(m.send(&server, &bufs, 16, one_run).unwrap(), 1);
@@ -369,21 +354,14 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_convert() {
-        let Ok(server) = UdpSocket::bind("[::1]:0") else {
+        let Ok(server) = blocking_server("[::1]:0") else {
             return; // no IPv6 loopback on this machine
         };
-        server.set_nonblocking(true).unwrap();
         let c = UdpSocket::bind("[::1]:0").unwrap();
         c.send_to(b"x", server.local_addr().unwrap()).unwrap();
         let mut m = Mmsg::new(2);
         let mut bufs = vec![0u8; 2 * 8];
-        for _ in 0..500 {
-            if m.recv(&server, &mut bufs, 8, 2).is_ok() {
-                assert_eq!(m.addr(0), Some(c.local_addr().unwrap()));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        panic!("datagram never arrived");
+        assert_eq!(m.recv(&server, &mut bufs, 8, 1).unwrap(), 1);
+        assert_eq!(m.addr(0), Some(c.local_addr().unwrap()));
     }
 }
