@@ -265,6 +265,11 @@ fn sendfile_waits_for_writable_without_queueing() {
         assert!(out.finish().error.is_none());
         flow
     };
+    // The header and a first piece take the call's STEPS_PER_CALL (2)
+    // steps; the next call sends a second piece and finds the socket full.
+    assert_eq!(call(&mut f, &mut sink), Flow::Continue);
+    assert_eq!(sink.sent, 3000, "header and one piece");
+    assert!(!f.awaits_writable() && f.has_more_output());
     assert_eq!(call(&mut f, &mut sink), Flow::Continue);
     assert_eq!(sink.sent, 6000, "two pieces, then the socket is full");
     assert!(f.awaits_writable() && f.has_more_output());
