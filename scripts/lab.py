@@ -18,7 +18,11 @@ Scenarios:
   pingpong   50 connections, 64 B, pipeline 1
   pipeline   50 connections, 64 B, pipeline 16
   bulk       1 connection, 64 KiB messages
-  udp        50 sockets, 64 B datagrams, pipeline 16
+  udp        50 sockets, 64 B datagrams, pipeline 16 (loadgen batches its sends
+             and receives: sendmmsg/recvmmsg, --udp-batch 32)
+  udp-plain  the same with loadgen --udp-batch 1: one sendto/recv per datagram,
+             the client before batching (not in the default list; name it in
+             SCENARIOS to compare the two clients in one run)
   udp-busy   the same from 2 loadgen threads free to run on both CPUs, so
              loadgen takes CPU time from the server and the server, not
              loadgen, is the bottleneck (batches fill up)
@@ -68,6 +72,8 @@ LOADS = {
     "pipeline": ["--connections", "50", "--size", "64", "--pipeline", "16"],
     "bulk": ["--connections", "1", "--size", "65536", "--pipeline", "1"],
     "udp": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16"],
+    "udp-plain": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16",
+                  "--udp-batch", "1"],
     "udp-busy": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16",
                  "--threads", "2"],
 }
@@ -81,6 +87,7 @@ CAST = {
     "pipeline": ["echoloop", "tokio", "mio", "threads"],
     "bulk": ["echoloop", "tokio", "mio", "threads"],
     "udp": ["echoloop", "echoloop-b1", "tokio", "mio"],
+    "udp-plain": ["echoloop", "echoloop-b1"],
     "udp-busy": ["echoloop", "echoloop-b1"],
     "idle": ["echoloop", "tokio", "mio", "threads"],
 }
@@ -265,7 +272,7 @@ def ratio(v, base):
 
 def table(results, scenarios, rounds, machine):
     units = {"pingpong": "msg/s", "pipeline": "msg/s", "bulk": "MB/s", "udp": "datagrams/s",
-             "udp-busy": "datagrams/s", "idle": "bytes/conn", "churn": "connections/s"}
+             "udp-plain": "datagrams/s", "udp-busy": "datagrams/s", "idle": "bytes/conn", "churn": "connections/s"}
     print(f"\n{machine}; {rounds} round(s), medians\n")
     print("| scenario | server | throughput | vs echoloop | p99 us | server CPU us/msg "
           "| vs echoloop | syscalls/msg | runs ok |")

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig};
+use crate::config::{
+    invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig, DEFAULT_UDP_BATCH,
+};
 use crate::shard::Shard;
 
 /// One `--bind` item: an address or a range of them.
@@ -123,6 +125,10 @@ pub struct RunArgs {
     /// UDP: answer deadline before a datagram counts as lost.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
     pub udp_timeout: Duration,
+    /// UDP: datagrams per sendmmsg/recvmmsg call (Linux); 1 sends and receives one
+    /// datagram per call, the only way on other platforms.
+    #[arg(long, default_value_t = DEFAULT_UDP_BATCH, value_name = "N")]
+    pub udp_batch: usize,
     /// UDP: fail when more than this is lost (0.01 or 1%).
     #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
     pub max_loss: Option<f64>,
@@ -176,6 +182,7 @@ impl RunArgs {
             framed: self.framed,
             udp_timeout: self.udp_timeout,
             max_loss: self.max_loss,
+            udp_batch: self.udp_batch,
             progress: !self.quiet,
             hlog: self.hlog,
             shard: self.shard.unwrap_or_default(),

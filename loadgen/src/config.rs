@@ -19,6 +19,13 @@ pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_THREADS: usize = 1024;
 /// Most messages in flight per connection (closed loop).
 pub const MAX_PIPELINE: usize = 65_536;
+/// Largest `--udp-batch`: the kernel's `UIO_MAXIOV`, the most one `sendmmsg` takes.
+pub const MAX_UDP_BATCH: usize = 1024;
+
+/// `--udp-batch` by default: the server's default too; at 64-byte datagrams a batch of
+/// 32 amortises the syscall well, and larger ones rarely fill.
+pub const DEFAULT_UDP_BATCH: usize = 32;
+
 /// Largest TCP message (UDP: [`MAX_DATAGRAM`]); the `--framed` prefix is a u32.
 pub const MAX_SIZE: usize = 16 << 20;
 /// Highest `--rate`: one message per ns, the schedule's resolution.
@@ -91,6 +98,9 @@ pub struct RunConfig {
     pub udp_timeout: Duration,
     /// UDP: fail the run when the lost fraction exceeds this (0.01 = 1 %). `None` = never.
     pub max_loss: Option<f64>,
+    /// UDP, Linux: datagrams per `sendmmsg`/`recvmmsg` (`udp_batch.rs`); 1 is one
+    /// `send`/`recv` per datagram, the only way elsewhere. Invariant: `1..=MAX_UDP_BATCH`.
+    pub udp_batch: usize,
     /// A TCP connect still pending after this long counts as failed. Long enough for the
     /// kernel's SYN retransmissions when a server's backlog overflows (Linux 6.5+ resends
     /// after 1, 2, 3, 4 and 8 s: `tcp_syn_linear_timeouts`; older kernels after 1, 3, 7 s).
@@ -132,6 +142,7 @@ impl RunConfig {
             framed: false,
             udp_timeout: Duration::from_secs(1),
             max_loss: None,
+            udp_batch: DEFAULT_UDP_BATCH,
             connect_timeout: Duration::from_secs(10),
             reconnect_after: None,
             drain_timeout: Duration::from_secs(10),
@@ -227,6 +238,10 @@ impl RunConfig {
         if self.size > max_size {
             let why = format!("a {what} holds at most {max_size} bytes");
             return Err(invalid("size", why));
+        }
+        if !(1..=MAX_UDP_BATCH).contains(&self.udp_batch) {
+            let why = format!("must be between 1 and {MAX_UDP_BATCH}");
+            return Err(invalid("udp-batch", why));
         }
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             let why = format!("must be between 1 and {MAX_PIPELINE}");

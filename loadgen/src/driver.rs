@@ -34,6 +34,7 @@ use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
 use crate::timer::{self, WakeTimer};
+use crate::udp_batch::UdpBatch;
 
 /// The precise timer's token; connection tokens are their local index.
 const TIMER: Token = Token(usize::MAX - 1);
@@ -160,6 +161,7 @@ impl<C: Client> Worker<C> {
             measure_start: u64::MAX,
             measure_end: u64::MAX,
             scratch: vec![0; SCRATCH_LEN],
+            udp_batch: UdpBatch::for_run(&cfg),
             hist: new_histogram(),
             connect_hist: new_histogram(),
             stats: ThreadStats::default(),

@@ -75,6 +75,7 @@
 //! | `conn.rs` | per-thread context, the `Client` trait, send policy, buffer budget |
 //! | `source.rs`, `sys.rs` | source addresses and ports; the syscalls std lacks |
 //! | `tcp.rs`, `udp.rs` | the two clients |
+//! | `udp_batch.rs` | UDP on Linux: a thread's `sendmmsg`/`recvmmsg` batch buffers (`--udp-batch`) |
 //! | `phase.rs` | the connect phase shared by the threads, and the timeline after it |
 //! | `ramp.rs` | which connection opens next |
 //! | `table.rs`, `deadlines.rs` | a thread's connections, their counts and deadlines |
@@ -128,6 +129,7 @@ pub mod table;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
+pub mod udp_batch;
 pub mod verify;
 
 use std::fs::File;

@@ -156,6 +156,10 @@ fn out_of_range_values_exit_2() {
             &["--udp", "--udp-timeout", "0"],
             &["--udp-timeout", "must be greater than 0"],
         ),
+        (
+            &["--udp", "--udp-batch", "0"],
+            &["--udp-batch", "between 1 and 1024"],
+        ),
     ] {
         let mut all = vec!["--target", &target, "--quiet"];
         all.extend(args);
