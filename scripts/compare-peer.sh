@@ -1,48 +1,24 @@
 #!/usr/bin/env bash
-# Runs the same loadgen load against echoloop and against peers, alternating,
-# with the server pinned to core 0 and loadgen to core 1, so they can be
-# quoted as ratios measured in one sitting. Peers: echo_peer (blocking, one
-# thread per connection: loadgen/examples/echo_peer.rs) and tokio_peer (a
-# current-thread tokio runtime: examples/tokio_peer.rs).
+# The performance lab in one command: builds the release binaries, then runs
+# echoloop and its peers (current-thread tokio, the plain mio loop, a thread
+# per connection) through every scenario, alternating servers over ROUNDS
+# rounds, and prints a Markdown table of medians and ratios to echoloop.
+# See scripts/lab.py for the servers, scenarios and how each figure is taken.
 #
-#   cargo build --release --workspace --bins --examples
-#   ulimit -n 20000    # for thousands of connections, in this shell
-#   scripts/compare-peer.sh ROUNDS [loadgen args...]
-#   scripts/compare-peer.sh 2 --connections 50 --duration 5s
-#   PEERS="echoloop tokio_peer" scripts/compare-peer.sh 1 --connections 1000
+#   scripts/compare-peer.sh 5        # the README's table (about 15 minutes)
+#   scripts/compare-peer.sh quick    # one short round, to try it
+#   SCENARIOS="udp files" SERVERS="echoloop echoloop-b1" scripts/compare-peer.sh 5
+#
+# Needs taskset, python3, and for syscall counts perf (Debian: linux-perf).
+# Holds 10,000 connections in the idle scenario: raises the open-files limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-R=target/release
-rounds=${1:?usage: compare-peer.sh ROUNDS [loadgen args...]}
-shift
-log=$(mktemp)
-trap 'kill "${server:-}" 2>/dev/null || true; rm -f "$log"' EXIT
-
-# Starts a server in the background and waits for its tcp=ADDR line. The log
-# is emptied first, here: the background job's own redirection may truncate it
-# only after the loop below has read the previous server's address.
-start() {
-    : >"$log"
-    taskset -c 0 "$@" >>"$log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do
-        addr=$(grep -o 'tcp=[^ ]*' "$log" | head -1 | cut -d= -f2) && [ -n "$addr" ] && return
-        sleep 0.05
-    done
-    echo "server did not start: $(cat "$log")" >&2
-    exit 1
-}
-
-for _ in $(seq "$rounds"); do
-    for peer in ${PEERS:-echoloop echo_peer tokio_peer}; do
-        if [ "$peer" = echoloop ]; then
-            start "$R/echoloop" --listen 127.0.0.1:0 --no-udp
-        else
-            start "$R/examples/$peer" 127.0.0.1:0
-        fi
-        echo "== $peer $*"
-        taskset -c 1 "$R/loadgen" --target "$addr" -q "$@" || true
-        kill "$server" # SIGTERM: background jobs ignore SIGINT
-        wait "$server" 2>/dev/null || true
-    done
-done
+arg=${1:-5}
+case "$arg" in
+    quick | [1-9] | [1-9][0-9]) ;;
+    *) echo "usage: compare-peer.sh [ROUNDS | quick]" >&2; exit 2 ;;
+esac
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build --release --quiet --bin echoloop --example tokio_peer --example mio_echo
+cargo build --release --quiet -p loadgen --bin loadgen --example echo_peer
+exec python3 scripts/lab.py "$arg"

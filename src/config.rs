@@ -75,6 +75,14 @@ pub struct Config {
     /// that handles signals itself leaves it off and uses a
     /// `ShutdownHandle`: no handler is installed then.
     pub handle_signals: bool,
+    /// Datagrams moved per syscall on the UDP socket: up to this many per
+    /// `recvmmsg`, their replies in one `sendmmsg` (Linux; elsewhere the
+    /// plain loop always runs). 1 keeps the plain `recvfrom`/`sendto` loop.
+    pub udp_batch: usize,
+    /// `files` mode: send bodies with `sendfile` (Linux), straight from the
+    /// page cache; `false` reads and writes them through user space, the
+    /// only path elsewhere (kept for comparison: `--no-sendfile`).
+    pub sendfile: bool,
 }
 
 /// Longest accepted duration setting: a year is "never" for every practical
@@ -90,6 +98,14 @@ pub const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Largest `--max-line`: a line buffer is per connection, so this bounds it.
 pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Default `--udp-batch` (see `udp_batch.rs` and the README's performance
+/// section for the measurements behind it).
+pub const DEFAULT_UDP_BATCH: usize = 32;
+
+/// Largest `--udp-batch`: the per-event cap on datagrams (more would only be
+/// cut by it), and each slot reserves 64 KiB of address space.
+pub const MAX_UDP_BATCH: usize = 256;
 
 /// Default `--max-conns`.
 pub const DEFAULT_MAX_CONNS: usize = 10_000;
@@ -121,6 +137,8 @@ impl Default for Config {
             metrics: None,
             max_memory: crate::memory::DEFAULT_MAX_MEMORY,
             handle_signals: false,
+            udp_batch: DEFAULT_UDP_BATCH,
+            sendfile: true,
         }
     }
 }
@@ -170,6 +188,9 @@ impl Config {
         }
         if self.max_line > MAX_LINE_LIMIT {
             return bad("--max-line cannot exceed 67108864 (64 MiB)");
+        }
+        if self.udp_batch == 0 || self.udp_batch > MAX_UDP_BATCH {
+            return bad("--udp-batch must be between 1 and 256");
         }
         // Deadlines are `now + duration`; keep them far from overflowing.
         let too_long = |d: Option<Duration>| d.is_some_and(|d| d > MAX_DURATION);
@@ -233,6 +254,17 @@ mod tests {
         };
         let msg = tiny_memory.validate().unwrap_err().to_string();
         assert!(msg.contains("--max-memory"), "{msg}");
+        for udp_batch in [0, MAX_UDP_BATCH + 1] {
+            let c = Config {
+                udp_batch,
+                ..Config::default()
+            };
+            assert!(c
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--udp-batch"));
+        }
     }
 
     #[test]

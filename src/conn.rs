@@ -25,7 +25,7 @@
 //! during the drain), `conn/ctx.rs` (what a visit borrows),
 //! `conn/socket.rs` (the socket trait).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use log::{debug, trace};
 use mio::Interest;
 
 use crate::buffer::OutBuf;
+use crate::protocol::sink::Sink;
 use crate::protocol::{Flow, Output, Protocol};
 use crate::ready::Ready;
 use crate::stats;
@@ -125,7 +126,7 @@ pub struct Conn<S> {
     close: Option<CloseReason>,
 }
 
-impl<S: Read + Write + StreamSocket> Conn<S> {
+impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// A new connection. Runs the handler's `on_open` (chat's join notice).
     pub fn new(socket: S, peer: SocketAddr, id: u64, proto: Protocol, ctx: &mut Ctx<'_>) -> Self {
         let mut conn = Conn {
@@ -247,7 +248,7 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
             return None;
         }
         let read = self.can_read();
-        let write = !self.out.is_empty();
+        let write = !self.out.is_empty() || self.proto.awaits_writable();
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -342,7 +343,10 @@ impl<S: Read + Write + StreamSocket> Conn<S> {
     /// still to produce but nothing queued: no WRITABLE edge will come for an
     /// empty buffer, so the reactor must requeue us, after serving others.
     fn yielded(&self) -> bool {
-        self.close.is_none() && self.out.is_empty() && self.proto.has_more_output()
+        self.close.is_none()
+            && self.out.is_empty()
+            && self.proto.has_more_output()
+            && !self.proto.awaits_writable()
     }
 
     /// How many bytes the next read may take: the scratch buffer, the

@@ -120,6 +120,8 @@
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
+//! | `udp_batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
+//! | `sys.rs` | Linux: the FFI for `recvmmsg`, `sendmmsg`, `sendfile` (all its `unsafe`) |
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
@@ -159,8 +161,12 @@ pub mod server;
 pub mod shutdown;
 mod signals;
 pub mod stats;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys;
 pub mod timer;
 pub mod udp;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod udp_batch;
 
 #[cfg(test)]
 pub(crate) mod testutil;

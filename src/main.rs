@@ -100,6 +100,18 @@ struct Cli {
     /// deploy pipelines and recipe tests.
     #[arg(long)]
     check: bool,
+    /// UDP datagrams per syscall (Linux): up to N per recvmmsg, their replies
+    /// in one sendmmsg, which cuts the server's syscalls and CPU per datagram
+    /// under load. 1 runs the plain recvfrom/sendto loop (the only one on
+    /// other platforms). At most 256.
+    #[arg(long, value_name = "N", default_value_t = echoloop::config::DEFAULT_UDP_BATCH)]
+    udp_batch: usize,
+
+    /// files mode: copy bodies through user space (read + write) instead of
+    /// sending them with sendfile straight from the page cache (Linux); for
+    /// comparing the two.
+    #[arg(long)]
+    no_sendfile: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,6 +158,8 @@ impl Cli {
             metrics: self.metrics,
             max_memory: self.max_memory,
             handle_signals: true,
+            udp_batch: self.udp_batch,
+            sendfile: !self.no_sendfile,
         }
     }
 }

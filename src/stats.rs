@@ -130,7 +130,8 @@ counters! {
     files_served,
     /// Bytes owed to TCP peers, held in connection output buffers.
     pending_bytes: gauge,
-    /// TCP connections whose reading is paused by backpressure.
+    /// TCP connections whose reading is paused, by backpressure or by the
+    /// memory budget.
     paused_conns: gauge,
     /// Times a connection stopped being read because the server held more
     /// than `--max-memory` (see `memory.rs`).
@@ -138,8 +139,9 @@ counters! {
     /// Bytes held for clients now: unsent output, partial frames and lines,
     /// unanswered requests (what `--max-memory` bounds).
     memory_held: gauge,
-    /// The longest turn of the event loop since start, in microseconds:
-    /// from `poll` returning to the loop's next `poll`. Nothing else runs
+    /// The longest turn of the event loop since start (microseconds in the
+    /// stats line, seconds in the metrics): from `poll` returning to the
+    /// loop's next `poll`. Nothing else runs
     /// during a turn, so this bounds how long any client waited on others.
     max_turn_us: gauge,
 }
@@ -218,5 +220,16 @@ mod tests {
             fields.iter().all(|f| !f.help.trim().is_empty()),
             "{fields:?}"
         );
+    }
+
+    /// The doc comments become the metrics' HELP text, where `_us` figures
+    /// are exported in seconds: a HELP saying "in microseconds" would lie.
+    #[test]
+    fn microsecond_figures_do_not_claim_a_unit_the_metrics_change() {
+        for f in Stats::default().snapshot().fields() {
+            if f.name.ends_with("_us") {
+                assert!(!f.help.contains("in microseconds"), "{f:?}");
+            }
+        }
     }
 }

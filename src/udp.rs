@@ -3,10 +3,17 @@
 //! UDP has no connections, so there is no per-peer state: a datagram is read
 //! into the reactor's scratch buffer, turned into its reply in place and sent
 //! straight back. If the kernel's send buffer is full (`send_to` would block)
-//! the reply is copied into a bounded queue and WRITABLE interest is
+//! the reply is copied into a bounded [`ReplyQueue`] and WRITABLE interest is
 //! registered; when the queue is full the reply is dropped and counted, as a
 //! congested network would drop it. Datagram sockets give no "short read"
 //! hint, so reads always go on until `WouldBlock` (or the fairness cap).
+//!
+//! On Linux, with `--udp-batch N` above 1, reading and answering go through
+//! `udp_batch.rs` instead: up to N datagrams per `recvmmsg` and their replies
+//! in one `sendmmsg`. The queue, the cap and the WouldBlock rules are the
+//! same; only the number of syscalls changes. This file keeps the plain
+//! one-datagram-per-syscall loop, used with `--udp-batch 1` and on every
+//! other platform.
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,7 +29,7 @@ use crate::protocol::datagram_reply;
 use crate::stats::{self, Counters};
 
 /// Datagrams read per readiness event before yielding to TCP connections.
-const MAX_RECVS_PER_EVENT: usize = 256;
+pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
 /// Most replies waiting for WRITABLE.
 pub const MAX_QUEUED: usize = 1024;
 /// Most bytes waiting for WRITABLE (64 full-size datagrams).
@@ -33,20 +40,25 @@ pub const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 pub struct Udp {
     pub socket: UdpSocket,
     mode: Mode,
-    /// Replies the socket would not take yet, oldest first. Invariant: while
-    /// non-empty, new replies queue behind it (so a sender's replies stay in
-    /// order) and WRITABLE is registered.
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
-    queued_bytes: usize,
+    queue: ReplyQueue,
+    /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
+    /// runs the plain loop below.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    batch: Option<crate::udp_batch::Batch>,
 }
 
 impl Udp {
-    pub fn new(socket: UdpSocket, mode: Mode) -> Udp {
+    /// `batch` is `--udp-batch`: datagrams per syscall, 1 for the plain loop
+    /// (the only one off Linux).
+    pub fn new(socket: UdpSocket, mode: Mode, batch: usize) -> Udp {
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = batch;
         Udp {
             socket,
             mode,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: ReplyQueue::default(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            batch: (batch > 1).then(|| crate::udp_batch::Batch::new(batch)),
         }
     }
 
@@ -68,6 +80,10 @@ impl Udp {
         stats: &Counters,
         budget: &mut TurnBudget,
     ) -> bool {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(batch) = self.batch.as_mut() {
+            return batch.on_readable(&self.socket, self.mode, &mut self.queue, stats, budget);
+        }
         for i in 0..MAX_RECVS_PER_EVENT {
             if i > 0 && budget.exhausted() {
                 return true;
@@ -96,22 +112,7 @@ impl Udp {
 
     /// WRITABLE: send queued replies until the socket would block again.
     pub fn on_writable(&mut self, stats: &Counters) {
-        while let Some((to, data)) = self.queue.front() {
-            match self.socket.send_to(data, *to) {
-                Ok(_) => stats::add(&stats.datagrams_out, 1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    debug!("udp send to={to} error={e}");
-                    stats::add(&stats.datagrams_dropped, 1);
-                }
-            }
-            if let Some((_, data)) = self.queue.pop_front() {
-                self.queued_bytes -= data.len();
-            }
-        }
-        // Give the queue's memory back once it drained.
-        self.queue = VecDeque::new();
+        self.queue.flush(&self.socket, stats);
     }
 
     /// Sends one reply now, or queues it behind earlier ones.
@@ -133,11 +134,55 @@ impl Udp {
                 }
             }
         }
-        if self.queue.len() >= MAX_QUEUED || self.queued_bytes + data.len() > MAX_QUEUED_BYTES {
+        self.queue.push(to, data, stats);
+    }
+}
+
+/// Replies the socket would not take yet, oldest first, bounded by
+/// [`MAX_QUEUED`] replies and [`MAX_QUEUED_BYTES`] bytes. Invariant: while it
+/// is non-empty, new replies queue behind it (so a sender's replies stay in
+/// order) and WRITABLE is registered.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyQueue {
+    items: VecDeque<(SocketAddr, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl ReplyQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Queues a copy of `data` for `to`; at the bound it is dropped and
+    /// counted instead.
+    pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8], stats: &Counters) {
+        if self.items.len() >= MAX_QUEUED || self.bytes + data.len() > MAX_QUEUED_BYTES {
             stats::add(&stats.datagrams_dropped, 1);
             return;
         }
-        self.queued_bytes += data.len();
-        self.queue.push_back((to, data.to_vec()));
+        self.bytes += data.len();
+        self.items.push_back((to, data.to_vec()));
+    }
+
+    /// Sends queued replies until the socket would block again. A reply
+    /// that fails for another reason is dropped and counted (it concerns
+    /// that peer, not the socket).
+    pub(crate) fn flush(&mut self, socket: &UdpSocket, stats: &Counters) {
+        while let Some((to, data)) = self.items.front() {
+            match socket.send_to(data, *to) {
+                Ok(_) => stats::add(&stats.datagrams_out, 1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("udp send to={to} error={e}");
+                    stats::add(&stats.datagrams_dropped, 1);
+                }
+            }
+            if let Some((_, data)) = self.items.pop_front() {
+                self.bytes -= data.len();
+            }
+        }
+        // Give the queue's memory back once it drained.
+        self.items = VecDeque::new();
     }
 }

@@ -125,6 +125,8 @@ fn help_lists_every_flag() {
         "--root",
         "--reactors",
         "--max-memory",
+        "--udp-batch",
+        "--no-sendfile",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -187,6 +189,9 @@ fn unusable_settings_exit_2() {
         2,
         &["--max-memory", "1048576"],
     );
+    for n in ["0", "257"] {
+        assert_fails(&[&l[..], &["--udp-batch", n]].concat(), 2, &["--udp-batch"]);
+    }
     assert_fails(
         &[&l[..], &["--mode", "chat", "--reactors", "2"]].concat(),
         2,

@@ -1,7 +1,10 @@
 //! Keeps the deploy recipes (`deploy/`) true without a Docker daemon or a
 //! cluster: the echoloop command lines they contain go through the built
 //! binary's own parser and validation (`echoloop --check`), and the ports,
-//! probes, annotations, Service and runtime user must agree with them.
+//! probes, annotations, Service and runtime user must agree with them; the
+//! loadgen Job's command line, once per shard, goes through loadgen's
+//! (`loadgen --check`, the same function in-process), and the merge Job must
+//! read exactly the files the shards write.
 //!
 //! What this cannot show: that the image builds, or that a cluster accepts
 //! the manifests (no schema check is run). The README says so.
@@ -43,6 +46,13 @@ fn find<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
         .collect();
     assert_eq!(found.len(), 1, "exactly one {kind}");
     found[0]
+}
+
+/// The document of `kind` named `name`.
+fn named<'a>(docs: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 fn text(y: &Yaml) -> String {
@@ -296,4 +306,82 @@ fn dockerfile_builds_both_binaries_and_runs_a_valid_command_as_non_root() {
             "EXPOSE {port}"
         );
     }
+}
+
+/// Expands `$(NAME)` references as the kubelet does, from `env`.
+fn expand(arg: &str, env: &[(String, String)]) -> String {
+    let mut out = arg.to_string();
+    for (name, value) in env {
+        out = out.replace(&format!("$({name})"), value);
+    }
+    assert!(!out.contains("$("), "unexpanded reference in {arg}");
+    out
+}
+
+/// The loadgen Indexed Job: each pod's command line, with its completion index
+/// and the Job's START_AT, passes loadgen's own parser and validation as shard
+/// I of N = parallelism = completions; every shard writes its own .hlog on
+/// the shared volume, and the merge Job reads exactly those files.
+#[test]
+fn kubernetes_loadgen_job_shards_and_merge_agree() {
+    let docs = manifests();
+    let job = named(&docs, "Job", "loadgen");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let n = spec["parallelism"].as_i64().unwrap();
+    assert_eq!(spec["completions"].as_i64(), Some(n));
+    assert!(n > 1);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
+    let c = &list(&pod["containers"])[0];
+    assert_eq!(
+        list(&c["command"]).iter().map(text).collect::<Vec<_>>(),
+        ["loadgen"]
+    );
+    let mut env: Vec<(String, String)> = list(&c["env"])
+        .iter()
+        .map(|e| (text(&e["name"]), text(&e["value"])))
+        .collect();
+    let start_at = env
+        .iter()
+        .find(|(k, _)| k == "START_AT")
+        .expect("START_AT")
+        .1
+        .clone();
+    // The README's sed replaces the quoted START_AT value: it must occur once.
+    let file = std::fs::read_to_string(deploy_dir().join("kubernetes/loadgen-job.yaml")).unwrap();
+    assert_eq!(file.matches(&format!("\"{start_at}\"")).count(), 1);
+    let args: Vec<String> = list(&c["args"]).iter().map(text).collect();
+    let mount = text(&list(&c["volumeMounts"])[0]["mountPath"]);
+    let mut written = Vec::new();
+    env.push(("JOB_COMPLETION_INDEX".into(), String::new()));
+    for i in 0..n {
+        env.last_mut().unwrap().1 = i.to_string();
+        let argv: Vec<String> = args.iter().map(|a| expand(a, &env)).collect();
+        let ok =
+            loadgen::cli::check_args(std::iter::once("loadgen".to_string()).chain(argv.clone()))
+                .unwrap_or_else(|e| panic!("shard {i}: loadgen {argv:?}: {e}"));
+        assert!(ok.contains(&format!("shard {i}/{n} (")), "{ok}");
+        assert!(ok.contains("start-at "), "{ok}");
+        let hlog = flag(&argv, "--hlog").to_string();
+        assert!(
+            hlog.starts_with(&format!("{mount}/")),
+            "{hlog} not on {mount}"
+        );
+        written.push(hlog);
+    }
+    written.dedup();
+    assert_eq!(written.len() as i64, n, "each shard its own log");
+    // The merge reads the same volume and exactly the shards' files.
+    let merge = named(&docs, "Job", "loadgen-merge");
+    let m = &list(&merge["spec"]["template"]["spec"]["containers"])[0];
+    let margs: Vec<String> = list(&m["args"]).iter().map(text).collect();
+    assert_eq!(margs[0], "merge");
+    assert_eq!(margs[1..], written[..]);
+    let argv = std::iter::once("loadgen".to_string()).chain(margs.clone());
+    assert!(loadgen::cli::check_args(argv).is_ok(), "{margs:?}");
+    assert_eq!(text(&list(&m["volumeMounts"])[0]["mountPath"]), mount);
+    let claim = |p: &Yaml| text(&list(&p["volumes"])[0]["persistentVolumeClaim"]["claimName"]);
+    assert_eq!(claim(pod), claim(&merge["spec"]["template"]["spec"]));
+    named(&docs, "PersistentVolumeClaim", &claim(pod));
 }

@@ -56,13 +56,14 @@ fn a_scrape_reports_connections_traffic_and_the_loop() {
     assert_eq!(value("echoloop_paused_conns"), 0.0);
     assert!(text.contains("# TYPE echoloop_accepted_total counter\n"));
     assert!(text.contains("# TYPE echoloop_active gauge\n"));
-    // Every logged counter is exported.
+    // Every logged counter is exported (figures kept in microseconds, in
+    // seconds).
     for field in server.stats().fields() {
-        assert!(
-            text.contains(&format!("\necholoop_{}", field.name)),
-            "{}",
-            field.name
-        );
+        let name = match field.name.strip_suffix("_us") {
+            Some(base) => format!("{base}_seconds"),
+            None => field.name.to_string(),
+        };
+        assert!(text.contains(&format!("\necholoop_{name}")), "{name}");
     }
     // The loop turned at least once per connection; each histogram's +Inf
     // bucket is its count.

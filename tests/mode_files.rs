@@ -85,13 +85,23 @@ fn assert_refused(server: &Running, name: &str, why: &str) {
 }
 
 /// A multi-MiB random file arrives byte for byte after a header giving
-/// its name and exact size.
+/// its name and exact size, sent with `sendfile` (Linux) and copied
+/// through user space (`--no-sendfile`) alike.
 #[test]
 fn serves_exact_bytes_of_a_multi_mib_file() {
-    let dir = TempDir::new("exact");
+    for sendfile in [true, false] {
+        serves_exact_bytes(sendfile);
+    }
+}
+
+fn serves_exact_bytes(sendfile: bool) {
+    let dir = TempDir::new(&format!("exact-{sendfile}"));
     let data = Rng::new(0xF11E).bytes(5 * 1024 * 1024 + 17);
     std::fs::write(dir.root().join("data.bin"), &data).unwrap();
-    let server = start(files_config(&dir.root()));
+    let server = start(Config {
+        sendfile,
+        ..files_config(&dir.root())
+    });
     let mut s = server.connect();
     let (header, body) = request(&mut s, "data.bin");
     assert_eq!(header, json!({ "name": "data.bin", "size": data.len() }));

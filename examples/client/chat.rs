@@ -49,6 +49,12 @@ pub fn run(stream: TcpStream, timeout: Duration) -> Result<(), Failure> {
     // (Both handles share one socket, so this is the socket's setting.)
     room.set_read_timeout(None)
         .map_err(Failure::io("setting socket options"))?;
+    // Our half-close is done here, not by the stdin thread: the server's
+    // close that answers it must not be taken for news (the reader could
+    // report it before the stdin thread had reported its end).
+    let leave = stream
+        .try_clone()
+        .map_err(Failure::io("cloning the socket"))?;
     let (events, done) = mpsc::channel();
     let reader_events = events.clone();
     thread::spawn(move || {
@@ -65,11 +71,17 @@ pub fn run(stream: TcpStream, timeout: Duration) -> Result<(), Failure> {
             }
             verdict
         }
-        // We said goodbye; the server now flushes what it owes us, and closes.
-        Ok(Event::InputDone(Ok(()))) => match done.recv_timeout(timeout) {
-            Ok(Event::RoomClosed(verdict)) => verdict,
-            _ => Err(Failure::NoClose(timeout)),
-        },
+        // Our input ended: we say goodbye (half-close); the server now
+        // flushes what it owes us, and closes.
+        Ok(Event::InputDone(Ok(()))) => {
+            leave
+                .shutdown(Shutdown::Write)
+                .map_err(Failure::io("half-closing the connection"))?;
+            match done.recv_timeout(timeout) {
+                Ok(Event::RoomClosed(verdict)) => verdict,
+                _ => Err(Failure::NoClose(timeout)),
+            }
+        }
         // Sending failed, usually because the server closed or reset the
         // connection; the reader's verdict says why, if it comes soon.
         Ok(Event::InputDone(Err(send_failure))) => match done.recv_timeout(timeout) {
@@ -84,7 +96,7 @@ pub fn run(stream: TcpStream, timeout: Duration) -> Result<(), Failure> {
     }
 }
 
-/// Sends every stdin line, then half-closes.
+/// Sends every stdin line (the caller half-closes once it returns).
 fn send_lines(mut stream: &TcpStream) -> Result<(), Failure> {
     let mut input = io::stdin().lock();
     let mut line = Vec::new();
@@ -105,9 +117,7 @@ fn send_lines(mut stream: &TcpStream) -> Result<(), Failure> {
             .write_all(&line)
             .map_err(Failure::io("sending to the room"))?;
     }
-    stream
-        .shutdown(Shutdown::Write)
-        .map_err(Failure::io("half-closing the connection"))
+    Ok(())
 }
 
 /// Prints the room's lines until the server closes; fails if its last line

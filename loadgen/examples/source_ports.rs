@@ -1,6 +1,6 @@
 //! How fast can one thread open N TCP connections to one target, by how the source address
-//! and port are chosen? The measurement behind loadgen's source-address policy (see "Many
-//! connections" in loadgen/README.md).
+//! and port are chosen? The measurement behind loadgen's source-address policy (see "Source
+//! addresses and ports" in loadgen/README.md).
 //!
 //! ```text
 //! source_ports TARGET N STRATEGY FIRST_IP ADDRS ROUNDS [fin|rst]

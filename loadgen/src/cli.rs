@@ -4,11 +4,14 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig};
+use crate::config::{
+    invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig, DEFAULT_UDP_BATCH,
+};
+use crate::shard::Shard;
 
 /// One `--bind` item: an address or a range of them.
 #[derive(Debug, Clone)]
@@ -122,12 +125,30 @@ pub struct RunArgs {
     /// UDP: answer deadline before a datagram counts as lost.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
     pub udp_timeout: Duration,
+    /// UDP: datagrams per sendmmsg/recvmmsg call (Linux); 1 sends and receives one
+    /// datagram per call, the only way on other platforms.
+    #[arg(long, default_value_t = DEFAULT_UDP_BATCH, value_name = "N")]
+    pub udp_batch: usize,
     /// UDP: fail when more than this is lost (0.01 or 1%).
     #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
     pub max_loss: Option<f64>,
-    /// HdrHistogram interval log (base64 V2 compressed, one per second).
+    /// HdrHistogram interval log (base64 V2 compressed, one per second), ended by a line
+    /// with the run's verdict for `loadgen merge`.
     #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,
+    /// Run shard I of N (0-based): the connections I, I+N, I+2N, ... of --connections,
+    /// and their share of --rate (the total) on the run's schedule.
+    #[arg(long, value_parser = Shard::parse, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Start the measured window at this Unix time (seconds, fractions allowed; e.g.
+    /// $(date -d '+30 sec' +%s)), connecting and warming up before it. Shards on several
+    /// machines need synchronised clocks (NTP).
+    #[arg(long, value_parser = crate::start::parse_start_at, value_name = "UNIX_SECS")]
+    pub start_at: Option<SystemTime>,
+    /// Only parse and validate the flags, print the configuration, and exit (0 valid, 2
+    /// not); --start-at is not checked against the clock.
+    #[arg(long)]
+    pub check: bool,
     /// No progress output on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -161,13 +182,64 @@ impl RunArgs {
             framed: self.framed,
             udp_timeout: self.udp_timeout,
             max_loss: self.max_loss,
+            udp_batch: self.udp_batch,
             progress: !self.quiet,
             hlog: self.hlog,
+            shard: self.shard.unwrap_or_default(),
+            start_at: self.start_at,
             ..RunConfig::new(target)
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// What `loadgen --check ARGS...` does: parses and validates a run's command line as a run
+/// would, except that a host name in `--target` is not resolved (the name of a Kubernetes
+/// Service means nothing where the manifest is checked) and `--start-at` is not compared
+/// with the clock. Returns the line it prints, or the error (usage errors, exit 2).
+/// `args` start with the program name.
+pub fn check_args<I, T>(args: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    if cli.command.is_some() {
+        return Ok("configuration ok: merge".into());
+    }
+    let mut run = cli.run;
+    // Only the syntax of an unresolved host:port: a valid port and a host.
+    let target = run.target.clone();
+    if target.parse::<SocketAddr>().is_err() {
+        let port = target.rsplit_once(':').filter(|(host, _)| !host.is_empty());
+        match port.map(|(_, p)| p.parse::<u16>()) {
+            Some(Ok(port)) => run.target = SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
+            _ => return Err(format!("--target: '{target}' is not host:port")),
+        }
+    }
+    let cfg = run.into_config().map_err(|e| e.to_string())?;
+    Ok(check_summary(&cfg).replace(&cfg.target.to_string(), &target))
+}
+
+/// The `configuration ok: ...` line of a valid configuration; nothing is connected or
+/// opened.
+pub fn check_summary(cfg: &RunConfig) -> String {
+    let rate = cfg.rate.map_or("closed loop".to_string(), |r| {
+        format!("rate {r}/s in total")
+    });
+    let start = cfg.start_at.map_or(String::new(), |t| {
+        format!(", start-at {:.3}", crate::start::unix_secs(t))
+    });
+    format!(
+        "configuration ok: target {}, shard {} ({} of {} connections), {rate}, duration {:?}, warmup {:?}{start}",
+        cfg.target,
+        cfg.shard,
+        cfg.owned(),
+        cfg.connections,
+        cfg.duration,
+        cfg.warmup
+    )
 }
 
 fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
@@ -209,5 +281,42 @@ mod tests {
         let cli = Cli::try_parse_from(["loadgen", "merge", "a.hlog", "b.hlog"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
         assert!(Cli::try_parse_from(["loadgen", "merge"]).is_err());
+    }
+
+    /// `--shard` and `--start-at` reach the config; `--check` summarises what this
+    /// process would run.
+    #[test]
+    fn cli_shard_and_start_at() {
+        let args = [
+            "loadgen",
+            "--shard",
+            "1/3",
+            "--connections",
+            "10",
+            "--start-at",
+            "1767225600.5",
+        ];
+        let cli = Cli::try_parse_from(args).unwrap();
+        let cfg = cli.run.into_config().unwrap();
+        assert_eq!(cfg.shard, Shard { index: 1, count: 3 });
+        assert_eq!(cfg.owned(), 3);
+        let summary = check_summary(&cfg);
+        assert!(
+            summary.contains("shard 1/3 (3 of 10 connections)"),
+            "{summary}"
+        );
+        assert!(summary.contains("start-at 1767225600.500"), "{summary}");
+        assert!(Cli::try_parse_from(["loadgen", "--shard", "3/3"]).is_err());
+        // --check takes a Service name unresolved; bad values still fail.
+        let ok = check_args(["loadgen", "--target", "echoloop:7878", "--shard", "2/3"]).unwrap();
+        assert!(
+            ok.starts_with("configuration ok: target echoloop:7878, shard 2/3"),
+            "{ok}"
+        );
+        let bad = check_args(["loadgen", "--target", "echoloop", "--shard", "0/3"]);
+        assert!(bad.unwrap_err().contains("not host:port"));
+        let bad = check_args(["loadgen", "--shard", "2/3", "--connections", "2"]);
+        assert!(bad.unwrap_err().starts_with("--shard: "));
+        assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
 }

@@ -76,8 +76,9 @@ impl HlogSink {
             .map_err(|e| io::Error::other(format!("{e:?}")))
     }
 
-    /// Flushes to disk.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Writes the end line ([`crate::endline`]) and flushes to disk: the log is whole.
+    pub fn end(mut self, line: &crate::endline::EndLine) -> io::Result<()> {
+        writeln!(self.out, "#{}", line.to_comment())?;
         self.out.flush()
     }
 }
@@ -93,7 +94,8 @@ struct Progress {
 
 impl Progress {
     /// The connect phase ended `at_ns` after the epoch with `opened` of `asked` open.
-    fn connected(&self, at_ns: u64, opened: usize, asked: usize) {
+    /// With `--start-at`, measuring starts at `start_ns` instead of after the warm-up.
+    fn connected(&self, at_ns: u64, opened: usize, asked: usize, start_ns: Option<u64>) {
         if !self.enabled || opened == 0 {
             return;
         }
@@ -103,7 +105,10 @@ impl Progress {
         } else {
             0.0
         };
-        let warming = if self.warmup.is_zero() {
+        let warming = if let Some(start) = start_ns {
+            let wait = start.saturating_sub(at_ns) as f64 / 1e9;
+            format!("; measuring from --start-at in {wait:.3} s")
+        } else if self.warmup.is_zero() {
             String::new()
         } else {
             format!("; warming up for {:?}", self.warmup)
@@ -170,6 +175,8 @@ pub struct Collector {
     said: bool,
     /// The run's start in wall-clock time (the `.hlog` timestamps are wall-clock).
     epoch: SystemTime,
+    /// `--start-at` as ns since the epoch: the measured window's fixed start.
+    start_ns: Option<u64>,
     phase: Arc<Phase>,
     /// Intervals emitted but not yet written (the last one's length is known at the end).
     emitted: Vec<(u64, Histogram<u64>)>,
@@ -191,17 +198,20 @@ pub struct Collected {
     pub end_ns: u64,
     /// When the connect phase ended, ns since the epoch (`None` if it never did).
     pub connect_end: Option<u64>,
+    /// The interval log, all intervals written, waiting for its end line.
+    pub hlog: Option<HlogSink>,
 }
 
 impl Collector {
     /// A collector for `threads` workers sharing `phase`; progress (if `progress`) for a
-    /// run of `warmup` then `duration` that started at `epoch`.
+    /// run of `warmup` then `duration` that started at `epoch`, measured from `start_ns`
+    /// (ns since the epoch) if given, else from `warmup` after the connect phase.
     pub fn new(
         threads: usize,
         phase: Arc<Phase>,
         hlog: Option<HlogSink>,
         progress: bool,
-        (epoch, warmup, duration): (SystemTime, Duration, Duration),
+        (epoch, start_ns, warmup, duration): (SystemTime, Option<u64>, Duration, Duration),
     ) -> Self {
         Collector {
             threads,
@@ -218,6 +228,7 @@ impl Collector {
             up: false,
             said: false,
             epoch,
+            start_ns,
             phase,
             emitted: Vec::new(),
             hlog,
@@ -233,6 +244,9 @@ impl Collector {
 
     /// When the measured time starts, ns since the epoch, once known.
     fn measure_start(&self) -> Option<u64> {
+        if let (Some(start), Some(_)) = (self.start_ns, self.connect_end) {
+            return Some(start);
+        }
         let warmup = crate::conn::ns(self.progress.warmup);
         self.connect_end.map(|t| t.saturating_add(warmup))
     }
@@ -282,7 +296,7 @@ impl Collector {
         if let (Some(at_ns), true, false) = (self.connect_end, self.up, self.said) {
             self.said = true;
             let (opened, asked) = (self.phase.opened(), self.phase.asked());
-            self.progress.connected(at_ns, opened, asked);
+            self.progress.connected(at_ns, opened, asked, self.start_ns);
         }
     }
 
@@ -370,15 +384,13 @@ impl Collector {
                 sink.write(&h, Duration::from_nanos(from), Duration::from_nanos(len))?;
             }
         }
-        if let Some(sink) = self.hlog.take() {
-            sink.finish()?;
-        }
         Ok(Collected {
             histogram: self.total,
             connect: self.connect,
             stats: self.stats,
             end_ns: self.end_ns,
             connect_end: self.connect_end,
+            hlog: self.hlog,
         })
     }
 }

@@ -5,9 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::payload::{HEADER_LEN, MAX_DATAGRAM};
+use crate::shard::Shard;
 
 /// Longest `--duration`, `--warmup` or `--udp-timeout`: a year is more than any run needs,
 /// and keeps every deadline (ns since the start, in a u64) far from overflowing.
@@ -18,6 +19,13 @@ pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_THREADS: usize = 1024;
 /// Most messages in flight per connection (closed loop).
 pub const MAX_PIPELINE: usize = 65_536;
+/// Largest `--udp-batch`: the kernel's `UIO_MAXIOV`, the most one `sendmmsg` takes.
+pub const MAX_UDP_BATCH: usize = 1024;
+
+/// `--udp-batch` by default: the server's default too; at 64-byte datagrams a batch of
+/// 32 amortises the syscall well, and larger ones rarely fill.
+pub const DEFAULT_UDP_BATCH: usize = 32;
+
 /// Largest TCP message (UDP: [`MAX_DATAGRAM`]); the `--framed` prefix is a u32.
 pub const MAX_SIZE: usize = 16 << 20;
 /// Highest `--rate`: one message per ns, the schedule's resolution.
@@ -90,6 +98,9 @@ pub struct RunConfig {
     pub udp_timeout: Duration,
     /// UDP: fail the run when the lost fraction exceeds this (0.01 = 1 %). `None` = never.
     pub max_loss: Option<f64>,
+    /// UDP, Linux: datagrams per `sendmmsg`/`recvmmsg` (`udp_batch.rs`); 1 is one
+    /// `send`/`recv` per datagram, the only way elsewhere. Invariant: `1..=MAX_UDP_BATCH`.
+    pub udp_batch: usize,
     /// A TCP connect still pending after this long counts as failed. Long enough for the
     /// kernel's SYN retransmissions when a server's backlog overflows (Linux 6.5+ resends
     /// after 1, 2, 3, 4 and 8 s: `tcp_syn_linear_timeouts`; older kernels after 1, 3, 7 s).
@@ -105,6 +116,12 @@ pub struct RunConfig {
     pub progress: bool,
     /// Write an HdrHistogram interval log here, one histogram per second.
     pub hlog: Option<PathBuf>,
+    /// `--shard I/N`: this process runs the connections `I, I+N, ...` of `connections`, and
+    /// its share of `rate` on the run's schedule (`shard.rs`). `0/1`: the whole run.
+    pub shard: Shard,
+    /// `--start-at`: the measured window starts at this wall-clock time (`start.rs`);
+    /// `None`: `warmup` after the connect phase.
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunConfig {
@@ -125,12 +142,20 @@ impl RunConfig {
             framed: false,
             udp_timeout: Duration::from_secs(1),
             max_loss: None,
+            udp_batch: DEFAULT_UDP_BATCH,
             connect_timeout: Duration::from_secs(10),
             reconnect_after: None,
             drain_timeout: Duration::from_secs(10),
             progress: false,
             hlog: None,
+            shard: Shard::default(),
+            start_at: None,
         }
+    }
+
+    /// The connections this process runs: its shard's share of `connections`.
+    pub fn owned(&self) -> usize {
+        self.shard.owned(self.connections)
     }
 
     /// Checks ranges and combinations; every error names the flag to change.
@@ -214,12 +239,25 @@ impl RunConfig {
             let why = format!("a {what} holds at most {max_size} bytes");
             return Err(invalid("size", why));
         }
+        if !(1..=MAX_UDP_BATCH).contains(&self.udp_batch) {
+            let why = format!("must be between 1 and {MAX_UDP_BATCH}");
+            return Err(invalid("udp-batch", why));
+        }
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             let why = format!("must be between 1 and {MAX_PIPELINE}");
             return Err(invalid("pipeline", why));
         }
-        if self.threads == 0 || self.threads > self.connections.min(MAX_THREADS) {
-            let why = format!("must be between 1 and --connections (at most {MAX_THREADS})");
+        if self.owned() == 0 {
+            let why = format!(
+                "shard {} of --connections {} owns no connection: use at least {} connections",
+                self.shard, self.connections, self.shard.count
+            );
+            return Err(invalid("shard", why));
+        }
+        if self.threads == 0 || self.threads > self.owned().min(MAX_THREADS) {
+            let why = format!(
+                "must be between 1 and the connections this process runs (at most {MAX_THREADS})"
+            );
             return Err(invalid("threads", why));
         }
         Ok(())
@@ -419,6 +457,14 @@ mod tests {
         };
         assert_eq!(flag_for(huge_pipeline), "pipeline");
         let threads = |c: &mut RunConfig| (c.threads, c.connections) = (MAX_THREADS + 1, 5000);
+        assert_eq!(flag_for(threads), "threads");
+        // A shard must own a connection, and its threads share only what it owns.
+        let shard =
+            |c: &mut RunConfig| (c.shard, c.connections) = (Shard { index: 2, count: 3 }, 2);
+        assert_eq!(flag_for(shard), "shard");
+        let threads = |c: &mut RunConfig| {
+            (c.shard, c.connections, c.threads) = (Shard { index: 2, count: 3 }, 7, 3);
+        };
         assert_eq!(flag_for(threads), "threads");
         // Each in range, together too much: the buffer budget names --connections.
         let budget = |c: &mut RunConfig| (c.pipeline, c.connections) = (MAX_PIPELINE, 100_000);

@@ -17,6 +17,7 @@ use crate::config::{RunConfig, MAX_DURATION};
 use crate::payload::{self, Codec, MAX_DATAGRAM};
 use crate::schedule::Schedule;
 use crate::stats::ThreadStats;
+use crate::udp_batch::UdpBatch;
 use crate::verify::Window;
 
 /// A send more than this late on its schedule counts as a late send.
@@ -75,6 +76,9 @@ pub struct Ctx {
     pub measure_end: u64,
     /// One read buffer for all connections of the thread (64 KiB + a datagram's worth).
     pub scratch: Vec<u8>,
+    /// UDP on Linux with `--udp-batch` above 1: the thread's batch buffers
+    /// (`udp_batch.rs`); `None` otherwise.
+    pub udp_batch: Option<UdpBatch>,
     /// This thread's latencies of the current interval, ns.
     pub hist: Histogram<u64>,
     /// This thread's TCP handshake durations (every connect of the run), ns.
@@ -329,7 +333,7 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let slots = Window::slots_for(capacity);
     let out = (send_batch(cfg, wire as usize, slots) as u64).saturating_mul(wire);
     let per_conn = CONNECTION_OVERHEAD + window + out.saturating_add(wire);
-    let per_thread = (SCRATCH_LEN + cfg.size) as u64;
+    let per_thread = (SCRATCH_LEN + cfg.size) as u64 + UdpBatch::bytes_for(cfg);
     (cfg.connections as u64)
         .saturating_mul(per_conn)
         .saturating_add((cfg.threads as u64).saturating_mul(per_thread))
@@ -350,6 +354,7 @@ pub(crate) fn test_ctx(change: impl FnOnce(&mut RunConfig)) -> Ctx {
         measure_start: 0,
         measure_end: u64::MAX,
         scratch: Vec::new(),
+        udp_batch: None,
         hist: new_histogram(),
         connect_hist: new_histogram(),
         stats: ThreadStats::default(),

@@ -56,7 +56,7 @@ impl ConnectionReport {
         duration: Duration,
     ) -> Self {
         ConnectionReport {
-            asked: cfg.connections as u64,
+            asked: cfg.owned() as u64,
             opened: stats.opened,
             failed: stats.failed,
             initial_failed: stats.initial_failed,

@@ -30,9 +30,11 @@ use crate::payload::Codec;
 use crate::phase::{Phase, Timeline};
 use crate::ramp::{Ramp, CONNECT_BATCH};
 use crate::schedule::{Cursor, Schedule};
+use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
 use crate::timer::{self, WakeTimer};
+use crate::udp_batch::UdpBatch;
 
 /// The precise timer's token; connection tokens are their local index.
 const TIMER: Token = Token(usize::MAX - 1);
@@ -97,6 +99,8 @@ pub struct WorkerSpec {
     pub sources: Arc<[IpAddr]>,
     /// Shared time zero.
     pub epoch: Instant,
+    /// `--start-at` as ns since `epoch`: the measured window's fixed start.
+    pub start_ns: Option<u64>,
     /// Where results go.
     pub tx: Sender<WorkerMsg>,
 }
@@ -110,6 +114,10 @@ pub struct Worker<C: Client> {
     ramp: Ramp,
     phase: Arc<Phase>,
     sources: Arc<[IpAddr]>,
+    /// The global connection ids this thread owns.
+    lane: Lane,
+    /// `--start-at` as ns since the epoch, if set.
+    start_ns: Option<u64>,
     /// Known once the connect phase is over.
     timeline: Timeline,
     /// Open loop: connections that got due messages this turn.
@@ -143,7 +151,8 @@ impl<C: Client> Worker<C> {
         // The schedule starts, and its cursor is made, when the connect phase ends.
         let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
         let timer = timer::for_schedule(schedule.is_some(), spec.poll.registry(), TIMER)?;
-        let local = (cfg.connections - spec.thread).div_ceil(cfg.threads);
+        let lane = cfg.shard.lane(spec.thread, cfg.threads);
+        let local = lane.len(cfg.connections);
         let ctx = Ctx {
             codec: Codec::new(cfg.size, cfg.framed),
             schedule,
@@ -152,6 +161,7 @@ impl<C: Client> Worker<C> {
             measure_start: u64::MAX,
             measure_end: u64::MAX,
             scratch: vec![0; SCRATCH_LEN],
+            udp_batch: UdpBatch::for_run(&cfg),
             hist: new_histogram(),
             connect_hist: new_histogram(),
             stats: ThreadStats::default(),
@@ -163,7 +173,9 @@ impl<C: Client> Worker<C> {
             poll: spec.poll,
             events: Events::with_capacity(1024),
             table: Table::new(local, spec.phase.clone()),
-            ramp: Ramp::new(local, spec.thread, cfg.threads, cfg.connect_rate),
+            ramp: Ramp::new(lane, cfg.connections, cfg.connect_rate),
+            lane,
+            start_ns: spec.start_ns,
             phase: spec.phase,
             sources: spec.sources,
             timeline: Timeline::CONNECTING,
@@ -229,15 +241,25 @@ impl<C: Client> Worker<C> {
             crate::config::Protocol::Udp => cfg.udp_timeout,
             crate::config::Protocol::Tcp => cfg.drain_timeout,
         };
-        self.timeline = Timeline::after(end, cfg.warmup, cfg.duration, grace);
+        self.timeline = match self.start_ns {
+            Some(start) => Timeline::at(start, cfg.duration, grace),
+            None => Timeline::after(end, cfg.warmup, cfg.duration, grace),
+        };
         self.ctx.measure_start = self.timeline.measure_start;
         self.ctx.measure_end = self.timeline.measure_end;
         self.interval_end = self.timeline.measure_start.saturating_add(INTERVAL_NS);
-        // Traffic starts now: the open-loop schedule from here, the closed loop with a
-        // first send on every connection (once per run, the only pass over them all).
-        let (thread, threads) = (self.thread, cfg.threads);
-        self.ctx.schedule = self.ctx.schedule.map(|s| s.starting_at(end));
-        self.cursor = self.ctx.schedule.map(|s| s.cursor(thread, threads));
+        // Traffic starts now: the open-loop schedule from here (with --start-at from
+        // --warmup before it, shared by every shard), the closed loop with a first send on
+        // every connection (once per run, the only pass over them all).
+        let anchor = self
+            .start_ns
+            .map_or(end, |s| s.saturating_sub(crate::conn::ns(cfg.warmup)));
+        self.ctx.schedule = self
+            .ctx
+            .schedule
+            .map(|s| s.starting_at(s.start_from(anchor, end)));
+        let lane = self.lane;
+        self.cursor = self.ctx.schedule.map(|s| s.cursor(lane));
         self.table.pump_all(&mut self.ctx);
         let _ = self.tx.send(WorkerMsg::Connected { at_ns: end });
     }

@@ -52,6 +52,16 @@
 //! them all. Every handshake's duration goes into its own histogram; `--reconnect-after N`
 //! closes each connection after N echoes and opens a new one, measuring churn.
 //!
+//! # Many processes, one run
+//!
+//! `--shard I/N` makes this process one of N running one load together ([`shard`]): it
+//! owns the global connection ids `I, I+N, ...` and sends their messages on the run's own
+//! schedule, so the shards' sends interleave into exactly `--rate`. `--start-at` fixes the
+//! measured window in wall-clock time ([`start`]), so shards on different machines measure
+//! the same seconds. Each `.hlog` ends with an end line ([`endline`]) holding the shard's
+//! verdict and window, from which `loadgen merge` ([`merge`], [`merged`]) gives one verdict:
+//! PASS only if every shard is there, whole, and passed.
+//!
 //! # Layout
 //!
 //! | file | owns |
@@ -65,6 +75,7 @@
 //! | `conn.rs` | per-thread context, the `Client` trait, send policy, buffer budget |
 //! | `source.rs`, `sys.rs` | source addresses and ports; the syscalls std lacks |
 //! | `tcp.rs`, `udp.rs` | the two clients |
+//! | `udp_batch.rs` | UDP on Linux: a thread's `sendmmsg`/`recvmmsg` batch buffers (`--udp-batch`) |
 //! | `phase.rs` | the connect phase shared by the threads, and the timeline after it |
 //! | `ramp.rs` | which connection opens next |
 //! | `table.rs`, `deadlines.rs` | a thread's connections, their counts and deadlines |
@@ -72,7 +83,10 @@
 //! | `stats.rs`, `collect.rs` | counters; adding intervals, `.hlog` writing, progress |
 //! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail |
 //! | `export.rs` | `.hgrm` and SVG plot |
-//! | `merge.rs` | `loadgen merge` over `.hlog` files |
+//! | `error.rs` | why a run or merge produced no report; exit statuses |
+//! | `shard.rs`, `start.rs` | `--shard` id arithmetic; `--start-at` parsing and checks |
+//! | `endline.rs` | the end line of a `.hlog`: shard, verdict, window (written and read) |
+//! | `merge.rs`, `merged.rs` | `loadgen merge` over `.hlog` files; its verdict over the shards |
 //!
 //! # Example
 //!
@@ -94,15 +108,20 @@ pub mod conn;
 pub mod connections;
 pub mod deadlines;
 pub mod driver;
+pub mod endline;
+mod error;
 pub mod export;
 pub mod merge;
+pub mod merged;
 pub mod payload;
 pub mod phase;
 pub mod ramp;
 pub mod report;
 pub mod schedule;
 pub mod settings;
+pub mod shard;
 pub mod source;
+pub mod start;
 pub mod stats;
 pub mod stream;
 mod sys;
@@ -110,16 +129,17 @@ pub mod table;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
+pub mod udp_batch;
 pub mod verify;
 
 use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use config::{ConfigError, Protocol, RunConfig};
+pub use error::{io_text, Error};
 pub use report::Report;
 
 use collect::{Collected, Collector, HlogSink};
@@ -128,66 +148,6 @@ use driver::{run_worker, WorkerMsg, WorkerSpec, WAKER};
 use phase::Phase;
 use report::ScheduleReport;
 use settings::Settings;
-
-/// Why a run or merge could not produce a report.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A setting is unusable; change the flag named. Exit status 2.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Not a single connection could be made: is the server running at that address?
-    #[error("could not connect to {target}: {reason} ({})", connect_count(*failed, *asked))]
-    Connect {
-        /// The target.
-        target: std::net::SocketAddr,
-        /// How many connects failed.
-        failed: u64,
-        /// How many connections were asked for (more than failed: loadgen gave up on the
-        /// rest, see [`phase::GIVE_UP_AFTER`]).
-        asked: u64,
-        /// The first error.
-        reason: String,
-    },
-    /// An output file could not be created or written; check the path and permissions.
-    /// Every output path is opened before any traffic, so a bad one fails at once.
-    #[error("cannot write {}: {}", path.display(), io_text(source))]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// An input file could not be read or parsed.
-    #[error("cannot read {}: {reason}", path.display())]
-    Input {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A worker thread could not start (e.g. out of file descriptors).
-    #[error("worker failed: {0}")]
-    Worker(String),
-}
-
-/// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.
-fn connect_count(failed: u64, asked: u64) -> String {
-    if failed >= asked {
-        format!("{failed} of {asked} connections failed")
-    } else {
-        format!("the first {failed} of {asked} connections failed and none opened, so loadgen gave up on the rest")
-    }
-}
-
-/// An IO error's text without the " (os error N)" suffix the standard library adds: the
-/// messages loadgen prints say "Connection refused", as the README shows.
-pub fn io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
-}
 
 /// Checks that a freshly opened output file takes writes, with a write of zero bytes:
 /// a path can open and still refuse every write (`/proc/version` says EIO, `/dev/full`
@@ -211,7 +171,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// would fail with "Too many open files" part way through.
 fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
     let limit = sys::open_files_limit().unwrap_or(u64::MAX);
-    let need = cfg.connections as u64 + FD_RESERVE + 4 * cfg.threads as u64;
+    let need = cfg.owned() as u64 + FD_RESERVE + 4 * cfg.threads as u64;
     if need <= limit {
         return Ok(());
     }
@@ -220,19 +180,9 @@ fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
         reason: format!(
             "{} connections need about {need} open files, and the limit is {limit}: \
              raise it (ulimit -n) or lower --connections",
-            cfg.connections
+            cfg.owned()
         ),
     })
-}
-
-impl Error {
-    /// The exit status the command line uses: 2 for usage errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) => 2,
-            _ => 1,
-        }
-    }
 }
 
 /// Runs a load test as configured and returns its report. Blocks for the connect phase,
@@ -240,13 +190,20 @@ impl Error {
 /// `cfg.progress`.
 pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     cfg.validate()?;
+    // Read together, so that --start-at (wall clock) maps onto the monotonic clock the
+    // workers keep time by.
+    let (epoch, wall) = (Instant::now(), SystemTime::now());
+    if let Some(at) = cfg.start_at {
+        start::check(at, wall, cfg.warmup)?;
+    }
+    let start_ns = cfg.start_at.map(|at| start::epoch_ns(at, wall));
     check_open_files(cfg)?;
     let wire = payload::Codec::new(cfg.size, cfg.framed).wire_len();
     let hlog = open_hlog(cfg, wire)?;
-    let (rx, handles, phase) = spawn_workers(cfg)?;
+    let (rx, handles, phase) = spawn_workers(cfg, epoch, start_ns)?;
     // The connect phase's end is printed by the collector only if a connection opened,
     // so a refused target gets its one error line and nothing else.
-    let times = (SystemTime::now(), cfg.warmup, cfg.duration);
+    let times = (wall, start_ns, cfg.warmup, cfg.duration);
     let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
@@ -260,19 +217,27 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
         h.join()
             .map_err(|_| Error::Worker("a worker thread panicked".into()))?;
     }
-    if let Some(e) = collector.failure.take() {
-        return Err(Error::Worker(e));
-    }
-    let run = collector.finish().map_err(io_err)?;
-    if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
-        return Err(Error::Connect {
+    let failure = collector.failure.take();
+    let mut run = collector.finish().map_err(io_err)?;
+    let hlog = run.hlog.take();
+    let outcome = if let Some(e) = failure {
+        Err(Error::Worker(e))
+    } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
+        Err(Error::Connect {
             target: cfg.target,
             failed: run.stats.failed,
-            asked: cfg.connections as u64,
+            asked: cfg.owned() as u64,
             reason: run.stats.conn_error.clone().unwrap_or_default(),
-        });
+        })
+    } else {
+        Ok(build_report(cfg, wire, (wall, start_ns), run))
+    };
+    // Last: the end line says the log is whole, and whether the run passed.
+    if let Some(sink) = hlog {
+        sink.end(&endline::EndLine::of(cfg, &outcome))
+            .map_err(io_err)?;
     }
-    Ok(build_report(cfg, wire, run))
+    outcome
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.
@@ -296,7 +261,7 @@ type Workers = (
 
 /// Starts one reactor thread per `cfg.threads`, all sharing one epoch and one connect
 /// phase. The pollers are made here so that each one's waker can be handed to the phase.
-fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
+fn spawn_workers(cfg: &RunConfig, epoch: Instant, start_ns: Option<u64>) -> Result<Workers, Error> {
     let worker_err = |e: std::io::Error| Error::Worker(io_text(&e));
     let mut polls = Vec::with_capacity(cfg.threads);
     let mut wakers = Vec::with_capacity(cfg.threads);
@@ -305,13 +270,12 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
         wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(worker_err)?);
         polls.push(poll);
     }
-    let phase = Arc::new(Phase::new(cfg.connections, wakers));
+    let phase = Arc::new(Phase::new(cfg.owned(), wakers));
     let shared = Arc::new(cfg.clone());
     let sources: Arc<[IpAddr]> = source::plan(cfg).into();
     if !sources.is_empty() {
         log::debug!("sources n={} first={}", sources.len(), sources[0]);
     }
-    let epoch = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.threads);
     for (thread, poll) in polls.into_iter().enumerate() {
@@ -322,6 +286,7 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
             phase: phase.clone(),
             sources: sources.clone(),
             epoch,
+            start_ns,
             tx: tx.clone(),
         };
         let body = move || match spec.cfg.protocol {
@@ -334,16 +299,27 @@ fn spawn_workers(cfg: &RunConfig) -> Result<Workers, Error> {
     Ok((rx, handles, phase))
 }
 
-fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
+/// The report of a finished run; `wall` is the epoch's wall-clock time.
+fn build_report(
+    cfg: &RunConfig,
+    wire: usize,
+    (wall, start_ns): (SystemTime, Option<u64>),
+    run: Collected,
+) -> Report {
     let Collected {
         histogram,
         connect,
         stats,
         end_ns,
         connect_end,
+        ..
     } = run;
     let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = connect_end.saturating_add(conn::ns(cfg.warmup));
+    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(conn::ns(cfg.warmup)));
+    // --start-at: a connect phase still running at the start left the window short.
+    let late_start = start_ns
+        .filter(|&s| connect_end > s)
+        .map(|s| Duration::from_nanos(connect_end - s));
     // Shorter than asked only if every connection died early.
     let duration = cfg
         .duration
@@ -364,6 +340,9 @@ fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
     );
     Report {
         settings: Some(Settings::of(cfg, wire)),
+        started_at: Some(wall + Duration::from_nanos(measure_start)),
+        late_start,
+        merged: None,
         duration,
         wire_bytes: Some(wire),
         histogram,
@@ -374,24 +353,5 @@ fn build_report(cfg: &RunConfig, wire: usize, run: Collected) -> Report {
         saturated: stats.saturated,
         first_error: stats.first_error.map(|(_, what)| what),
         conn_error: stats.conn_error,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
-    #[test]
-    fn io_text_strips_the_os_error_code() {
-        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(io_text(&refused), "Connection refused");
-        let custom = std::io::Error::other("no (os error 5) here");
-        assert_eq!(io_text(&custom), "no (os error 5) here");
-        let out = Error::Output {
-            path: "/x".into(),
-            source: std::io::Error::from_raw_os_error(libc::EISDIR),
-        };
-        assert_eq!(out.to_string(), "cannot write /x: Is a directory");
     }
 }

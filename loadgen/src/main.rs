@@ -1,6 +1,7 @@
-//! The `loadgen` command: parse, run (or merge), report, and map the outcome to the exit
-//! status: 0 passed (or merged), 1 data errors / lost data / connection failures / a file
-//! that cannot be written or read, 2 usage errors.
+//! The `loadgen` command: parse, run (or merge, or only `--check` the flags), report, and
+//! map the outcome to the exit status: 0 passed (a merge: every shard passed), 1 data
+//! errors / lost data / connection failures / a failed, missing or cut-short shard / a
+//! file that cannot be written or read, 2 usage errors.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,6 +31,18 @@ fn main() -> ExitCode {
             let merged = loadgen::merge::merge_files(&m.files);
             files.finish(merged, &m.output)
         }),
+        None if cli.run.check => {
+            return match loadgen::cli::check_args(std::env::args_os()) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         None => {
             let output = cli.run.output.clone();
             // Usage errors first (exit 2), then the output files (before any traffic), then
@@ -42,7 +55,6 @@ fn main() -> ExitCode {
         }
     };
     match outcome {
-        // A merge has no verdict: it succeeded if it could read and write everything.
         Ok(report) if report.verdict() != Some(false) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {

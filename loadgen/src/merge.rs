@@ -1,10 +1,12 @@
-//! `loadgen merge`: one report from the interval logs of several runs or machines.
+//! `loadgen merge`: one report from the interval logs of several runs or machines, with a
+//! verdict: PASS only if every run (shard) passed and none is missing or cut short
+//! ([`crate::merged`]).
 //!
 //! Histograms are **added**, never their percentiles averaged: the p99 of two machines is
 //! the p99 of all their messages together, which no average of two p99s gives. The merged
-//! duration is the union of the logged intervals in wall-clock time, so logs of machines
-//! that ran at the same time give their common span (and the combined rate), while logs of
-//! runs one after another add up.
+//! duration of the shards of one run is their common measured window (so the rate is the
+//! combined rate); logs of separate runs one after another add up (the union of their
+//! intervals in wall-clock time).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +17,8 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use crate::collect::WIRE_COMMENT;
+use crate::endline::EndLine;
+use crate::merged::{Input, Merged};
 use crate::report::Report;
 use crate::verify::ErrorCounts;
 use crate::Error;
@@ -27,8 +31,12 @@ pub struct LogContents {
     /// Each interval as (start, end) in seconds since the epoch (or since the log's start
     /// when it has no BaseTime).
     pub spans: Vec<(f64, f64)>,
+    /// Each interval's start (as `spans`) and message count.
+    pub counts: Vec<(f64, u64)>,
     /// Wire bytes per message, if loadgen wrote the log.
     pub wire_bytes: Option<usize>,
+    /// The end line loadgen writes last, if it is there.
+    pub end: Option<EndLine>,
 }
 
 fn input_err(path: &Path, reason: impl ToString) -> Error {
@@ -45,6 +53,7 @@ pub fn read_log(path: &Path) -> Result<LogContents, Error> {
     let mut deserializer = Deserializer::new();
     let mut base = 0.0;
     let mut spans = Vec::new();
+    let mut counts = Vec::new();
     for entry in IntervalLogIterator::new(&bytes) {
         let entry = entry.map_err(|LogIteratorError::ParseError { offset }| {
             input_err(
@@ -67,13 +76,16 @@ pub fn read_log(path: &Path) -> Result<LogContents, Error> {
                     .map_err(|e| input_err(path, format!("cannot add a histogram: {e}")))?;
                 let start = base + ilh.start_timestamp().as_secs_f64();
                 spans.push((start, start + ilh.duration().as_secs_f64()));
+                counts.push((start, h.len()));
             }
         }
     }
-    if spans.is_empty() {
+    let text = String::from_utf8_lossy(&bytes);
+    let end = EndLine::find(&text).map_err(|e| input_err(path, e))?;
+    // A run that failed before measuring (nothing connected) logs only its end line.
+    if spans.is_empty() && end.is_none() {
         return Err(input_err(path, "no interval histograms in it"));
     }
-    let text = String::from_utf8_lossy(&bytes);
     let wire_bytes = text
         .lines()
         .find_map(|l| {
@@ -84,7 +96,9 @@ pub fn read_log(path: &Path) -> Result<LogContents, Error> {
     Ok(LogContents {
         histogram,
         spans,
+        counts,
         wire_bytes,
+        end,
     })
 }
 
@@ -106,14 +120,22 @@ pub fn union_length(spans: &mut [(f64, f64)]) -> f64 {
     total + current.map_or(0.0, |(s, e)| e - s)
 }
 
-/// Merges the logs into one report (no settings, no error counts and no verdict: logs hold
-/// latencies only).
+/// Merges the logs into one report with a verdict (no settings and no error counts: the
+/// logs carry latencies and each run's verdict, not its counters).
 pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
     let mut total = Histogram::<u64>::new(3).map_err(|e| Error::Worker(e.to_string()))?;
     let mut spans = Vec::new();
+    let mut counts = Vec::new();
+    let mut inputs = Vec::new();
     let mut wire: Option<Option<usize>> = None;
     for path in paths {
         let log = read_log(path)?;
+        inputs.push(Input {
+            path: path.clone(),
+            messages: log.histogram.len(),
+            end: log.end.clone(),
+        });
+        counts.extend(log.counts);
         total
             .add(&log.histogram)
             .map_err(|e| input_err(path, format!("cannot add its histogram: {e}")))?;
@@ -125,9 +147,17 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
             Some(_) => None,
         });
     }
+    let merged = Merged::check(&inputs, &counts);
+    let seconds = match merged.common {
+        Some((start, end)) => end - start,
+        None => union_length(&mut spans),
+    };
     Ok(Report {
         settings: None,
-        duration: Duration::from_secs_f64(union_length(&mut spans)),
+        started_at: None,
+        late_start: None,
+        merged: Some(merged),
+        duration: Duration::from_secs_f64(seconds.max(0.0)),
         wire_bytes: wire.flatten(),
         histogram: total,
         errors: ErrorCounts::default(),

@@ -133,6 +133,17 @@ impl Timeline {
         }
     }
 
+    /// The timeline of a run measured from `measure_start` (`--start-at`), whatever the
+    /// connect phase took.
+    pub fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
+        let measure_end = measure_start.saturating_add(ns(duration));
+        Timeline {
+            measure_start,
+            measure_end,
+            drain_deadline: measure_end.saturating_add(ns(grace)),
+        }
+    }
+
     /// Whether the connect phase is over (the boundaries are known).
     pub fn known(&self) -> bool {
         self.measure_start != u64::MAX
@@ -182,6 +193,10 @@ mod tests {
         assert_eq!(t.measure_end, 3_000_000_500);
         assert_eq!(t.drain_deadline, 6_000_000_500);
         assert!(t.known() && !Timeline::CONNECTING.known());
+        // --start-at: the window is fixed, whenever the connect phase ended.
+        let fixed = Timeline::at(7_000, 2 * s, 3 * s);
+        assert_eq!(fixed.measure_end, 2_000_007_000);
+        assert_eq!(fixed.drain_deadline, 5_000_007_000);
         let never = Timeline::after(500, s, s, Duration::MAX);
         assert_eq!(never.drain_deadline, u64::MAX);
     }

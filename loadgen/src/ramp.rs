@@ -6,6 +6,8 @@
 
 use std::collections::VecDeque;
 
+use crate::shard::Lane;
+
 /// Most connects per loop turn. A loopback connect costs ~20 us (the kernel runs the whole
 /// handshake inside the call), so a batch is well under a millisecond of the loop.
 pub const CONNECT_BATCH: usize = 32;
@@ -17,10 +19,8 @@ pub struct Ramp {
     next: usize,
     /// Connections this worker owns.
     local: usize,
-    /// This worker's index and the number of workers: local `i` is global id
-    /// `thread + i * threads`.
-    thread: usize,
-    threads: usize,
+    /// The global ids this worker owns: local `i` is `lane.global_id(i)`.
+    lane: Lane,
     /// `--connect-rate`, connects per second over the whole run.
     rate: Option<f64>,
     /// Slots waiting to reconnect, in the order they asked.
@@ -30,13 +30,13 @@ pub struct Ramp {
 }
 
 impl Ramp {
-    /// The ramp of worker `thread` of `threads`, owning `local` connections.
-    pub fn new(local: usize, thread: usize, threads: usize, rate: Option<f64>) -> Self {
+    /// The ramp of a worker owning `lane` of a run of `connections`. `rate` is the whole
+    /// run's (every shard's) connect rate: a connection opens at its global id's turn.
+    pub fn new(lane: Lane, connections: usize, rate: Option<f64>) -> Self {
         Ramp {
             next: 0,
-            local,
-            thread,
-            threads,
+            local: lane.len(connections),
+            lane,
             rate,
             reopen: VecDeque::new(),
             stopped: false,
@@ -45,7 +45,7 @@ impl Ramp {
 
     /// Global id of local connection `i`.
     pub fn global_id(&self, i: usize) -> usize {
-        self.thread + i * self.threads
+        self.lane.global_id(i)
     }
 
     /// When local connection `i` may first connect, ns since the epoch.
@@ -110,7 +110,11 @@ mod tests {
     #[test]
     fn order_and_rate() {
         // Worker 1 of 2 owns global ids 1, 3, 5; at 10/s they are due at 0.1, 0.3, 0.5 s.
-        let mut r = Ramp::new(3, 1, 2, Some(10.0));
+        let lane = Lane {
+            offset: 1,
+            stride: 2,
+        };
+        let mut r = Ramp::new(lane, 6, Some(10.0));
         assert_eq!(r.global_id(2), 5);
         assert_eq!(r.take(50_000_000), None);
         assert_eq!(r.next_time(0), Some(100_000_000));
@@ -128,12 +132,12 @@ mod tests {
     /// Without a rate every first connect is due at once; stopping drops the queue.
     #[test]
     fn unlimited_and_stop() {
-        let mut r = Ramp::new(2, 0, 1, None);
+        let mut r = Ramp::new(Lane::ALL, 2, None);
         assert_eq!((r.take(0), r.take(0), r.take(0)), (Some(0), Some(1), None));
         r.reconnect(1);
         r.stop();
         assert!(r.done() && r.take(u64::MAX).is_none());
-        let mut gave_up = Ramp::new(5, 0, 1, None);
+        let mut gave_up = Ramp::new(Lane::ALL, 5, None);
         gave_up.take(0);
         gave_up.stop();
         assert_eq!(gave_up.never_tried(), 4);

@@ -5,7 +5,7 @@
 //! the JSON and the exit status can never disagree.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Protocol;
 use crate::connections::ConnectionReport;
+use crate::merged::Merged;
 use crate::settings::Settings;
 use crate::verify::ErrorCounts;
 
@@ -89,7 +90,14 @@ impl Latency {
 pub struct Report {
     /// The run's settings; `None` for a merge.
     pub settings: Option<Settings>,
-    /// Measured time (for a merge: the union of the logged intervals).
+    /// When the measured time began (wall clock); `None` for a merge.
+    pub started_at: Option<SystemTime>,
+    /// `--start-at`: how long after it the connect phase ended, if it did (a failure).
+    pub late_start: Option<Duration>,
+    /// A merge: the shards and what merging them found; `None` for a run.
+    pub merged: Option<Merged>,
+    /// Measured time (for a merge: the common window, or the union of the logged
+    /// intervals of runs that were not shards of one run).
     pub duration: Duration,
     /// Wire bytes per message, when known.
     pub wire_bytes: Option<usize>,
@@ -152,6 +160,15 @@ impl Report {
         if let Some(c) = &self.connections {
             c.failures(&mut why);
         }
+        if let Some(late) = self.late_start {
+            why.push(format!(
+                "connect phase ended {:.3} s after --start-at",
+                late.as_secs_f64()
+            ));
+        }
+        if let Some(m) = &self.merged {
+            why.extend(m.failures.iter().cloned());
+        }
         if self.settings.is_some() && self.messages() == 0 {
             why.push("no messages in the measured window".to_string());
         }
@@ -169,14 +186,13 @@ impl Report {
         why
     }
 
-    /// Whether the run passed: `None` for a merge, whose logs carry latencies only, so
-    /// nothing says whether the runs behind them passed.
+    /// Whether the run (or every shard of a merge, see `merged.rs`) passed. `None` only
+    /// for a report with neither settings nor merge (a library caller's own).
     pub fn verdict(&self) -> Option<bool> {
-        self.settings.as_ref().map(|_| self.failures().is_empty())
+        (self.settings.is_some() || self.merged.is_some()).then(|| self.failures().is_empty())
     }
 
-    /// Whether the run passed (exit status 0). False for a merge, which has no verdict
-    /// ([`Report::verdict`]).
+    /// Whether the run passed (exit status 0).
     pub fn passed(&self) -> bool {
         self.verdict() == Some(true)
     }
@@ -209,7 +225,8 @@ impl Report {
             "errors": run.map(|_| self.errors),
             "sent": run.map(|_| self.sent),
             "passed": self.verdict(),
-            "failures": run.map(|_| self.failures()),
+            "failures": self.verdict().map(|_| self.failures()),
+            "merged": self.merged.as_ref().map(Merged::to_json),
             "first_error": self.first_error,
             "conn_error": self.conn_error,
             "settings": self.settings,
@@ -267,8 +284,8 @@ impl Report {
             self.msgs_per_sec()
         );
         Latency::of(&self.histogram).text("latency us", &mut t);
-        if self.settings.is_none() {
-            let _ = writeln!(t, "  source       merged .hlog files (they hold latencies only: no errors or connections)");
+        if let Some(m) = &self.merged {
+            m.text(&mut t);
         } else {
             self.errors_text(&mut t);
         }
@@ -307,7 +324,7 @@ impl Report {
             );
         }
         let verdict = match self.verdict() {
-            None => "n/a (logs carry latencies only)".to_string(),
+            None => "n/a".to_string(),
             Some(true) => "PASS".to_string(),
             Some(false) => format!("FAIL ({})", self.failures().join(", ")),
         };
@@ -370,6 +387,9 @@ mod tests {
         let conns = ConnectionReport::new(&cfg, &stats, new_histogram(), second, 2 * second);
         Report {
             settings: Some(Settings::of(&cfg, 64)),
+            started_at: None,
+            late_start: None,
+            merged: None,
             duration: 2 * second,
             wire_bytes: Some(64),
             histogram: hist,
@@ -458,25 +478,31 @@ mod tests {
         );
     }
 
-    /// A merge has no verdict: text "n/a", JSON null for the verdict and every count the
-    /// logs do not carry.
+    /// A merge's verdict is its shards' ([`Merged`]): its failures fail it; counts the
+    /// logs do not carry stay null in JSON.
     #[test]
-    fn merge_has_no_verdict() {
+    fn merge_verdict_is_the_shards() {
         let mut m = report(new_histogram());
         (m.settings, m.connections) = (None, None);
-        assert_eq!(m.verdict(), None);
-        assert!(!m.passed());
+        assert_eq!(m.verdict(), None, "neither a run nor a merge");
+        m.merged = Some(Merged::check(&[], &[]));
+        assert!(m.passed(), "{}", m.to_text());
+        m.merged
+            .as_mut()
+            .unwrap()
+            .failures
+            .push("shard 1/3 is missing".into());
         assert!(m
             .to_text()
-            .contains("  result       n/a (logs carry latencies only)\n"));
+            .contains("  result       FAIL (shard 1/3 is missing)\n"));
         let v = m.to_json();
+        assert_eq!(v["passed"], false);
+        assert_eq!(v["failures"][0], "shard 1/3 is missing");
         for key in [
-            "passed",
             "sent",
             "errors",
             "connections",
             "connect_latency_us",
-            "failures",
             "settings",
         ] {
             assert!(v[key].is_null(), "{key}: {v}");

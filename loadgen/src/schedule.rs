@@ -14,9 +14,13 @@
 //! server stalls, messages keep coming due, and when they are finally answered their latency
 //! includes the stall. That is what avoids coordinated omission.
 //!
-//! A thread owns connections `c = t, t + T, t + 2T, ...`; its [`Cursor`] walks that thread's
-//! share in due order, one message at a time, so finding the next due message is O(1) and
+//! A thread owns the connections of a [`Lane`], `c = offset, offset + stride, ...` (thread
+//! `t` of `T` in an unsharded run: `t, t + T, ...`; with `--shard I/N`: see `shard.rs`). Ids
+//! and `N` are the whole run's, so shards in different processes keep one schedule. Its
+//! [`Cursor`] walks that thread's share in due order, one message at a time, so finding the next due message is O(1) and
 //! needs no heap. Everything here is pure arithmetic on nanoseconds, tested without a clock.
+
+use crate::shard::Lane;
 
 /// The schedule of a whole run.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +48,25 @@ impl Schedule {
         Schedule {
             start: start_ns,
             ..self
+        }
+    }
+
+    /// The first start at or after `t_ns` that keeps the phase of a schedule anchored at
+    /// `anchor_ns`: `anchor_ns` moved on by whole rounds (N/R, a message on every
+    /// connection), so shards that share the anchor stay interleaved even if one of them
+    /// can only start later. `anchor_ns` itself when it is not before `t_ns`.
+    pub fn start_from(&self, anchor_ns: u64, t_ns: u64) -> u64 {
+        if anchor_ns >= t_ns {
+            return anchor_ns;
+        }
+        let round = self.conns as f64 * 1e9 / self.rate;
+        let rounds = ((t_ns - anchor_ns) as f64 / round).ceil();
+        let start = anchor_ns.saturating_add((rounds * round).round() as u64);
+        // Rounding may land a ns short; one more round then.
+        if start < t_ns {
+            start.saturating_add(round.round() as u64)
+        } else {
+            start
         }
     }
 
@@ -84,28 +107,26 @@ impl Schedule {
         self.rate / self.conns as f64
     }
 
-    /// The cursor over thread `thread`'s share of `threads`.
-    pub fn cursor(&self, thread: usize, threads: usize) -> Cursor {
-        let (t, n) = (thread as u64, threads as u64);
-        let local = (self.conns.saturating_sub(t)).div_ceil(n);
+    /// The cursor over the connections of `lane`.
+    pub fn cursor(&self, lane: Lane) -> Cursor {
         Cursor {
             schedule: *self,
-            thread: t,
-            threads: n,
-            local,
+            offset: lane.offset as u64,
+            stride: lane.stride as u64,
+            local: lane.len(self.conns as usize) as u64,
             j: 0,
         }
     }
 }
 
 /// Walks one thread's messages in due order. Message `j` of the thread belongs to local
-/// connection `j % local` (global `thread + (j % local) * threads`) as its message
+/// connection `j % local` (global `offset + (j % local) * stride`) as its message
 /// `j / local`; due times increase with `j` because local connections are ordered by id.
 #[derive(Debug, Clone)]
 pub struct Cursor {
     schedule: Schedule,
-    thread: u64,
-    threads: u64,
+    offset: u64,
+    stride: u64,
     /// Connections this thread owns.
     local: u64,
     /// The thread's next message.
@@ -128,7 +149,7 @@ impl Cursor {
     pub fn peek(&self) -> Due {
         let local = self.j % self.local.max(1);
         let m = self.j / self.local.max(1);
-        let conn = self.thread + local * self.threads;
+        let conn = self.offset + local * self.stride;
         Due {
             local: local as usize,
             m,
@@ -150,7 +171,7 @@ mod tests {
     #[test]
     fn total_rate_is_exact() {
         let s = Schedule::new(2000.0, 7);
-        let mut c = s.cursor(0, 1);
+        let mut c = s.cursor(Lane::ALL);
         let mut count = 0;
         while c.peek().at_ns < 1_000_000_000 {
             c.advance();
@@ -179,7 +200,7 @@ mod tests {
         let s = Schedule::new(10_000.0, 5);
         let mut seen = Vec::new();
         for t in 0..3 {
-            let mut c = s.cursor(t, 3);
+            let mut c = s.cursor(crate::shard::Shard::default().lane(t, 3));
             let mut last = 0;
             for _ in 0..40 {
                 let d = c.peek();
@@ -227,6 +248,60 @@ mod tests {
             later.first_due_from(3, 2_000_000_000),
             s.first_due_from(3, 1_000_000_000)
         );
+    }
+
+    /// Shards share one schedule: over 3 shards of 2 threads each, the cursors together
+    /// send every message of the run exactly once, at the run's rate, each at the time the
+    /// unsharded schedule gives it. Each shard sends its share (a third) of R.
+    #[test]
+    fn shards_share_the_schedule() {
+        use crate::shard::Shard;
+        let (rate, conns) = (6000.0, 10);
+        let s = Schedule::new(rate, conns);
+        let second = 1_000_000_000;
+        let mut all = Vec::new();
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            let mut share = 0;
+            for t in 0..2 {
+                let mut c = s.cursor(shard.lane(t, 2));
+                while c.peek().at_ns < second {
+                    let d = c.peek();
+                    let conn = (shard.lane(t, 2).global_id(d.local)) as u64;
+                    assert_eq!(conn % 3, index as u64, "shard {shard} sent for {conn}");
+                    assert_eq!(d.at_ns, s.intended_ns(conn, d.m));
+                    all.push((d.at_ns, conn, d.m));
+                    share += 1;
+                    c.advance();
+                }
+            }
+            // Connections 0..10 over 3 shards: 4, 3, 3 of them, 600 messages/s each.
+            assert_eq!(share, shard.owned(conns) * 600, "shard {shard}");
+        }
+        all.sort_unstable();
+        let before = all.len();
+        all.dedup_by_key(|x| (x.1, x.2));
+        assert_eq!((before, all.len()), (6000, 6000));
+        // In due order, consecutive messages of the run are 1/R apart, whoever sends them.
+        assert!(all.windows(2).all(|w| w[1].0 - w[0].0 <= 166_667));
+    }
+
+    /// A late start keeps the anchor's phase: whole rounds (N/R) later, never before `t`.
+    #[test]
+    fn start_from_keeps_the_phase() {
+        let s = Schedule::new(3000.0, 7); // a round is 7/3000 s = 2_333_333.3 ns
+        assert_eq!(s.start_from(5_000, 1_000), 5_000);
+        assert_eq!(s.start_from(5_000, 5_000), 5_000);
+        let start = s.start_from(1_000, 10_000_000);
+        assert!(
+            start >= 10_000_000 && start - 10_000_000 <= 2_333_334,
+            "{start}"
+        );
+        let rounds = (start - 1_000) as f64 / (7.0 * 1e9 / 3000.0);
+        assert!((rounds - rounds.round()).abs() < 1e-6, "{rounds}");
+        for t in [1_001u64, 2_334_333, 2_334_334, 999_999_999] {
+            assert!(s.start_from(1_000, t) >= t, "{t}");
+        }
     }
 
     /// Fractional rates keep their average over long spans (no drift from rounding).

@@ -41,6 +41,9 @@ pub struct Settings {
     pub udp_timeout_s: f64,
     /// UDP loss limit (fraction), if any.
     pub max_loss: Option<f64>,
+    /// UDP: datagrams per `sendmmsg`/`recvmmsg` as asked (`--udp-batch`; 1 is one
+    /// `send`/`recv` per datagram, as on every platform but Linux).
+    pub udp_batch: usize,
     /// A TCP connect still pending after this many seconds failed.
     pub connect_timeout_s: f64,
     /// TCP echoes still owed this many seconds after the measured time count missing.
@@ -57,6 +60,10 @@ pub struct Settings {
     pub hlog: Option<PathBuf>,
     /// `--plot` file, if any.
     pub plot: Option<PathBuf>,
+    /// `--shard`, as `I/N` (`0/1` unsharded).
+    pub shard: String,
+    /// `--start-at`, Unix seconds, if set.
+    pub start_at: Option<f64>,
 }
 
 impl Settings {
@@ -79,6 +86,7 @@ impl Settings {
             framed: cfg.framed,
             udp_timeout_s: cfg.udp_timeout.as_secs_f64(),
             max_loss: cfg.max_loss,
+            udp_batch: cfg.udp_batch,
             connect_timeout_s: cfg.connect_timeout.as_secs_f64(),
             drain_timeout_s: cfg.drain_timeout.as_secs_f64(),
             reconnect_after: cfg.reconnect_after,
@@ -87,6 +95,8 @@ impl Settings {
             hgrm: None,
             hlog: cfg.hlog.clone(),
             plot: None,
+            shard: cfg.shard.to_string(),
+            start_at: cfg.start_at.map(crate::start::unix_secs),
         }
     }
 

@@ -1,8 +1,10 @@
 //! One UDP socket: connected to the target, one message per datagram.
 //!
 //! Datagram sockets have no short-read shortcut: every readable edge is drained with
-//! `recv` until `WouldBlock`. Each datagram is one `send` and one `recv`, the minimum
-//! without `sendmmsg`. A datagram not answered within `--udp-timeout` is counted lost by
+//! `recv` until `WouldBlock`. On the plain path each datagram is one `send` and one
+//! `recv`; on Linux the datagrams of one turn go as one `sendmmsg` and answers come in
+//! batches by `recvmmsg` (`udp_batch.rs`, `--udp-batch`), with the same accounting and
+//! checks. A datagram not answered within `--udp-timeout` is counted lost by
 //! [`Client::on_deadline`], which also frees its place in the closed-loop pipeline. A UDP
 //! socket has no handshake: it is up, and joins the open-loop schedule, when created.
 
@@ -15,6 +17,7 @@ use mio::net::UdpSocket;
 use crate::conn::{ns, Client, Closed, Ctx, Flow, SendState};
 use crate::io_text;
 use crate::payload::{quote, Codec, Decoded};
+use crate::udp_batch::UdpBatch;
 use crate::verify::ErrorCounts;
 
 /// A UDP client socket.
@@ -74,6 +77,11 @@ impl Client for UdpClient {
     }
 
     fn pump(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(mut batch) = ctx.udp_batch.take() {
+            let flow = self.send_batches(&mut batch, ctx);
+            ctx.udp_batch = Some(batch);
+            return flow;
+        }
         for _ in 0..self.send.sendable(ctx) {
             self.out.clear();
             let seq = self.send.window.next_seq();
@@ -123,28 +131,76 @@ impl Client for UdpClient {
 
 impl UdpClient {
     /// Receives until `WouldBlock`, verifying each datagram.
-    fn recv_all(&mut self, ctx: &mut Ctx) -> Flow {
+    pub(crate) fn recv_all(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(mut batch) = ctx.udp_batch.take() {
+            let flow = self.recv_batches(&mut batch, ctx);
+            ctx.udp_batch = Some(batch);
+            return flow;
+        }
         let mut scratch = std::mem::take(&mut ctx.scratch);
         let flow = loop {
             match self.socket.recv(&mut scratch) {
                 Ok(n) => {
                     ctx.refresh_now();
-                    self.answered = true;
-                    ctx.up = true;
-                    let datagram = &scratch[..n];
-                    let decoded = ctx.codec.decode(datagram);
-                    let watch = ctx.stats.first_error.is_none();
-                    let before = ctx.stats.errors;
-                    let errors = &mut ctx.stats.errors;
-                    if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors)
-                    {
-                        ctx.record(t_ref);
+                    self.on_datagram(&scratch[..n], n, ctx);
+                }
+                Err(e) if would_block(&e) => break Flow::Continue,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => break self.failed(e),
+            }
+        };
+        ctx.scratch = scratch;
+        flow
+    }
+
+    /// Sends what [`SendState::sendable`] allows now in batches of up to `batch.max`
+    /// datagrams per `sendmmsg`. Each batch is encoded from the next sequence number on,
+    /// and only the datagrams the kernel took are counted as sent, in order; the rest are
+    /// encoded again for the next call, which ends the turn on a full buffer.
+    ///
+    /// [`SendState::sendable`]: crate::conn::SendState::sendable
+    #[cfg(target_os = "linux")]
+    fn send_batches(&mut self, batch: &mut UdpBatch, ctx: &mut Ctx) -> Flow {
+        let wire = ctx.codec.wire_len();
+        let mut left = self.send.sendable(ctx);
+        while left > 0 {
+            let n = left.min(batch.max);
+            batch.out.clear();
+            let first = self.send.window.next_seq();
+            for seq in first..first + n as u64 {
+                ctx.codec.encode_into(self.send.id, seq, &mut batch.out);
+            }
+            match batch.mmsg.send(&self.socket, &batch.out, wire) {
+                Ok(took) => {
+                    for _ in 0..took {
+                        self.send.push(ctx);
                     }
-                    if watch && ctx.stats.errors.fails(true) != before.fails(true) {
-                        let after = &ctx.stats.errors;
-                        let what =
-                            describe(&ctx.codec, self.send.id, decoded, datagram, &before, after);
-                        ctx.data_error(what);
+                    left -= took.min(left);
+                }
+                // Socket buffer full: the WRITABLE edge calls pump again.
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return self.failed(e),
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Receives in batches of up to `batch.max` datagrams per `recvmmsg` until
+    /// `WouldBlock`, verifying each datagram as the plain path does.
+    #[cfg(target_os = "linux")]
+    fn recv_batches(&mut self, batch: &mut UdpBatch, ctx: &mut Ctx) -> Flow {
+        let mut scratch = std::mem::take(&mut ctx.scratch);
+        let flow = loop {
+            match batch
+                .mmsg
+                .recv(&self.socket, &mut scratch, batch.slot, &mut batch.lens)
+            {
+                Ok(got) => {
+                    ctx.refresh_now();
+                    for (i, &len) in batch.lens[..got].iter().enumerate() {
+                        let datagram = &scratch[i * batch.slot..][..len.min(batch.slot)];
+                        self.on_datagram(datagram, len, ctx);
                     }
                 }
                 Err(e) if would_block(&e) => break Flow::Continue,
@@ -154,6 +210,47 @@ impl UdpClient {
         };
         ctx.scratch = scratch;
         flow
+    }
+
+    /// Not Linux: batching is never on (`UdpBatch::for_run`).
+    #[cfg(not(target_os = "linux"))]
+    fn send_batches(&mut self, _batch: &mut UdpBatch, _ctx: &mut Ctx) -> Flow {
+        unreachable!("UDP batches are Linux only")
+    }
+
+    /// Not Linux: batching is never on (`UdpBatch::for_run`).
+    #[cfg(not(target_os = "linux"))]
+    fn recv_batches(&mut self, _batch: &mut UdpBatch, _ctx: &mut Ctx) -> Flow {
+        unreachable!("UDP batches are Linux only")
+    }
+
+    /// One datagram of `len` bytes arrived (`datagram` holds it, or its first bytes when
+    /// it was cut to a receive slot): verified against the window, its latency recorded,
+    /// and the thread's first data error described.
+    fn on_datagram(&mut self, datagram: &[u8], len: usize, ctx: &mut Ctx) {
+        self.answered = true;
+        ctx.up = true;
+        // A cut datagram is longer than a message, so it decodes as garbage either way.
+        let decoded = ctx.codec.decode(datagram);
+        let watch = ctx.stats.first_error.is_none();
+        let before = ctx.stats.errors;
+        let errors = &mut ctx.stats.errors;
+        if let Some(t_ref) = self.send.window.on_datagram(decoded, self.send.id, errors) {
+            ctx.record(t_ref);
+        }
+        if watch && ctx.stats.errors.fails(true) != before.fails(true) {
+            let after = &ctx.stats.errors;
+            let what = describe(
+                &ctx.codec,
+                self.send.id,
+                decoded,
+                datagram,
+                len,
+                &before,
+                after,
+            );
+            ctx.data_error(what);
+        }
     }
 
     /// A socket error (typically ECONNREFUSED: nothing listens on the target port). The
@@ -168,13 +265,15 @@ impl UdpClient {
     }
 }
 
-/// What was wrong with a datagram that was a data error (corrupt or duplicate), given the
-/// error counts before and after the window judged it.
+/// What was wrong with a datagram of `len` bytes (`datagram` holds it or its start) that
+/// was a data error (corrupt or duplicate), given the error counts before and after the
+/// window judged it.
 fn describe(
     codec: &Codec,
     id: u32,
     decoded: Decoded,
     datagram: &[u8],
+    len: usize,
     before: &ErrorCounts,
     after: &ErrorCounts,
 ) -> String {
@@ -194,9 +293,9 @@ fn describe(
         Decoded::Intact { conn, seq } | Decoded::Damaged { conn, seq } => {
             format!("conn {id}: got the answer of conn {conn} seq {seq}")
         }
-        Decoded::Garbage if datagram.len() != codec.wire_len() => format!(
+        Decoded::Garbage if len != codec.wire_len() => format!(
             "conn {id}: a datagram of {} bytes, expected {}; received {}",
-            datagram.len(),
+            len,
             codec.wire_len(),
             quote(datagram)
         ),
@@ -223,8 +322,9 @@ mod tests {
             duplicate: 1,
             ..none
         };
-        let say =
-            |d, bytes: &[u8], after: &ErrorCounts| describe(&codec, 2, d, bytes, &none, after);
+        let say = |d, bytes: &[u8], after: &ErrorCounts| {
+            describe(&codec, 2, d, bytes, bytes.len(), &none, after)
+        };
         let mut damaged = msg.clone();
         damaged[20] ^= 1;
         let want = format!(

@@ -42,6 +42,26 @@ fn udp_closed_loop_zero_errors() {
     );
 }
 
+/// Pipelined UDP against echoloop, batched (`sendmmsg`/`recvmmsg`, on Linux) and plain
+/// (`--udp-batch 1`): both verify every datagram and lose none.
+#[test]
+fn udp_batched_and_plain_clients_agree() {
+    let server = start(echoloop::Mode::Echo);
+    for batch in [32, 1] {
+        let mut cfg = quick(server.udp);
+        cfg.protocol = Protocol::Udp;
+        cfg.pipeline = 16;
+        cfg.udp_batch = batch;
+        let r = loadgen::run(&cfg).unwrap();
+        assert!(r.passed(), "batch {batch}: {}", r.to_text());
+        assert!(
+            r.messages() > 1000 && r.errors.total() == 0,
+            "batch {batch}: {}",
+            r.to_text()
+        );
+    }
+}
+
 /// Open loop against echoloop meets the rate with zero errors.
 #[test]
 fn open_loop_rate_against_echoloop() {

@@ -156,6 +156,10 @@ fn out_of_range_values_exit_2() {
             &["--udp", "--udp-timeout", "0"],
             &["--udp-timeout", "must be greater than 0"],
         ),
+        (
+            &["--udp", "--udp-batch", "0"],
+            &["--udp-batch", "between 1 and 1024"],
+        ),
     ] {
         let mut all = vec!["--target", &target, "--quiet"];
         all.extend(args);
@@ -440,15 +444,29 @@ fn output_files_and_merge() {
     let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(merged["messages"], run["messages"]);
     assert_eq!(merged["latency_us"]["max"], run["latency_us"]["max"]);
-    // Logs carry latencies only: no verdict and no counts, in JSON and in text.
-    for key in ["passed", "sent", "errors", "connections", "failures"] {
+    // The log's end line carries the run's verdict; counters stay null.
+    assert_eq!(merged["passed"], true, "{merged}");
+    assert_eq!(merged["merged"]["shards"][0]["shard"], "0/1", "{merged}");
+    for key in ["sent", "errors", "connections"] {
         assert!(merged[key].is_null(), "{key}: {merged}");
     }
     let out = loadgen(&["merge", paths[2]]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  result       PASS\n"), "{text}");
+    // Cut short (the end line lost): the merge fails and says why.
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    let cut: String = log
+        .lines()
+        .filter(|l| !l.starts_with("#loadgen end "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hlog, cut).unwrap();
+    let out = loadgen(&["merge", paths[2]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("  result       n/a (logs carry latencies only)\n") && !text.contains("PASS"),
+        text.contains("no end line: the run was cut short"),
         "{text}"
     );
 }

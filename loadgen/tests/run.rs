@@ -86,9 +86,10 @@ fn open_loop_meets_rate() {
     );
     // "Late" means more than 1 ms behind schedule: on a shared CI machine a
     // descheduled thread makes some late without missing the rate, so this
-    // only catches a generator that lost its schedule outright.
+    // only catches a generator that lost its schedule outright (a third late
+    // was seen with four other builds running on two cores).
     let s = r.schedule.unwrap();
-    assert!(s.late_sends * 5 < r.messages(), "{}", r.to_text());
+    assert!(s.late_sends * 2 < r.messages(), "{}", r.to_text());
 }
 
 /// Coordinated omission: a server that stops answering for 300 ms during an open-loop

@@ -2,17 +2,18 @@
 //! messages (`reactor/room.rs` hands them out), and being woken when its own
 //! last message reached everyone.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::rc::Rc;
 
 use log::debug;
 
 use super::{CloseReason, Conn, Ctx, StreamSocket, MAX_FLUSH_PER_VISIT};
+use crate::protocol::sink::Sink;
 use crate::protocol::Flow;
 use crate::ready::Ready;
 use crate::stats;
 
-impl<S: Read + Write + StreamSocket> Conn<S> {
+impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Hands this member a chat message from the room without copying it,
     /// and sends what the socket takes now (one `writev` for a backlog of
     /// them). A member whose unread output passes the high-water mark is

@@ -1,14 +1,15 @@
 //! A connection during the graceful shutdown (`reactor/drain.rs` drives it):
 //! what it still processes, and when it is done.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use log::debug;
 
 use super::{Conn, Ctx, Input, StreamSocket};
+use crate::protocol::sink::Sink;
 use crate::ready::Ready;
 
-impl<S: Read + Write + StreamSocket> Conn<S> {
+impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Graceful shutdown: stop taking *new* requests, finish what is owed,
     /// then close. Input the kernel already holds was acknowledged to the
     /// peer, which rightly counts it as sent, so it is still processed, once;

@@ -37,22 +37,31 @@
 //! asks the reactor to requeue it, like a read loop stopped by its cap, and
 //! the others are served in between.
 //!
+//! Zero copy: on Linux a body goes out with `sendfile` (see `sink.rs`),
+//! straight from the page cache to the socket, under the same per-call cap
+//! (1 MiB of body), which one `sendfile` may cover when the socket has room. Nothing is queued on that path:
+//! when the socket is full, the handler says it awaits WRITABLE
+//! (`awaits_writable`) and the connection registers it, so the body is still
+//! paced by the reader. `--no-sendfile`, and every other platform, read
+//! each piece into the scratch buffer and write it, as described above; a
+//! file the kernel cannot splice falls back to that too.
+//!
 //! Disk reads are ordinary blocking reads of regular files on the reactor
 //! thread: fast from the page cache, but a slow disk stalls every
 //! connection. Fine for a teaching server; a production one would use a
 //! thread pool or io_uring.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use log::{debug, warn};
 
 use super::lines::first_line;
-use super::{Flow, Output};
+use super::{FileSend, Flow, Output};
 use crate::stats;
 
 /// Body pieces or answers per `on_drained` call before yielding to other
@@ -161,6 +170,9 @@ struct Body {
     file: File,
     /// Bytes still owed, as announced in the header. Invariant: > 0.
     left: u64,
+    /// Where the next piece starts in the file. Both paths read at an
+    /// explicit offset, so they can take turns within one body.
+    offset: u64,
 }
 
 /// What one step of [`Files::on_drained`] achieved.
@@ -188,6 +200,12 @@ pub struct Files {
     start: usize,
     /// The body in flight, if any; `None` between replies.
     body: Option<Body>,
+    /// Send bodies with `sendfile` (`Config::sendfile`); turned off for
+    /// this connection if the kernel cannot splice a file.
+    sendfile: bool,
+    /// `sendfile` found the socket full: nothing is queued, and the next
+    /// piece waits for WRITABLE. Cleared by the next `on_drained`.
+    blocked: bool,
 }
 
 impl Files {
@@ -198,7 +216,20 @@ impl Files {
             input: Vec::new(),
             start: 0,
             body: None,
+            sendfile: false,
+            blocked: false,
         }
+    }
+
+    /// Sends bodies with `sendfile` where the socket supports it.
+    pub fn with_sendfile(mut self, on: bool) -> Files {
+        self.sendfile = on;
+        self
+    }
+
+    /// True while a body waits for the socket to take more (see `blocked`).
+    pub fn awaits_writable(&self) -> bool {
+        self.blocked && self.body.is_some()
     }
 
     /// Queues the request bytes; answering happens in `on_drained`, which
@@ -219,12 +250,15 @@ impl Files {
     /// Streams the body and answers queued requests, in order, while the
     /// socket takes bytes without queueing them.
     pub fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
+        self.blocked = false;
+        // Body bytes this call may send: the same 1 MiB whichever path.
+        let mut budget = STEPS_PER_CALL * scratch.len();
         for _ in 0..STEPS_PER_CALL {
             if out.pending() > 0 || out.failed() {
                 return Flow::Continue;
             }
             let step = if self.body.is_some() {
-                self.send_piece(scratch, out)
+                self.send_piece(scratch, &mut budget, out)
             } else {
                 self.answer_next(out)
             };
@@ -263,28 +297,41 @@ impl Files {
         self.input[self.start..].contains(&b'\n')
     }
 
-    /// Reads the next piece of the body into `scratch` and sends it.
-    fn send_piece(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Step {
+    /// Sends the next piece of the body, taking what it sent from
+    /// `budget`: with `sendfile` as much of the budget as the socket takes in
+    /// one call, or one scratch buffer read and written.
+    fn send_piece(&mut self, scratch: &mut [u8], budget: &mut usize, out: &mut Output<'_>) -> Step {
         let Some(body) = self.body.as_mut() else {
             return Step::Idle;
         };
-        let want = usize::try_from(body.left).map_or(scratch.len(), |l| l.min(scratch.len()));
-        match body.file.read(&mut scratch[..want]) {
-            Ok(0) => {
-                warn!(
-                    "files: file shrank while served missing_bytes={}",
-                    body.left
-                );
-                self.fail(out)
-            }
-            Ok(n) => {
-                out.send(&scratch[..n]);
-                body.left -= n as u64;
-                if body.left == 0 {
-                    stats::add(&out.stats.files_served, 1);
-                    self.body = None;
+        let left = usize::try_from(body.left).unwrap_or(usize::MAX);
+        if *budget == 0 {
+            return Step::Idle; // this call's share is spent: yield
+        }
+        if self.sendfile {
+            match out.send_file(&body.file, &mut body.offset, left.min(*budget)) {
+                FileSend::Sent(n) => {
+                    *budget = budget.saturating_sub(n);
+                    return self.sent(n as u64, out);
                 }
-                Step::More
+                FileSend::Full => {
+                    self.blocked = true;
+                    return Step::Idle;
+                }
+                FileSend::Ended => return self.shrank(out),
+                // The loop sees `out.failed()` and stops; the connection closes.
+                FileSend::Failed => return Step::More,
+                FileSend::Unsupported => self.sendfile = false,
+            }
+        }
+        let want = left.min(scratch.len()).min(*budget);
+        match body.file.read_at(&mut scratch[..want], body.offset) {
+            Ok(0) => self.shrank(out),
+            Ok(n) => {
+                body.offset += n as u64;
+                *budget = budget.saturating_sub(n);
+                out.send(&scratch[..n]);
+                self.sent(n as u64, out)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::More,
             Err(e) => {
@@ -292,6 +339,25 @@ impl Files {
                 self.fail(out)
             }
         }
+    }
+
+    /// `n` more body bytes went out (or were queued).
+    fn sent(&mut self, n: u64, out: &mut Output<'_>) -> Step {
+        if let Some(body) = self.body.as_mut() {
+            body.left -= n;
+            if body.left == 0 {
+                stats::add(&out.stats.files_served, 1);
+                self.body = None;
+            }
+        }
+        Step::More
+    }
+
+    /// The file ended before the size we announced.
+    fn shrank(&mut self, out: &mut Output<'_>) -> Step {
+        let missing = self.body.as_ref().map_or(0, |b| b.left);
+        warn!("files: file shrank while served missing_bytes={missing}");
+        self.fail(out)
     }
 
     /// Answers the next complete request line, if one is queued.
@@ -329,7 +395,11 @@ impl Files {
             Ok((file, size)) => {
                 debug!("files: serving name={shown:?} size={size}");
                 let head = header(&serde_json::json!({ "name": shown, "size": size }));
-                let body = (size > 0).then_some(Body { file, left: size });
+                let body = (size > 0).then_some(Body {
+                    file,
+                    left: size,
+                    offset: 0,
+                });
                 Ok((head, body))
             }
             Err(r) => {

@@ -16,9 +16,11 @@ pub mod files;
 pub mod framed;
 pub mod lines;
 pub mod outbox;
+pub mod sink;
 pub mod upper;
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -26,6 +28,7 @@ use crate::buffer::OutBuf;
 use crate::config::{Config, Mode};
 use crate::stats::{self, Counters};
 pub use outbox::Outbox;
+use sink::Sink;
 
 /// What the reactor should do with a connection after a handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +44,7 @@ pub enum Flow {
 /// A handler's way to answer: to its own peer, or to everyone else.
 pub struct Output<'a> {
     /// The connection's socket (a scripted fake in unit tests).
-    sock: &'a mut dyn Write,
+    sock: &'a mut dyn Sink,
     /// Bytes owed to this peer that the socket would not take yet. Invariant:
     /// while it is non-empty, new output goes behind it, never straight to the
     /// socket, or bytes would be reordered.
@@ -70,7 +73,7 @@ pub struct Written {
 
 impl<'a> Output<'a> {
     pub(crate) fn new(
-        sock: &'a mut dyn Write,
+        sock: &'a mut dyn Sink,
         pending: &'a mut OutBuf,
         room: &'a mut Outbox,
         stats: &'a Counters,
@@ -90,6 +93,41 @@ impl<'a> Output<'a> {
     pub fn send(&mut self, bytes: &[u8]) {
         let sent = self.write_now(bytes);
         self.pending.push_copy(&bytes[sent..]);
+    }
+
+    /// Sends up to `count` bytes of `file` from `*offset` straight from the
+    /// page cache (`sendfile`; see `sink.rs`), advancing `*offset`. Nothing
+    /// is ever queued: a full socket is reported as [`FileSend::Full`], and
+    /// the handler waits for WRITABLE (see [`Protocol::awaits_writable`]).
+    pub fn send_file(&mut self, file: &File, offset: &mut u64, count: usize) -> FileSend {
+        // Order first: only straight to the socket when nothing is queued.
+        if self.error.is_some() || !self.pending.is_empty() {
+            return FileSend::Full;
+        }
+        loop {
+            return match self.sock.send_file(file, offset, count) {
+                None => FileSend::Unsupported,
+                Some(Ok(0)) => FileSend::Ended,
+                Some(Ok(n)) => {
+                    stats::add(&self.stats.bytes_out, n as u64);
+                    self.written += n;
+                    FileSend::Sent(n)
+                }
+                Some(Err(e)) => match e.kind() {
+                    io::ErrorKind::WouldBlock => FileSend::Full,
+                    io::ErrorKind::Interrupted => continue,
+                    // The file cannot be spliced (some file systems):
+                    // the handler copies instead.
+                    _ if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                        FileSend::Unsupported
+                    }
+                    _ => {
+                        self.error = Some(e);
+                        FileSend::Failed
+                    }
+                },
+            };
+        }
     }
 
     /// Queues a shared message for this peer without copying it or writing
@@ -177,6 +215,21 @@ impl<'a> Output<'a> {
     }
 }
 
+/// What [`Output::send_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSend {
+    /// This many bytes (at least one) went to the socket.
+    Sent(usize),
+    /// The socket would block (or output is queued): wait for WRITABLE.
+    Full,
+    /// The file ended before the offset (it shrank while being served).
+    Ended,
+    /// No zero-copy path here: read and `send` instead.
+    Unsupported,
+    /// A socket error; the connection is closing.
+    Failed,
+}
+
 /// Per-connection protocol state. Echo and upper keep none, so an idle echo
 /// connection owns no heap memory here.
 #[derive(Debug)]
@@ -197,11 +250,14 @@ impl Protocol {
             Mode::Upper => Protocol::Upper,
             Mode::Framed => Protocol::Framed(framed::Framed::new(config.max_frame)),
             Mode::Chat => Protocol::Chat(chat::Chat::new(peer, config.max_line)),
-            Mode::Files => Protocol::Files(files::Files::new(
-                root.cloned()
-                    .unwrap_or_else(|| Rc::from(std::path::Path::new("."))),
-                config.max_line,
-            )),
+            Mode::Files => Protocol::Files(
+                files::Files::new(
+                    root.cloned()
+                        .unwrap_or_else(|| Rc::from(std::path::Path::new("."))),
+                    config.max_line,
+                )
+                .with_sendfile(config.sendfile),
+            ),
         }
     }
 
@@ -252,6 +308,17 @@ impl Protocol {
             Protocol::Files(f) => f.wants_input(),
             Protocol::Chat(c) => c.wants_input(),
             _ => true,
+        }
+    }
+
+    /// True while the handler waits for the socket to take more before it
+    /// can produce output, with nothing queued (a file body sent with
+    /// `sendfile` found the socket full): the connection registers
+    /// WRITABLE for it instead of requeueing itself.
+    pub fn awaits_writable(&self) -> bool {
+        match self {
+            Protocol::Files(f) => f.awaits_writable(),
+            _ => false,
         }
     }
 

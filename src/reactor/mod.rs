@@ -182,7 +182,7 @@ impl Reactor {
             Some(mut socket) => {
                 poll.registry()
                     .register(&mut socket, UDP, Interest::READABLE)?;
-                Some(Udp::new(socket, config.mode))
+                Some(Udp::new(socket, config.mode, config.udp_batch))
             }
             None => None,
         };

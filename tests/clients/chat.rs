@@ -38,6 +38,12 @@ fn two_clients_chat_and_leave_cleanly() {
     alice.close_stdin();
     let status = alice.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", alice.stderr());
+    // The close that answers our own half-close is not news.
+    assert!(
+        !alice.stderr().contains("closed the connection"),
+        "{}",
+        alice.stderr()
+    );
     let said = String::from_utf8(alice.stdout()).unwrap();
     assert!(
         !said.contains("hello room"),
@@ -62,7 +68,13 @@ fn last_line_without_newline_is_delivered() {
     let addr = server.tcp.to_string();
     let mut listener = Client::spawn(&["--mode", "chat", &addr]);
     server.wait_stats("listener in the room", |s| s.active == 1);
-    run(&["--mode", "chat", &addr], b"first\nno newline").assert_code(0);
+    let out = run(&["--mode", "chat", &addr], b"first\nno newline");
+    out.assert_code(0);
+    assert!(
+        !out.stderr.contains("closed the connection"),
+        "{}",
+        out.stderr
+    );
     listener.wait_line("the unterminated line", |l| l.ends_with(": no newline"));
 }
 

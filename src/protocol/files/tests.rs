@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::super::test_support::Harness;
+use super::super::Output;
 use super::*;
 use crate::buffer::OutBuf;
+use crate::stats::Counters;
 use crate::testutil::ScriptedIo;
+use std::fs::File;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempRoot(PathBuf);
@@ -199,4 +202,113 @@ fn a_fast_reader_cannot_monopolise_the_reactor() {
         assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
     }
     assert_eq!(h.io.written.len(), head + 100_000);
+}
+
+/// A socket whose `sendfile` takes `takes` bytes per call for `calls`
+/// calls, then reports a full socket.
+struct ZeroCopySink {
+    calls: usize,
+    takes: usize,
+    sent: u64,
+}
+
+impl std::io::Write for ZeroCopySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::protocol::sink::Sink for ZeroCopySink {
+    fn send_file(
+        &mut self,
+        _file: &File,
+        offset: &mut u64,
+        count: usize,
+    ) -> Option<std::io::Result<usize>> {
+        if self.calls == 0 {
+            return Some(Err(std::io::ErrorKind::WouldBlock.into()));
+        }
+        self.calls -= 1;
+        let n = count.min(self.takes);
+        *offset += n as u64;
+        self.sent += n as u64;
+        Some(Ok(n))
+    }
+}
+
+/// With `sendfile`, a full socket queues nothing: the handler reports that
+/// it awaits WRITABLE (so the connection registers it instead of spinning
+/// through requeues), and resumes at the right offset once called again.
+#[test]
+fn sendfile_waits_for_writable_without_queueing() {
+    let t = TempRoot::new("zerocopy");
+    let root = t.root();
+    std::fs::write(root.join("big"), vec![5u8; 10_000]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64).with_sendfile(true);
+    let mut h = Harness::new();
+    assert_eq!(feed(&mut f, &mut h, b"big\n"), Flow::Continue);
+    let mut sink = ZeroCopySink {
+        calls: 2,
+        takes: 3000,
+        sent: 0,
+    };
+    let stats = Counters::default();
+    let mut pending = OutBuf::new();
+    let mut scratch = vec![0u8; 4096];
+    let mut call = |f: &mut Files, sink: &mut ZeroCopySink| {
+        let mut bc = crate::protocol::Outbox::default();
+        let mut out = Output::new(sink, &mut pending, &mut bc, &stats);
+        let flow = f.on_drained(&mut scratch, &mut out);
+        assert!(out.finish().error.is_none());
+        flow
+    };
+    // The header and a first piece take the call's STEPS_PER_CALL (2)
+    // steps; the next call sends a second piece and finds the socket full.
+    assert_eq!(call(&mut f, &mut sink), Flow::Continue);
+    assert_eq!(sink.sent, 3000, "header and one piece");
+    assert!(!f.awaits_writable() && f.has_more_output());
+    assert_eq!(call(&mut f, &mut sink), Flow::Continue);
+    assert_eq!(sink.sent, 6000, "two pieces, then the socket is full");
+    assert!(f.awaits_writable() && f.has_more_output());
+    // WRITABLE: the socket takes the rest.
+    sink.calls = 10;
+    assert_eq!(call(&mut f, &mut sink), Flow::Continue);
+    assert_eq!(sink.sent, 10_000);
+    assert!(!f.awaits_writable() && !f.has_more_output());
+    assert_eq!(stats.snapshot().files_served, 1);
+}
+
+/// One call sends at most the per-call share of body (STEPS_PER_CALL
+/// scratch buffers) with `sendfile` too, even to a socket that takes
+/// everything: a fast reader cannot hold the loop on either path.
+#[test]
+fn sendfile_keeps_the_per_call_cap() {
+    let t = TempRoot::new("zerocopy-cap");
+    let root = t.root();
+    std::fs::write(root.join("big"), vec![5u8; 100_000]).unwrap();
+    let mut f = Files::new(Rc::from(root.as_path()), 64).with_sendfile(true);
+    let mut h = Harness::new();
+    assert_eq!(feed(&mut f, &mut h, b"big\n"), Flow::Continue);
+    let mut sink = ZeroCopySink {
+        calls: usize::MAX,
+        takes: usize::MAX,
+        sent: 0,
+    };
+    let (stats, mut pending, mut bc) = (
+        Counters::default(),
+        OutBuf::new(),
+        crate::protocol::Outbox::default(),
+    );
+    let mut scratch = vec![0u8; 1000];
+    let mut out = Output::new(&mut sink, &mut pending, &mut bc, &stats);
+    assert_eq!(f.on_drained(&mut scratch, &mut out), Flow::Continue);
+    assert!(out.finish().error.is_none());
+    assert_eq!(sink.sent, (STEPS_PER_CALL * 1000) as u64);
+    assert!(
+        f.has_more_output() && !f.awaits_writable(),
+        "yields, to be requeued"
+    );
 }

@@ -1,0 +1,94 @@
+//! Why a run or merge could not produce a report, and the exit status each reason gives.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+/// Why a run or merge could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is unusable; change the flag named. Exit status 2.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Not a single connection could be made: is the server running at that address?
+    #[error("could not connect to {target}: {reason} ({})", connect_count(*failed, *asked))]
+    Connect {
+        /// The target.
+        target: std::net::SocketAddr,
+        /// How many connects failed.
+        failed: u64,
+        /// How many connections were asked for (more than failed: loadgen gave up on the
+        /// rest, see [`phase::GIVE_UP_AFTER`]).
+        asked: u64,
+        /// The first error.
+        reason: String,
+    },
+    /// An output file could not be created or written; check the path and permissions.
+    /// Every output path is opened before any traffic, so a bad one fails at once.
+    #[error("cannot write {}: {}", path.display(), io_text(source))]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An input file could not be read or parsed.
+    #[error("cannot read {}: {reason}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A worker thread could not start (e.g. out of file descriptors).
+    #[error("worker failed: {0}")]
+    Worker(String),
+}
+
+/// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.
+fn connect_count(failed: u64, asked: u64) -> String {
+    if failed >= asked {
+        format!("{failed} of {asked} connections failed")
+    } else {
+        format!("the first {failed} of {asked} connections failed and none opened, so loadgen gave up on the rest")
+    }
+}
+
+/// An IO error's text without the " (os error N)" suffix the standard library adds: the
+/// messages loadgen prints say "Connection refused", as the README shows.
+pub fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+impl Error {
+    /// The exit status the command line uses: 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
+    #[test]
+    fn io_text_strips_the_os_error_code() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(io_text(&refused), "Connection refused");
+        let custom = std::io::Error::other("no (os error 5) here");
+        assert_eq!(io_text(&custom), "no (os error 5) here");
+        let out = Error::Output {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::EISDIR),
+        };
+        assert_eq!(out.to_string(), "cannot write /x: Is a directory");
+    }
+}
