@@ -354,6 +354,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// of the held input. 0 when the allowance is used up.
     fn read_size(&self, scratch: usize, allowance: usize) -> usize {
         if self.input.to_handler() {
+            let allowance = self.proto.input_allowance(allowance);
             let limit = scratch.min(self.proto.read_limit()).min(allowance);
             self.input.read_size(limit)
         } else {

@@ -6,7 +6,10 @@
 //! frame are 10 GiB. So each reactor also keeps a running total of what its
 //! connections hold: unsent output (a chat line owed to five members counts
 //! five times: conservative, never an undercount), partial frames, partial
-//! lines and unanswered file requests.
+//! lines, unanswered file requests, and chat chunks still on their way
+//! through the room (each once). Chat's reads are cut so that their chunk
+//! fits what a read may add (`Chat::input_for`): a read of empty lines
+//! grows some 16-fold into prefixed lines.
 //!
 //! Policy: while the total is over the limit, a connection holding
 //! `SMALL_HOLDING` bytes or more is not read (the biggest holders are the

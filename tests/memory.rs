@@ -177,3 +177,67 @@ fn paused_holders_that_reset_give_their_memory_back() {
     fresh.write_all(&big).unwrap();
     assert_eq!(read_n(&mut fresh, big.len()), big);
 }
+
+/// Chat lines on their way through the room count against the budget, and
+/// under it a member's read is cut so that even a read of empty lines (each
+/// byte becomes a whole prefixed line for everyone) adds little. 300
+/// members each send 4 KiB of newlines at once: without the cut every
+/// member's read made a chunk of about 70 KB (20 MiB in all, with the
+/// budget at 1 MiB); with it the server's RSS grows by at most the budget
+/// plus a fixed allowance while the members read.
+#[test]
+fn chat_floods_of_empty_lines_stay_within_the_budget() {
+    const CONNS: usize = 300;
+    const BUDGET: u64 = MIB;
+    // The scratch buffer, per-connection state, allocator slack, and the
+    // chunks made before the budget engaged (see memory.rs).
+    const ALLOWANCE: u64 = 8 * MIB;
+    let budget = BUDGET.to_string();
+    let server = spawn_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-udp",
+        "--mode",
+        "chat",
+        "--max-memory",
+        &budget,
+    ]);
+    let rss_start = server.rss_kib() * 1024;
+    let mut members: Vec<TcpStream> = (0..CONNS).map(|_| connect(server.tcp)).collect();
+    let flood = vec![b'\n'; 4096];
+    for m in &mut members {
+        m.write_all(&flood).unwrap();
+        m.set_nonblocking(true).unwrap();
+    }
+    // Members read (and discard) what the room sends them for a while; the
+    // whole flood is gigabytes of lines, so the test watches, not finishes.
+    let mut peak = rss_start;
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for m in &mut members {
+            match m.read(&mut buf) {
+                Ok(n) => received += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("member read failed: {e}"),
+            }
+        }
+        peak = peak.max(server.rss_kib() * 1024);
+    }
+    let growth = peak.saturating_sub(rss_start);
+    eprintln!(
+        "members received {} MiB; server rss growth {} KiB (budget {} KiB)",
+        received / MIB,
+        growth / 1024,
+        BUDGET / 1024
+    );
+    assert!(received > 0, "the room delivered nothing");
+    assert!(
+        growth <= BUDGET + ALLOWANCE,
+        "rss grew {} KiB, budget {} KiB + allowance {} KiB",
+        growth / 1024,
+        BUDGET / 1024,
+        ALLOWANCE / 1024
+    );
+}

@@ -78,6 +78,15 @@ impl Chat {
         Flow::Continue
     }
 
+    /// Most input bytes whose chunk fits `out` bytes, whatever they hold.
+    /// The worst case is empty lines: each input byte (`\n`) becomes the
+    /// prefix and a newline. The memory budget lets a small holder add a few
+    /// KiB (see `memory.rs`); without this cut, a 4 KiB read of newlines
+    /// would add a chunk of some 70 KB, from every member at once.
+    pub fn input_for(&self, out: usize) -> usize {
+        (out / (self.prefix.len() + 1)).max(1)
+    }
+
     /// Broadcasts every line `data` completes, as one chunk; refuses an
     /// overlong one (after the lines before it).
     pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
@@ -186,5 +195,26 @@ mod tests {
         assert_eq!(texts(&mut h), ["10.0.0.1:4242: ok\n"]);
         assert_eq!(h.io.written, b"error: line exceeds 4 bytes\n");
         assert_eq!(h.stats.snapshot().protocol_errors, 1);
+    }
+
+    /// Under the memory budget a read is cut so that even a read of empty
+    /// lines (the worst case) makes a chunk within the allowance, while a
+    /// short line still fits.
+    #[test]
+    fn input_for_bounds_the_chunk_of_one_byte_lines() {
+        let mut h = Harness::new();
+        let mut c = Chat::new(peer(), 64);
+        let allowance = 4096;
+        let input = c.input_for(allowance);
+        assert!(input >= 128, "a short line still fits: {input}");
+        let mut data = b"\n".repeat(input);
+        assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
+        let chunk: usize = h.room.drain().map(|m| m.len()).sum();
+        assert!(chunk <= allowance, "chunk {chunk} > {allowance}");
+        assert!(
+            chunk > allowance / 2,
+            "the cut is not needlessly small: {chunk}"
+        );
+        assert_eq!(c.input_for(0), 1, "always at least one byte");
     }
 }

@@ -341,6 +341,17 @@ impl Protocol {
         }
     }
 
+    /// Most input bytes a read may take when the memory budget lets this
+    /// connection add `allowance` bytes (`usize::MAX`: no limit). Every
+    /// handler but chat holds at most what it read; chat turns a read into
+    /// a chunk several times its size (see `Chat::input_for`).
+    pub fn input_allowance(&self, allowance: usize) -> usize {
+        match self {
+            Protocol::Chat(c) if allowance != usize::MAX => c.input_for(allowance),
+            _ => allowance,
+        }
+    }
+
     /// Input bytes the handler holds between reads (partial frames and
     /// lines, unanswered requests), for the memory budget.
     pub fn held(&self) -> usize {

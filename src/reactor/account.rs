@@ -32,6 +32,17 @@ impl Reactor {
         }
     }
 
+    /// Counts the chat room's chunks on their way: each chunk once, from
+    /// when a sender's read made it until every member has it (after that,
+    /// what a member has not read yet counts in its own output).
+    pub(super) fn account_room(&mut self) {
+        let held = self.room.bytes();
+        if held != self.room_held {
+            let before = std::mem::replace(&mut self.room_held, held);
+            self.track(before, held);
+        }
+    }
+
     /// A connection holding `held` bytes went away.
     pub(super) fn forget(&mut self, held: usize) {
         self.track(held, 0);

@@ -84,6 +84,7 @@ impl Reactor {
         for msg in self.shared.outbox.drain() {
             self.room.send(sender, msg, self.next_id);
         }
+        self.account_room();
         self.account(key);
         let Some(slot) = self.conns.get_mut(key) else {
             return;
@@ -151,6 +152,7 @@ impl Reactor {
             if let Some(msg) = slot.conn.on_close() {
                 // After any lines of its own still on their way.
                 self.room.send((key, id), msg, self.next_id);
+                self.account_room();
             }
             // Dropping the socket closes it.
         }

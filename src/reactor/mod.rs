@@ -136,6 +136,8 @@ pub(crate) struct Reactor {
     /// drain began. Those are lines for the others, who must not be closed
     /// (or sent their FIN) before they get them.
     room_input_held: bool,
+    /// `room.bytes()` at its last accounting (see `account_room`).
+    room_held: usize,
     /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
     config: Config,
@@ -225,6 +227,7 @@ impl Reactor {
             draining: None,
             drain_waiting: false,
             room_input_held: false,
+            room_held: 0,
             next_stats: stats_interval.map(|d| now + d),
             root: root.map(Rc::from),
             config,

@@ -98,12 +98,17 @@ impl Delivery {
 pub(super) struct Room {
     order: VecDeque<(usize, u64)>,
     by_sender: HashMap<(usize, u64), Delivery>,
+    /// Bytes of every chunk not yet handed to all its members (each chunk
+    /// once, however many members it goes to): what the room holds for the
+    /// memory budget (see `Reactor::account_room`).
+    bytes: usize,
 }
 
 impl Room {
     /// Starts handing `chunk` from `sender` to everyone present (ids up to
     /// `newest`), after anything from the same sender still on its way.
     pub fn send(&mut self, sender: (usize, u64), chunk: Rc<[u8]>, newest: u64) {
+        self.bytes += chunk.len();
         if let Some(d) = self.by_sender.get_mut(&sender) {
             d.chunks.push_back(chunk);
             return;
@@ -138,6 +143,16 @@ impl Room {
     pub fn len(&self) -> usize {
         self.order.len()
     }
+
+    /// Bytes of the chunks still on their way.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A chunk of `len` bytes reached every member it was for.
+    pub fn release(&mut self, len: usize) {
+        self.bytes -= len;
+    }
 }
 
 impl Reactor {
@@ -156,6 +171,7 @@ impl Reactor {
             } else {
                 self.room.put_back(d);
             }
+            self.account_room();
             if self.room.is_idle() && self.draining.is_some() {
                 // Connections held back their FIN for lines still on their
                 // way: let them finish now.
@@ -179,6 +195,8 @@ impl Reactor {
                 break; // the turn is over; the cursor keeps our place
             }
             if d.cursor >= end {
+                // The front chunk reached everyone: the room holds it no more.
+                self.room.release(d.chunks.front().map_or(0, |c| c.len()));
                 if !d.next_chunk(self.next_id) {
                     return true;
                 }
@@ -250,6 +268,19 @@ mod tests {
         assert_eq!(&*d.chunks[0], b"a left");
         assert_eq!((d.cursor, d.newest), (0, 14));
         assert!(!d.next_chunk(14), "then it is complete");
+    }
+
+    /// The room counts each chunk once, from `send` until it is released.
+    #[test]
+    fn bytes_count_each_chunk_once_until_released() {
+        let mut room = Room::default();
+        room.send((1, 10), chunk("abc"), 12);
+        room.send((1, 10), chunk("de"), 12);
+        assert_eq!(room.bytes(), 5);
+        room.release(3);
+        assert_eq!(room.bytes(), 2);
+        room.release(2);
+        assert_eq!(room.bytes(), 0);
     }
 
     #[test]
