@@ -101,11 +101,7 @@ fn send_lines(mut stream: &TcpStream) -> Result<(), Failure> {
     let mut input = io::stdin().lock();
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(Failure::io("reading stdin"))?;
-        if n == 0 {
+        if !crate::next_line(&mut input, &mut line)? {
             break;
         }
         // A last line without its newline is not a line yet to the server,

@@ -18,7 +18,7 @@
 //! frame whose payload is `error: ...`, and the server then closes: reported
 //! as the server's error.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -39,11 +39,7 @@ pub fn run(mut stream: &TcpStream, timeout: Duration) -> Result<(), Failure> {
     let mut output = io::stdout().lock();
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(Failure::io("reading stdin"))?;
-        if n == 0 {
+        if !crate::next_line(&mut input, &mut line)? {
             return finish(stream, timeout);
         }
         let payload = strip_newline(&line);

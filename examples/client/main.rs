@@ -179,6 +179,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
+/// Reads the next stdin line (with its `\n`, if it had one) into `line`,
+/// replacing what was there. Returns false at the end of input.
+fn next_line(input: &mut impl io::BufRead, line: &mut Vec<u8>) -> Result<bool, Failure> {
+    line.clear();
+    let n = input
+        .read_until(b'\n', line)
+        .map_err(Failure::io("reading stdin"))?;
+    Ok(n > 0)
+}
+
 /// A line without its `\n` (or `\r\n`), for protocols where something else
 /// (a frame, a datagram) carries the boundary.
 fn strip_newline(line: &[u8]) -> &[u8] {

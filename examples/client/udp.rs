@@ -26,7 +26,7 @@
 //! An empty line is sent as an empty datagram, which is a real message
 //! (unlike a 0-byte TCP read, which means EOF), and comes back empty.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -46,11 +46,7 @@ pub fn run(addr: &str, mode: Mode, timeout: Duration) -> Result<(), Failure> {
     let mut buf = vec![0u8; 65_536];
     let (mut lines, mut sent, mut lost) = (0u64, 0u64, 0u64);
     loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(Failure::io("reading stdin"))?;
-        if n == 0 {
+        if !crate::next_line(&mut input, &mut line)? {
             break;
         }
         lines += 1;
