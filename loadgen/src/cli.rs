@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{
-    invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig, DEFAULT_UDP_BATCH,
-};
+use crate::config::{invalid, ConfigError, Protocol, RunConfig, DEFAULT_UDP_BATCH};
 use crate::shard::Shard;
 
 /// One `--bind` item: an address or a range of them.
@@ -251,9 +249,77 @@ fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
 }
 
+/// Parses "500ms", "10s", "2m", "1h", "250us" or a bare number of seconds ("1.5").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 500ms, 10s or 2m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use us, ms, s, m or h)"
+            ))
+        }
+    };
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("'{text}' is not a non-negative duration"));
+    }
+    // Validation caps durations at a year; this only keeps a huge value from panicking.
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("'{text}' is too long (at most 365 days)"))
+}
+
+/// Parses "1%" as 0.01 and "0.01" as 0.01.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a fraction"))?;
+    Ok(value / scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Durations accept the units the issue names, and reject junk with a hint.
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("ten").unwrap_err().contains("500ms"));
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+        // Past what a Duration holds: an error, not a panic.
+        let huge = parse_duration("1000000000000000000000000h").unwrap_err();
+        assert!(huge.contains("too long"), "{huge}");
+        assert!(parse_duration("99999999999999999999999").is_err());
+    }
+
+    /// `--max-loss` takes a fraction or a percentage.
+    #[test]
+    fn fractions_parse() {
+        assert_eq!(parse_fraction("1%"), Ok(0.01));
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert!(parse_fraction("x").is_err());
+    }
 
     /// The command line defaults are the ones the issue documents.
     #[test]

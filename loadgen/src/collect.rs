@@ -15,8 +15,8 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
-use crate::conn::new_histogram;
-use crate::driver::{WorkerMsg, INTERVAL_NS};
+use crate::latency::new_histogram;
+use crate::msg::{WorkerMsg, INTERVAL_NS};
 use crate::phase::Phase;
 use crate::stats::ThreadStats;
 
@@ -120,7 +120,7 @@ impl Progress {
     /// ended (ns since the start of the measured time), if it has: the last interval may
     /// be cut short, or may never have begun.
     fn line(&self, index: u64, msgs: u64, p99_ns: u64, errors: u64, end_ns: Option<u64>) {
-        let measured = crate::conn::ns(self.duration).min(end_ns.unwrap_or(u64::MAX));
+        let measured = crate::clock::ns(self.duration).min(end_ns.unwrap_or(u64::MAX));
         let start = index * INTERVAL_NS;
         // An interval starting after the measured time holds only drained echoes; one
         // starting after the run ended (every connection failed in the warm-up) never was.
@@ -247,7 +247,7 @@ impl Collector {
         if let (Some(start), Some(_)) = (self.start_ns, self.connect_end) {
             return Some(start);
         }
-        let warmup = crate::conn::ns(self.progress.warmup);
+        let warmup = crate::clock::ns(self.progress.warmup);
         self.connect_end.map(|t| t.saturating_add(warmup))
     }
 

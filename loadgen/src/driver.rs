@@ -21,12 +21,14 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::{Events, Poll, Token};
 
 use crate::config::RunConfig;
-use crate::conn::{new_histogram, Client, Ctx, Flow, SCRATCH_LEN};
-use crate::payload::Codec;
+use crate::conn::{Client, Flow};
+use crate::ctx::Ctx;
+use crate::latency::new_histogram;
+use crate::msg::{WorkerMsg, INTERVAL_NS};
+use crate::payload::{Codec, SCRATCH_LEN};
 use crate::phase::{Phase, Timeline};
 use crate::ramp::{Ramp, CONNECT_BATCH};
 use crate::schedule::{Cursor, Schedule};
@@ -40,51 +42,6 @@ use crate::udp_batch::UdpBatch;
 const TIMER: Token = Token(usize::MAX - 1);
 /// Wakes a worker when the connect phase ends (or the run gives up) in another thread.
 pub const WAKER: Token = Token(usize::MAX - 2);
-/// Interval histogram length.
-pub const INTERVAL_NS: u64 = 1_000_000_000;
-
-/// What a worker tells the collector.
-pub enum WorkerMsg {
-    /// Interval `index` (second `index` of the measured time) is complete.
-    Interval {
-        /// Which thread.
-        thread: usize,
-        /// Which second.
-        index: u64,
-        /// Latencies completed in it, ns.
-        hist: Histogram<u64>,
-        /// Errors so far, all kinds, for the progress line.
-        errors: u64,
-    },
-    /// The connect phase ended at `at_ns` (ns since the epoch). Each thread that sees the
-    /// end says so; the collector takes the first.
-    Connected {
-        /// When the last connection opened or failed.
-        at_ns: u64,
-    },
-    /// A connection of the thread works (TCP: connected; UDP: answered). Sent once per
-    /// thread; the collector reports the connect phase only then, so a refused target
-    /// gets its one error line and nothing else.
-    Up,
-    /// The thread finished; `hist` is its last (partial) interval `index`.
-    Done {
-        /// Which thread.
-        thread: usize,
-        /// Index of the last interval.
-        index: u64,
-        /// Latencies of the last interval.
-        hist: Histogram<u64>,
-        /// Handshake durations of every connect of the thread.
-        connect: Histogram<u64>,
-        /// Totals (boxed: the other messages are small and frequent).
-        stats: Box<ThreadStats>,
-        /// When the thread stopped, ns since epoch.
-        end_ns: u64,
-    },
-    /// The thread could not run at all.
-    Failed(String),
-}
-
 /// Everything a worker thread needs to start.
 pub struct WorkerSpec {
     /// Thread index.
@@ -253,7 +210,7 @@ impl<C: Client> Worker<C> {
         // every connection (once per run, the only pass over them all).
         let anchor = self
             .start_ns
-            .map_or(end, |s| s.saturating_sub(crate::conn::ns(cfg.warmup)));
+            .map_or(end, |s| s.saturating_sub(crate::clock::ns(cfg.warmup)));
         self.ctx.schedule = self
             .ctx
             .schedule
@@ -299,7 +256,7 @@ impl<C: Client> Worker<C> {
     /// Open loop: marks every message due by now on its connection, then pumps each
     /// connection that got one (one write each), then arms the timer for the next.
     /// Messages of connections not up are passed over: they count as not sent when the
-    /// connection comes up ([`crate::conn::SendState::on_connect`]).
+    /// connection comes up ([`crate::send::SendState::on_connect`]).
     fn advance_schedule(&mut self) {
         let Some(cursor) = self.cursor.as_mut() else {
             return;

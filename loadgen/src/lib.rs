@@ -101,23 +101,29 @@
 
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod conn;
 pub mod connections;
+pub mod ctx;
 pub mod deadlines;
 pub mod driver;
 pub mod endline;
 mod error;
 pub mod export;
+pub mod latency;
 pub mod merge;
 pub mod merged;
+pub mod msg;
 pub mod payload;
 pub mod phase;
 pub mod ramp;
 pub mod report;
 pub mod schedule;
+pub mod send;
 pub mod settings;
 pub mod shard;
 pub mod source;
@@ -130,6 +136,7 @@ pub mod tcp;
 pub mod timer;
 pub mod udp;
 pub mod udp_batch;
+pub mod validate;
 pub mod verify;
 
 use std::fs::File;
@@ -144,7 +151,8 @@ pub use report::Report;
 
 use collect::{Collected, Collector, HlogSink};
 use connections::ConnectionReport;
-use driver::{run_worker, WorkerMsg, WorkerSpec, WAKER};
+use driver::{run_worker, WorkerSpec, WAKER};
+use msg::WorkerMsg;
 use phase::Phase;
 use report::ScheduleReport;
 use settings::Settings;
@@ -315,7 +323,7 @@ fn build_report(
         ..
     } = run;
     let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(conn::ns(cfg.warmup)));
+    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(clock::ns(cfg.warmup)));
     // --start-at: a connect phase still running at the start left the window short.
     let late_start = start_ns
         .filter(|&s| connect_end > s)

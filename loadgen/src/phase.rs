@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mio::Waker;
 
-use crate::conn::ns;
+use crate::clock::ns;
 
 /// Failed connects, none opened, after which a run gives up on the rest.
 pub const GIVE_UP_AFTER: usize = 1024;

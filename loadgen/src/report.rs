@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Protocol;
 use crate::connections::ConnectionReport;
+use crate::latency::Latency;
 use crate::merged::Merged;
 use crate::settings::Settings;
 use crate::verify::ErrorCounts;
@@ -30,59 +31,6 @@ pub struct ScheduleReport {
     pub not_sent: u64,
     /// ...of them, due in the measured window.
     pub not_sent_measured: u64,
-}
-
-/// Latency summary in microseconds.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Latency {
-    /// Smallest.
-    pub min: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// 99.99th percentile.
-    pub p9999: f64,
-    /// Largest.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl Latency {
-    /// Summary of a ns histogram.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let q = |p: f64| us(h.value_at_quantile(p));
-        Latency {
-            min: us(h.min()),
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p999: q(0.999),
-            p9999: q(0.9999),
-            max: us(h.max()),
-            mean: h.mean().round() / 1000.0,
-        }
-    }
-
-    /// The two text lines under `label` ("latency us", "connect us").
-    pub fn text(&self, label: &str, t: &mut String) {
-        let _ = writeln!(
-            t,
-            "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-        );
-        let _ = writeln!(
-            t,
-            "               {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            self.min, self.p50, self.p90, self.p99, self.p999, self.p9999, self.max, self.mean
-        );
-    }
 }
 
 /// Everything a run or merge found.
@@ -375,7 +323,7 @@ fn per_sec(n: f64, d: Duration) -> f64 {
 mod tests {
     use super::*;
     use crate::config::RunConfig;
-    use crate::conn::new_histogram;
+    use crate::latency::new_histogram;
 
     fn report(hist: Histogram<u64>) -> Report {
         let cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());

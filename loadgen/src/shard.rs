@@ -7,7 +7,7 @@
 //! [`Lane`]. Ids are global, so they never collide between shards (every payload carries
 //! its id, and echoes are verified against it), and the open-loop schedule is the run's,
 //! not the shard's: message `m` of connection `c` is due at the same instant whichever
-//! shard sends it ([`crate::schedule`]), so `N` shards together send exactly `--rate`.
+//! shard sends it (`schedule.rs`), so `N` shards together send exactly `--rate`.
 //! Pure arithmetic, unit-tested.
 
 use std::fmt;

@@ -78,7 +78,7 @@ pub fn check(start_at: SystemTime, now: SystemTime, warmup: Duration) -> Result<
 /// TIME as ns on the run's monotonic clock, whose zero is the wall-clock time `epoch`
 /// (0 if TIME is before it, which [`check`] rules out).
 pub fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
-    start_at.duration_since(epoch).map_or(0, crate::conn::ns)
+    start_at.duration_since(epoch).map_or(0, crate::clock::ns)
 }
 
 #[cfg(test)]

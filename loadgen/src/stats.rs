@@ -1,5 +1,5 @@
 //! The counters one worker thread keeps, added up by the collector into the run's totals.
-//! Latencies are not here: they go into histograms (`conn::new_histogram`).
+//! Latencies are not here: they go into histograms (`latency::new_histogram`).
 
 use crate::verify::ErrorCounts;
 
@@ -20,7 +20,7 @@ pub struct ThreadStats {
     pub connects_measured: u64,
     /// Messages sent, warm-up included.
     pub sent: u64,
-    /// Open loop: measured messages sent more than `conn::LATE_SEND_NS` after their due time.
+    /// Open loop: measured messages sent more than `send::LATE_SEND_NS` after their due time.
     pub late_sends: u64,
     /// Open loop: the largest send lag seen in the measured time, ns.
     pub max_lag_ns: u64,

@@ -18,8 +18,9 @@
 //! So a foreign echo counts 1 corrupt (not also a duplicate), and a few dropped bytes
 //! count the one or two messages they cut, then every later message verifies again.
 
-use crate::conn::{Ctx, SendState};
+use crate::ctx::Ctx;
 use crate::payload::{quote, Codec, Decoded, QUOTE_MAX};
+use crate::send::SendState;
 use crate::verify::ErrorCounts;
 
 /// The receive side of one TCP connection.
@@ -240,7 +241,7 @@ impl Echo<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::test_ctx;
+    use crate::ctx::test_ctx;
 
     /// A connection `id` that sent `n` messages (pipeline n), and those messages as the
     /// server should echo them.

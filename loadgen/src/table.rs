@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use mio::{Interest, Registry, Token};
 
-use crate::conn::{Client, Closed, Ctx, Flow};
+use crate::conn::{Client, Closed, Flow};
+use crate::ctx::Ctx;
 use crate::deadlines::Deadlines;
 use crate::phase::Phase;
 use crate::ramp::Ramp;
@@ -252,7 +253,7 @@ impl<C: Client> Table<C> {
                 Slot::Down { id, resume } => {
                     if let Some(s) = ctx.schedule {
                         let upto = s.first_due_from(u64::from(id), ctx.measure_end);
-                        crate::conn::not_sent(id, resume, upto, ctx);
+                        crate::send::not_sent(id, resume, upto, ctx);
                     }
                 }
                 Slot::Waiting | Slot::Gone => {}

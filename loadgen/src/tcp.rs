@@ -20,9 +20,13 @@ use std::net::IpAddr;
 use mio::event::{Event, Source};
 use mio::net::TcpStream;
 
-use crate::conn::{ns, send_batch, Client, Closed, Ctx, Flow, SendState};
+use crate::budget::send_batch;
+use crate::clock::ns;
+use crate::conn::{Client, Closed, Flow};
+use crate::ctx::Ctx;
 use crate::io_text;
 use crate::payload::quote;
+use crate::send::SendState;
 use crate::stream::EchoStream;
 
 /// A TCP client connection.
