@@ -192,17 +192,32 @@ impl RunArgs {
     }
 }
 
+/// Why `loadgen --check` rejected a command line (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// clap rejected the flags: an unknown flag, a value that does not parse. Its text
+    /// says which, with the usage.
+    #[error("{0}")]
+    Usage(clap::Error),
+    /// `--target` is not `host:port` (the host is not resolved by `--check`).
+    #[error("--target: '{0}' is not host:port")]
+    Target(String),
+    /// A setting is out of range or inconsistent with another; the flag is named.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 /// What `loadgen --check ARGS...` does: parses and validates a run's command line as a run
 /// would, except that a host name in `--target` is not resolved (the name of a Kubernetes
 /// Service means nothing where the manifest is checked) and `--start-at` is not compared
 /// with the clock. Returns the line it prints, or the error (usage errors, exit 2).
 /// `args` start with the program name.
-pub fn check_args<I, T>(args: I) -> Result<String, String>
+pub fn check_args<I, T>(args: I) -> Result<String, CheckError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_from(args).map_err(CheckError::Usage)?;
     if cli.command.is_some() {
         return Ok("configuration ok: merge".into());
     }
@@ -213,10 +228,10 @@ where
         let port = target.rsplit_once(':').filter(|(host, _)| !host.is_empty());
         match port.map(|(_, p)| p.parse::<u16>()) {
             Some(Ok(port)) => run.target = SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
-            _ => return Err(format!("--target: '{target}' is not host:port")),
+            _ => return Err(CheckError::Target(target)),
         }
     }
-    let cfg = run.into_config().map_err(|e| e.to_string())?;
+    let cfg = run.into_config()?;
     Ok(check_summary(&cfg).replace(&cfg.target.to_string(), &target))
 }
 
@@ -380,9 +395,15 @@ mod tests {
             "{ok}"
         );
         let bad = check_args(["loadgen", "--target", "echoloop", "--shard", "0/3"]);
-        assert!(bad.unwrap_err().contains("not host:port"));
+        assert!(matches!(bad, Err(CheckError::Target(t)) if t == "echoloop"));
         let bad = check_args(["loadgen", "--shard", "2/3", "--connections", "2"]);
-        assert!(bad.unwrap_err().starts_with("--shard: "));
+        assert!(matches!(
+            bad,
+            Err(CheckError::Config(ConfigError::Invalid {
+                flag: "shard",
+                ..
+            }))
+        ));
         assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
 }

@@ -5,83 +5,17 @@
 //! always holds exactly the data of the report: merging logs can reproduce it exactly.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
+use crate::hlog::HlogWriter;
 use crate::latency::new_histogram;
 use crate::msg::{WorkerMsg, INTERVAL_NS};
 use crate::phase::Phase;
 use crate::stats::ThreadStats;
-
-/// Comment prefix that records the wire size in an `.hlog`, for `merge` to report MB/s.
-pub const WIRE_COMMENT: &str = "loadgen wire_bytes=";
-
-/// Writes an HdrHistogram interval log: V2 deflate-compressed, base64, one line a second.
-pub struct HlogSink {
-    out: BufWriter<File>,
-    serializer: V2DeflateSerializer,
-    wire_bytes: usize,
-    /// The header is written once the measured time's start is known.
-    started: bool,
-}
-
-impl HlogSink {
-    /// Creates the file, and makes sure it takes writes (see [`crate::probe_write`]); the
-    /// header follows when the measured time begins ([`HlogSink::start`]).
-    pub fn create(path: &Path, wire_bytes: usize) -> io::Result<Self> {
-        let file = File::create(path)?;
-        crate::probe_write(&file)?;
-        Ok(HlogSink {
-            out: BufWriter::new(file),
-            serializer: V2DeflateSerializer::new(),
-            wire_bytes,
-            started: false,
-        })
-    }
-
-    /// Writes the header: interval timestamps are seconds after `base`, the start of the
-    /// measured time.
-    pub fn start(&mut self, base: SystemTime) -> io::Result<()> {
-        if std::mem::replace(&mut self.started, true) {
-            return Ok(());
-        }
-        let wire = self.wire_bytes;
-        IntervalLogWriterBuilder::new()
-            .add_comment("loadgen latency interval log; values in nanoseconds")
-            .add_comment(&format!("{WIRE_COMMENT}{wire}"))
-            .with_start_time(base)
-            .with_base_time(base)
-            .begin_log_with(&mut self.out, &mut self.serializer)?;
-        writeln!(self.out, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")
-    }
-
-    /// Appends one interval.
-    pub fn write(
-        &mut self,
-        h: &Histogram<u64>,
-        start: Duration,
-        length: Duration,
-    ) -> io::Result<()> {
-        // A builder without headers writes nothing itself: it only formats the line.
-        let mut w =
-            IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
-        w.write_histogram(h, start, length, None)
-            .map_err(|e| io::Error::other(format!("{e:?}")))
-    }
-
-    /// Writes the end line ([`crate::endline`]) and flushes to disk: the log is whole.
-    pub fn end(mut self, line: &crate::endline::EndLine) -> io::Result<()> {
-        writeln!(self.out, "#{}", line.to_comment())?;
-        self.out.flush()
-    }
-}
 
 /// One per-second line (or a bar on a terminal) on stderr, and the line that says the
 /// connect phase is over.
@@ -180,10 +114,10 @@ pub struct Collector {
     phase: Arc<Phase>,
     /// Intervals emitted but not yet written (the last one's length is known at the end).
     emitted: Vec<(u64, Histogram<u64>)>,
-    hlog: Option<HlogSink>,
+    hlog: Option<HlogWriter>,
     progress: Progress,
     /// First worker that could not start.
-    pub failure: Option<String>,
+    pub failure: Option<(usize, io::Error)>,
 }
 
 /// What the collector found, once every worker is done.
@@ -199,7 +133,7 @@ pub struct Collected {
     /// When the connect phase ended, ns since the epoch (`None` if it never did).
     pub connect_end: Option<u64>,
     /// The interval log, all intervals written, waiting for its end line.
-    pub hlog: Option<HlogSink>,
+    pub hlog: Option<HlogWriter>,
 }
 
 impl Collector {
@@ -209,7 +143,7 @@ impl Collector {
     pub fn new(
         threads: usize,
         phase: Arc<Phase>,
-        hlog: Option<HlogSink>,
+        hlog: Option<HlogWriter>,
         progress: bool,
         (epoch, start_ns, warmup, duration): (SystemTime, Option<u64>, Duration, Duration),
     ) -> Self {
@@ -284,8 +218,8 @@ impl Collector {
                 self.up = true;
                 self.say_connected();
             }
-            WorkerMsg::Failed(e) => {
-                self.failure.get_or_insert(e);
+            WorkerMsg::Failed { thread, error } => {
+                self.failure.get_or_insert((thread, error));
             }
         }
         self.emit_ready()
@@ -336,9 +270,10 @@ impl Collector {
                 return Ok(());
             }
             let hist = self.pending.remove(&k).unwrap_or_else(new_histogram);
+            // Same bounds on both sides (`new_histogram`), so every value fits.
             self.total
                 .add(&hist)
-                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+                .expect("interval histograms share the total's bounds");
             let errors: u64 = self.errors.iter().sum();
             // Every thread done: the run ended at `end_ns`, and if no connection was ever
             // made the run is an error, with no progress to show.

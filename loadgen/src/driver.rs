@@ -94,11 +94,11 @@ pub struct Worker<C: Client> {
 
 /// Runs one worker to completion, reporting through `spec.tx`.
 pub fn run_worker<C: Client>(spec: WorkerSpec) {
-    let tx = spec.tx.clone();
+    let (tx, thread) = (spec.tx.clone(), spec.thread);
     let result = Worker::<C>::new(spec).and_then(|w| w.run());
     if let Err(e) = result {
         // The collector is gone only if the run was abandoned; nothing to tell then.
-        let _ = tx.send(WorkerMsg::Failed(e.to_string()));
+        let _ = tx.send(WorkerMsg::Failed { thread, error: e });
     }
 }
 

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardError};
 
 /// The comment prefix of the end line (after the `#`).
 pub const PREFIX: &str = "loadgen end ";
@@ -83,13 +83,13 @@ impl EndLine {
     }
 
     /// The shard this line names, if it parses.
-    pub fn shard(&self) -> Result<Shard, String> {
+    pub fn shard(&self) -> Result<Shard, ShardError> {
         Shard::parse(&self.shard)
     }
 
     /// Finds and parses the end line in a log's text. `Ok(None)`: there is none (the log
     /// was cut short, or not written by loadgen); `Err`: one is there but unreadable.
-    pub fn find(log: &str) -> Result<Option<EndLine>, String> {
+    pub fn find(log: &str) -> Result<Option<EndLine>, EndLineError> {
         let Some(json) = log
             .lines()
             .rev()
@@ -97,11 +97,14 @@ impl EndLine {
         else {
             return Ok(None);
         };
-        serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| format!("unreadable end line: {e}"))
+        serde_json::from_str(json).map(Some).map_err(EndLineError)
     }
 }
+
+/// An end line is there but its JSON does not parse: the log was damaged or edited.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable end line: {0}")]
+pub struct EndLineError(serde_json::Error);
 
 #[cfg(test)]
 mod tests {
@@ -131,12 +134,10 @@ mod tests {
             "#[StartTime: 1]\n0.000,1.000,0.5,HISTFAAA\n#{}\n",
             line().to_comment()
         );
-        assert_eq!(EndLine::find(&log), Ok(Some(line())));
+        assert_eq!(EndLine::find(&log).unwrap(), Some(line()));
         assert_eq!(line().shard(), Ok(Shard { index: 1, count: 3 }));
-        assert_eq!(EndLine::find("0.000,1.000,0.5,HISTFAAA\n"), Ok(None));
+        assert_eq!(EndLine::find("0.000,1.000,0.5,HISTFAAA\n").unwrap(), None);
         let cut = format!("#{PREFIX}{{\"shard\":\"1/3\",\"pas");
-        assert!(EndLine::find(&cut)
-            .unwrap_err()
-            .contains("unreadable end line"));
+        assert!(matches!(EndLine::find(&cut), Err(EndLineError(_))));
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::hlog::HlogError;
 
 /// Why a run or merge could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +33,42 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// An input file could not be read or parsed.
-    #[error("cannot read {}: {reason}", path.display())]
+    /// An input file (an `.hlog` given to `loadgen merge`) could not be read or parsed.
+    #[error("cannot read {}: {source}", path.display())]
     Input {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: HlogError,
     },
-    /// A worker thread could not start (e.g. out of file descriptors).
-    #[error("worker failed: {0}")]
-    Worker(String),
+    /// A worker's event poller (or its waker) could not be created: usually out of file
+    /// descriptors; raise the open-files limit (`ulimit -n`) or lower `--threads`.
+    #[error("cannot create an event poller: {}", io_text(source))]
+    Poller {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started: the system is out of threads or memory;
+    /// lower `--threads`.
+    #[error("cannot start a worker thread: {}", io_text(source))]
+    Spawn {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker's reactor failed while running (its timer or `poll` returned an error).
+    #[error("worker {thread} failed: {}", io_text(source))]
+    Reactor {
+        /// Which worker thread.
+        thread: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread panicked: a bug in loadgen; please report it with the command line.
+    #[error("worker {thread} panicked (a bug in loadgen: please report it)")]
+    Panicked {
+        /// Which worker thread.
+        thread: usize,
+    },
 }
 
 /// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.

@@ -114,6 +114,7 @@ pub mod driver;
 pub mod endline;
 mod error;
 pub mod export;
+pub mod hlog;
 pub mod latency;
 pub mod merge;
 pub mod merged;
@@ -149,9 +150,10 @@ pub use config::{ConfigError, Protocol, RunConfig};
 pub use error::{io_text, Error};
 pub use report::Report;
 
-use collect::{Collected, Collector, HlogSink};
+use collect::{Collected, Collector};
 use connections::ConnectionReport;
 use driver::{run_worker, WorkerSpec, WAKER};
+use hlog::HlogWriter;
 use msg::WorkerMsg;
 use phase::Phase;
 use report::ScheduleReport;
@@ -221,15 +223,14 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     for msg in rx {
         collector.on_msg(msg).map_err(io_err)?;
     }
-    for h in handles {
-        h.join()
-            .map_err(|_| Error::Worker("a worker thread panicked".into()))?;
+    for (thread, h) in handles.into_iter().enumerate() {
+        h.join().map_err(|_| Error::Panicked { thread })?;
     }
     let failure = collector.failure.take();
     let mut run = collector.finish().map_err(io_err)?;
     let hlog = run.hlog.take();
-    let outcome = if let Some(e) = failure {
-        Err(Error::Worker(e))
+    let outcome = if let Some((thread, source)) = failure {
+        Err(Error::Reactor { thread, source })
     } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
         Err(Error::Connect {
             target: cfg.target,
@@ -249,11 +250,11 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.
-fn open_hlog(cfg: &RunConfig, wire: usize) -> Result<Option<HlogSink>, Error> {
+fn open_hlog(cfg: &RunConfig, wire: usize) -> Result<Option<HlogWriter>, Error> {
     let Some(path) = &cfg.hlog else {
         return Ok(None);
     };
-    HlogSink::create(path, wire)
+    HlogWriter::create(path, wire)
         .map(Some)
         .map_err(|source| Error::Output {
             path: path.clone(),
@@ -270,12 +271,12 @@ type Workers = (
 /// Starts one reactor thread per `cfg.threads`, all sharing one epoch and one connect
 /// phase. The pollers are made here so that each one's waker can be handed to the phase.
 fn spawn_workers(cfg: &RunConfig, epoch: Instant, start_ns: Option<u64>) -> Result<Workers, Error> {
-    let worker_err = |e: std::io::Error| Error::Worker(io_text(&e));
+    let poller_err = |source| Error::Poller { source };
     let mut polls = Vec::with_capacity(cfg.threads);
     let mut wakers = Vec::with_capacity(cfg.threads);
     for _ in 0..cfg.threads {
-        let poll = mio::Poll::new().map_err(worker_err)?;
-        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(worker_err)?);
+        let poll = mio::Poll::new().map_err(poller_err)?;
+        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(poller_err)?);
         polls.push(poll);
     }
     let phase = Arc::new(Phase::new(cfg.owned(), wakers));
@@ -302,7 +303,11 @@ fn spawn_workers(cfg: &RunConfig, epoch: Instant, start_ns: Option<u64>) -> Resu
             Protocol::Udp => run_worker::<udp::UdpClient>(spec),
         };
         let builder = std::thread::Builder::new().name(format!("loadgen-{thread}"));
-        handles.push(builder.spawn(body).map_err(worker_err)?);
+        handles.push(
+            builder
+                .spawn(body)
+                .map_err(|source| Error::Spawn { source })?,
+        );
     }
     Ok((rx, handles, phase))
 }

@@ -48,5 +48,10 @@ pub enum WorkerMsg {
         end_ns: u64,
     },
     /// The thread could not run at all.
-    Failed(String),
+    Failed {
+        /// Which thread.
+        thread: usize,
+        /// What its reactor could not do (register a timer, poll).
+        error: std::io::Error,
+    },
 }
