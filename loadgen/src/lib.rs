@@ -157,7 +157,6 @@ use hlog::HlogWriter;
 use msg::WorkerMsg;
 use phase::Phase;
 use report::ScheduleReport;
-use settings::Settings;
 
 /// Checks that a freshly opened output file takes writes, with a write of zero bytes:
 /// a path can open and still refuse every write (`/proc/version` says EIO, `/dev/full`
@@ -352,7 +351,8 @@ fn build_report(
         duration,
     );
     Report {
-        settings: Some(Settings::of(cfg, wire)),
+        config: Some(cfg.clone()),
+        outputs: settings::Outputs::default(),
         started_at: Some(wall + Duration::from_nanos(measure_start)),
         late_start,
         merged: None,

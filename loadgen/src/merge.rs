@@ -74,7 +74,8 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
         None => union_length(&mut spans),
     };
     Ok(Report {
-        settings: None,
+        config: None,
+        outputs: crate::settings::Outputs::default(),
         started_at: None,
         late_start: None,
         merged: Some(merged),
