@@ -102,6 +102,7 @@
 #![deny(missing_docs)]
 
 pub mod budget;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
 pub mod collect;
