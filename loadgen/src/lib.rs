@@ -100,6 +100,10 @@
 //! ```
 
 #![deny(missing_docs)]
+// Unsafe code is fenced into `sys.rs` (the syscalls std, mio, socket2 and rustix do not
+// wrap); every block there says why it is sound, which clippy checks.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod budget;
 #[cfg(feature = "cli")]
@@ -132,6 +136,7 @@ pub mod source;
 pub mod start;
 pub mod stats;
 pub mod stream;
+#[allow(unsafe_code)]
 mod sys;
 pub mod table;
 pub mod tcp;
@@ -164,6 +169,15 @@ use report::ScheduleReport;
 /// ENOSPC), and that must fail before any traffic, not after the run. Writes nothing.
 pub fn probe_write(mut file: &File) -> std::io::Result<()> {
     file.write(&[]).map(|_| ())
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on a socket about to be bound to a source address: the
+/// port is then chosen at `connect()`, unique per (source, destination) pair rather than
+/// per source address (README, "Source addresses and ports"). Linux only; elsewhere a
+/// no-op. loadgen does this for every `--bind` connection; `examples/source_ports.rs`
+/// measures why.
+pub fn bind_address_no_port(socket: &socket2::Socket) -> std::io::Result<()> {
+    sys::bind_address_no_port(socket)
 }
 
 /// Descriptors beyond one per connection: stdio, the output files, and per thread a

@@ -3,6 +3,8 @@
 //! errors / lost data / connection failures / a failed, missing or cut-short shard / a
 //! file that cannot be written or read, 2 usage errors.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{closed_port, tcp_peer, Scratch, Behaviour};
+use common::{closed_port, tcp_peer, Behaviour, Scratch};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{closed_port, quick, tcp_peer, Scratch, udp_peer, Behaviour};
+use common::{closed_port, quick, tcp_peer, udp_peer, Behaviour, Scratch};
 use loadgen::{Error, Protocol};
 
 /// Closed loop over TCP with pipelining: messages flow, every echo verifies, all

@@ -140,9 +140,7 @@ fn a_failed_or_missing_shard_fails_the_merge() {
     let tmp = Scratch::new();
     let server = start(echoloop::Mode::Echo);
     let (good, dead) = (server.tcp.to_string(), closed_port().to_string());
-    let logs: Vec<PathBuf> = (0..3)
-        .map(|i| tmp.path(&format!("dead{i}.hlog")))
-        .collect();
+    let logs: Vec<PathBuf> = (0..3).map(|i| tmp.path(&format!("dead{i}.hlog"))).collect();
     let start_at = unix_in(Duration::from_millis(3000));
     let children: Vec<Child> = (0..3)
         .map(|i| {
