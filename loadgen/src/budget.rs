@@ -10,7 +10,7 @@ use crate::udp_batch::UdpBatch;
 use crate::verify::Window;
 
 /// Open loop: a TCP connection's send buffer holds about this many bytes of due messages.
-pub const OPEN_LOOP_BATCH: usize = 256 * 1024;
+pub(crate) const OPEN_LOOP_BATCH: usize = 256 * 1024;
 
 /// Per connection, beyond its buffers: its client struct and slot in the thread's table,
 /// rounded up.
@@ -18,7 +18,7 @@ const CONNECTION_OVERHEAD: u64 = 256;
 
 /// Messages a TCP send buffer holds (its fixed capacity): closed loop `--pipeline`, open
 /// loop [`OPEN_LOOP_BATCH`] bytes' worth, at most what a window of `slots` tracks.
-pub fn send_batch(cfg: &RunConfig, wire: usize, slots: usize) -> usize {
+pub(crate) fn send_batch(cfg: &RunConfig, wire: usize, slots: usize) -> usize {
     match cfg.rate {
         None => cfg.pipeline,
         Some(_) => (OPEN_LOOP_BATCH / wire).clamp(1, slots),
@@ -28,7 +28,7 @@ pub fn send_batch(cfg: &RunConfig, wire: usize, slots: usize) -> usize {
 /// About how many bytes the run allocates, all connections open: per thread the scratch
 /// buffer and the codec's pattern; per connection its window, its send buffer
 /// ([`send_batch`]) and a partial echo. Saturates.
-pub fn run_bytes(cfg: &RunConfig) -> u64 {
+pub(crate) fn run_bytes(cfg: &RunConfig) -> u64 {
     let wire = payload::wire_len(cfg.size, cfg.framed) as u64;
     let schedule = cfg.rate.map(|r| Schedule::new(r, cfg.connections));
     let capacity = window_capacity(cfg, schedule);

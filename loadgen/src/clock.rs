@@ -6,6 +6,6 @@ use std::time::Duration;
 
 /// A duration in ns, saturating: user durations are capped far below the ~584 years a
 /// u64 holds, but a library caller may pass `Duration::MAX` to mean "never".
-pub fn ns(d: Duration) -> u64 {
+pub(crate) fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

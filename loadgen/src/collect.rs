@@ -84,7 +84,7 @@ impl Progress {
 }
 
 /// Adds up what the workers send.
-pub struct Collector {
+pub(crate) struct Collector {
     threads: usize,
     /// Highest interval each thread reported, and whether it is done.
     reported: Vec<Option<u64>>,
@@ -95,15 +95,15 @@ pub struct Collector {
     errors: Vec<u64>,
     next_emit: u64,
     /// Sum of every emitted interval.
-    pub total: Histogram<u64>,
+    pub(crate) total: Histogram<u64>,
     /// Sum of the threads' handshake histograms.
-    pub connect: Histogram<u64>,
+    pub(crate) connect: Histogram<u64>,
     /// Sum of the threads' counters.
-    pub stats: ThreadStats,
+    pub(crate) stats: ThreadStats,
     /// Latest thread end, ns since epoch.
-    pub end_ns: u64,
+    pub(crate) end_ns: u64,
     /// When the connect phase ended, ns since epoch, once a worker said so.
-    pub connect_end: Option<u64>,
+    pub(crate) connect_end: Option<u64>,
     /// Some connection works; and the connect phase's end was said.
     up: bool,
     said: bool,
@@ -117,30 +117,30 @@ pub struct Collector {
     hlog: Option<HlogWriter>,
     progress: Progress,
     /// First worker that could not start.
-    pub failure: Option<(usize, io::Error)>,
+    pub(crate) failure: Option<(usize, io::Error)>,
 }
 
 /// What the collector found, once every worker is done.
-pub struct Collected {
+pub(crate) struct Collected {
     /// Every measured latency, ns.
-    pub histogram: Histogram<u64>,
+    pub(crate) histogram: Histogram<u64>,
     /// Every handshake's duration, ns.
-    pub connect: Histogram<u64>,
+    pub(crate) connect: Histogram<u64>,
     /// The threads' counters added up.
-    pub stats: ThreadStats,
+    pub(crate) stats: ThreadStats,
     /// When the last thread stopped, ns since the epoch.
-    pub end_ns: u64,
+    pub(crate) end_ns: u64,
     /// When the connect phase ended, ns since the epoch (`None` if it never did).
-    pub connect_end: Option<u64>,
+    pub(crate) connect_end: Option<u64>,
     /// The interval log, all intervals written, waiting for its end line.
-    pub hlog: Option<HlogWriter>,
+    pub(crate) hlog: Option<HlogWriter>,
 }
 
 impl Collector {
     /// A collector for `threads` workers sharing `phase`; progress (if `progress`) for a
     /// run of `warmup` then `duration` that started at `epoch`, measured from `start_ns`
     /// (ns since the epoch) if given, else from `warmup` after the connect phase.
-    pub fn new(
+    pub(crate) fn new(
         threads: usize,
         phase: Arc<Phase>,
         hlog: Option<HlogWriter>,
@@ -186,7 +186,7 @@ impl Collector {
     }
 
     /// Takes one worker message.
-    pub fn on_msg(&mut self, msg: WorkerMsg) -> io::Result<()> {
+    pub(crate) fn on_msg(&mut self, msg: WorkerMsg) -> io::Result<()> {
         match msg {
             WorkerMsg::Interval {
                 thread,
@@ -309,7 +309,7 @@ impl Collector {
     }
 
     /// All workers are done: the last interval runs to the end of the drain.
-    pub fn finish(mut self) -> io::Result<Collected> {
+    pub(crate) fn finish(mut self) -> io::Result<Collected> {
         self.progress.finish();
         let start = self.measure_start();
         if let (Some(sink), Some(start)) = (self.hlog.as_mut(), start) {

@@ -25,7 +25,7 @@ pub const MAX_UDP_BATCH: usize = 1024;
 /// 32 amortises the syscall well, and larger ones rarely fill.
 pub const DEFAULT_UDP_BATCH: usize = 32;
 
-/// Largest TCP message (UDP: [`MAX_DATAGRAM`]); the `--framed` prefix is a u32.
+/// Largest TCP message (UDP: [`crate::payload::MAX_DATAGRAM`]); the `--framed` prefix is a u32.
 pub const MAX_SIZE: usize = 16 << 20;
 /// Highest `--rate`: one message per ns, the schedule's resolution.
 pub const MAX_RATE: f64 = 1e9;
@@ -64,7 +64,7 @@ pub enum Protocol {
 }
 
 /// Everything a run needs, validated. Build it with [`RunConfig::new`] and struct update
-/// syntax in library use, or from the command line with [`RunArgs::into_config`].
+/// syntax in library use, or from the command line with `cli::RunArgs::into_config`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     /// The echo endpoint.
@@ -88,7 +88,7 @@ pub struct RunConfig {
     /// New connections per second during ramp-up. `None` = all at once.
     pub connect_rate: Option<f64>,
     /// Source addresses, used round-robin by connection id (each gives ~28k ports).
-    /// Empty: an IPv4 loopback target gets 127.0.0.2 and up ([`crate::source::plan`]),
+    /// Empty: an IPv4 loopback target gets 127.0.0.2 and up (`source.rs`),
     /// others the kernel's choice.
     pub bind: Vec<IpAddr>,
     /// Prefix each message with a u32 big-endian length, as echoloop's framed mode expects.

@@ -11,7 +11,7 @@ use crate::send::SendState;
 
 /// Why a connection ended.
 #[derive(Debug)]
-pub enum Closed {
+pub(crate) enum Closed {
     /// It never got established.
     ConnectFailed(String),
     /// It broke after being established: the peer closed or reset it.
@@ -24,7 +24,7 @@ pub enum Closed {
 
 /// What a handler tells the reactor.
 #[derive(Debug)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// Keep going.
     Continue,
     /// Close it (after the event batch).
@@ -32,7 +32,7 @@ pub enum Flow {
 }
 
 /// One TCP connection or UDP socket, driven by the thread's reactor.
-pub trait Client: Sized {
+pub(crate) trait Client: Sized {
     /// Starts connecting connection `id` (non-blocking), from `source` if given. `resume`:
     /// open loop, the schedule index where its previous connection stopped (0 at first).
     fn open(id: u32, source: Option<IpAddr>, resume: u64, ctx: &mut Ctx) -> io::Result<Self>;

@@ -48,7 +48,7 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 impl ConnectionReport {
     /// The report of a run of `cfg` whose connect phase took `phase`, measured for
     /// `duration`.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &RunConfig,
         stats: &ThreadStats,
         latency: Histogram<u64>,

@@ -41,29 +41,29 @@ use crate::udp_batch::UdpBatch;
 /// The precise timer's token; connection tokens are their local index.
 const TIMER: Token = Token(usize::MAX - 1);
 /// Wakes a worker when the connect phase ends (or the run gives up) in another thread.
-pub const WAKER: Token = Token(usize::MAX - 2);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 /// Everything a worker thread needs to start.
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     /// Thread index.
-    pub thread: usize,
+    pub(crate) thread: usize,
     /// Settings.
-    pub cfg: Arc<RunConfig>,
+    pub(crate) cfg: Arc<RunConfig>,
     /// Its poller, made by the spawner so that its waker could be shared first.
-    pub poll: Poll,
+    pub(crate) poll: Poll,
     /// The connect phase, shared by every worker.
-    pub phase: Arc<Phase>,
+    pub(crate) phase: Arc<Phase>,
     /// Source addresses, used round-robin by connection id (empty: the kernel's choice).
-    pub sources: Arc<[IpAddr]>,
+    pub(crate) sources: Arc<[IpAddr]>,
     /// Shared time zero.
-    pub epoch: Instant,
+    pub(crate) epoch: Instant,
     /// `--start-at` as ns since `epoch`: the measured window's fixed start.
-    pub start_ns: Option<u64>,
+    pub(crate) start_ns: Option<u64>,
     /// Where results go.
-    pub tx: Sender<WorkerMsg>,
+    pub(crate) tx: Sender<WorkerMsg>,
 }
 
 /// One reactor thread.
-pub struct Worker<C: Client> {
+pub(crate) struct Worker<C: Client> {
     thread: usize,
     poll: Poll,
     events: Events,
@@ -93,7 +93,7 @@ pub struct Worker<C: Client> {
 }
 
 /// Runs one worker to completion, reporting through `spec.tx`.
-pub fn run_worker<C: Client>(spec: WorkerSpec) {
+pub(crate) fn run_worker<C: Client>(spec: WorkerSpec) {
     let (tx, thread) = (spec.tx.clone(), spec.thread);
     let result = Worker::<C>::new(spec).and_then(|w| w.run());
     if let Err(e) = result {

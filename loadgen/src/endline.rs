@@ -18,41 +18,44 @@ use serde::{Deserialize, Serialize};
 use crate::shard::{Shard, ShardError};
 
 /// The comment prefix of the end line (after the `#`).
-pub const PREFIX: &str = "loadgen end ";
+pub(crate) const PREFIX: &str = "loadgen end ";
 
 /// What a finished run says about itself at the end of its `.hlog`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EndLine {
+pub(crate) struct EndLine {
     /// `I/N` of `--shard` (`0/1` unsharded).
-    pub shard: String,
+    pub(crate) shard: String,
     /// The run's verdict.
-    pub passed: bool,
+    pub(crate) passed: bool,
     /// Why it failed (the report's failures, or the error that ended it).
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
     /// Messages measured: the sum of the log's intervals.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// The measured window, Unix seconds `[start, end)`; `None` if it never began.
-    pub window: Option<(f64, f64)>,
+    pub(crate) window: Option<(f64, f64)>,
     /// The run the shard belongs to: every shard of one run has the same.
-    pub run: RunId,
+    pub(crate) run: RunId,
 }
 
 /// What every shard of one run shares; `merge` refuses to add shards of different runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunId {
+pub(crate) struct RunId {
     /// `--connections`, the whole run's.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// `--rate`, the whole run's, if open loop.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// `--start-at`, Unix seconds, if set.
-    pub start_at: Option<f64>,
+    pub(crate) start_at: Option<f64>,
     /// `--duration`, seconds.
-    pub duration_s: f64,
+    pub(crate) duration_s: f64,
 }
 
 impl EndLine {
     /// The end line of a run of `cfg` with `outcome`.
-    pub fn of(cfg: &crate::RunConfig, outcome: &Result<crate::Report, crate::Error>) -> EndLine {
+    pub(crate) fn of(
+        cfg: &crate::RunConfig,
+        outcome: &Result<crate::Report, crate::Error>,
+    ) -> EndLine {
         let (passed, failures, messages, window) = match outcome {
             Ok(r) => {
                 let start = r.started_at.map(crate::start::unix_secs);
@@ -77,19 +80,19 @@ impl EndLine {
     }
 
     /// The comment line, without the leading `#` (the log writer adds it).
-    pub fn to_comment(&self) -> String {
+    pub(crate) fn to_comment(&self) -> String {
         let json = serde_json::to_string(self).expect("an EndLine serialises");
         format!("{PREFIX}{json}")
     }
 
     /// The shard this line names, if it parses.
-    pub fn shard(&self) -> Result<Shard, ShardError> {
+    pub(crate) fn shard(&self) -> Result<Shard, ShardError> {
         Shard::parse(&self.shard)
     }
 
     /// Finds and parses the end line in a log's text. `Ok(None)`: there is none (the log
     /// was cut short, or not written by loadgen); `Err`: one is there but unreadable.
-    pub fn find(log: &str) -> Result<Option<EndLine>, EndLineError> {
+    pub(crate) fn find(log: &str) -> Result<Option<EndLine>, EndLineError> {
         let Some(json) = log
             .lines()
             .rev()

@@ -19,7 +19,7 @@ pub enum Error {
         /// How many connects failed.
         failed: u64,
         /// How many connections were asked for (more than failed: loadgen gave up on the
-        /// rest, see [`phase::GIVE_UP_AFTER`]).
+        /// rest, see [`crate::GIVE_UP_AFTER`]).
         asked: u64,
         /// The first error.
         reason: String,

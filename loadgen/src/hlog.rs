@@ -20,7 +20,8 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{DeserializeError, Deserializer, V2DeflateSerializer};
 use hdrhistogram::{AdditionError, Histogram};
 
-use crate::endline::{EndLine, EndLineError};
+use crate::endline::EndLine;
+pub use crate::endline::EndLineError;
 use crate::error::io_text;
 
 /// Why an `.hlog` file could not be read; each names what to check.
@@ -57,7 +58,7 @@ pub enum HlogError {
 const WIRE_COMMENT: &str = "loadgen wire_bytes=";
 
 /// Writes an HdrHistogram interval log: V2 deflate-compressed, base64, one line a second.
-pub struct HlogWriter {
+pub(crate) struct HlogWriter {
     out: BufWriter<File>,
     serializer: V2DeflateSerializer,
     wire_bytes: usize,
@@ -68,7 +69,7 @@ pub struct HlogWriter {
 impl HlogWriter {
     /// Creates the file, and makes sure it takes writes (see [`crate::probe_write`]); the
     /// header follows when the measured time begins ([`HlogWriter::start`]).
-    pub fn create(path: &Path, wire_bytes: usize) -> io::Result<Self> {
+    pub(crate) fn create(path: &Path, wire_bytes: usize) -> io::Result<Self> {
         let file = File::create(path)?;
         crate::probe_write(&file)?;
         Ok(HlogWriter {
@@ -81,7 +82,7 @@ impl HlogWriter {
 
     /// Writes the header: interval timestamps are seconds after `base`, the start of the
     /// measured time.
-    pub fn start(&mut self, base: SystemTime) -> io::Result<()> {
+    pub(crate) fn start(&mut self, base: SystemTime) -> io::Result<()> {
         if std::mem::replace(&mut self.started, true) {
             return Ok(());
         }
@@ -96,7 +97,7 @@ impl HlogWriter {
     }
 
     /// Appends one interval.
-    pub fn write(
+    pub(crate) fn write(
         &mut self,
         h: &Histogram<u64>,
         start: Duration,
@@ -113,7 +114,7 @@ impl HlogWriter {
     }
 
     /// Writes the end line (`endline.rs`) and flushes to disk: the log is whole.
-    pub fn end(mut self, line: &EndLine) -> io::Result<()> {
+    pub(crate) fn end(mut self, line: &EndLine) -> io::Result<()> {
         writeln!(self.out, "#{}", line.to_comment())?;
         self.out.flush()
     }
@@ -121,22 +122,22 @@ impl HlogWriter {
 
 /// What one `.hlog` file holds.
 #[derive(Debug)]
-pub struct HlogContents {
+pub(crate) struct HlogContents {
     /// Sum of its interval histograms.
-    pub histogram: Histogram<u64>,
+    pub(crate) histogram: Histogram<u64>,
     /// Each interval as (start, end) in seconds since the epoch (or since the log's start
     /// when it has no BaseTime).
-    pub spans: Vec<(f64, f64)>,
+    pub(crate) spans: Vec<(f64, f64)>,
     /// Each interval's start (as `spans`) and message count.
-    pub counts: Vec<(f64, u64)>,
+    pub(crate) counts: Vec<(f64, u64)>,
     /// Wire bytes per message, if loadgen wrote the log.
-    pub wire_bytes: Option<usize>,
+    pub(crate) wire_bytes: Option<usize>,
     /// The end line loadgen writes last, if it is there.
-    pub end: Option<EndLine>,
+    pub(crate) end: Option<EndLine>,
 }
 
 /// Reads one interval log.
-pub fn read(path: &Path) -> Result<HlogContents, HlogError> {
+pub(crate) fn read(path: &Path) -> Result<HlogContents, HlogError> {
     let bytes = std::fs::read(path).map_err(HlogError::Read)?;
     let mut histogram = Histogram::<u64>::new(3).expect("3 significant digits are valid");
     let mut deserializer = Deserializer::new();

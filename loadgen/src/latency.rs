@@ -14,16 +14,16 @@ use crate::config::MAX_DURATION;
 /// year of `--duration` plus a year of `--udp-timeout`, see `config::MAX_DURATION`) and a
 /// minute to spare. A library caller can go past it; such values are counted
 /// ([`ThreadStats::saturated`]) and reported, never dropped silently.
-pub const MAX_LATENCY_NS: u64 = (2 * MAX_DURATION.as_secs() + 60) * 1_000_000_000;
+pub(crate) const MAX_LATENCY_NS: u64 = (2 * MAX_DURATION.as_secs() + 60) * 1_000_000_000;
 
 /// A new latency histogram: ns, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant bounds are valid")
 }
 
 /// Records `value` in `hist`; past the histogram's range it is recorded as the highest
 /// value and counted in `saturated`.
-pub fn record_into(hist: &mut Histogram<u64>, value: u64, saturated: &mut u64) {
+pub(crate) fn record_into(hist: &mut Histogram<u64>, value: u64, saturated: &mut u64) {
     if hist.record(value).is_err() {
         *saturated += 1;
         hist.saturating_record(value);
@@ -32,28 +32,28 @@ pub fn record_into(hist: &mut Histogram<u64>, value: u64, saturated: &mut u64) {
 
 /// Latency summary in microseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Smallest.
-    pub min: f64,
+    pub(crate) min: f64,
     /// Median.
-    pub p50: f64,
+    pub(crate) p50: f64,
     /// 90th percentile.
-    pub p90: f64,
+    pub(crate) p90: f64,
     /// 99th percentile.
-    pub p99: f64,
+    pub(crate) p99: f64,
     /// 99.9th percentile.
-    pub p999: f64,
+    pub(crate) p999: f64,
     /// 99.99th percentile.
-    pub p9999: f64,
+    pub(crate) p9999: f64,
     /// Largest.
-    pub max: f64,
+    pub(crate) max: f64,
     /// Mean.
-    pub mean: f64,
+    pub(crate) mean: f64,
 }
 
 impl Latency {
     /// Summary of a ns histogram.
-    pub fn of(h: &Histogram<u64>) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
         let us = |ns: u64| ns as f64 / 1000.0;
         let q = |p: f64| us(h.value_at_quantile(p));
         Latency {
@@ -69,7 +69,7 @@ impl Latency {
     }
 
     /// The two text lines under `label` ("latency us", "connect us").
-    pub fn text(&self, label: &str, t: &mut String) {
+    pub(crate) fn text(&self, label: &str, t: &mut String) {
         let _ = writeln!(
             t,
             "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

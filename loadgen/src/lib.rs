@@ -9,7 +9,7 @@
 //! complete echo.
 //!
 //! In an **open loop** (`--rate R`) messages are sent on a fixed schedule, R per second in
-//! total, spread evenly over the connections ([`schedule`]), whatever the server does. That
+//! total, spread evenly over the connections (`schedule.rs`), whatever the server does. That
 //! is how real users behave, and it is the only way to see what a stall costs them.
 //!
 //! # Coordinated omission
@@ -22,44 +22,44 @@
 //! messages due during it are sent late and their latency includes the wait, so the stall
 //! shows in p99 and max. If loadgen itself cannot keep the schedule, it counts the late
 //! sends and says so in the report. The reactor wakes for scheduled sends with a `timerfd`
-//! ([`timer`]), not the millisecond poll timeout, so its own timer slop stays in microseconds.
+//! (`timer.rs`), not the millisecond poll timeout, so its own timer slop stays in microseconds.
 //!
 //! # Verification
 //!
 //! Each message carries its connection id, a sequence number, a check word and a pattern
 //! derived from both ([`payload`]); every byte of every echo is compared. A per-connection
-//! window ([`verify`]) tells corrupt, missing, duplicated and reordered data apart, and for
+//! window (`verify.rs`) tells corrupt, missing, duplicated and reordered data apart, and for
 //! UDP lost (no answer within `--udp-timeout`) and late datagrams. Any data error or failed
 //! connection fails the run; UDP loss fails it only beyond `--max-loss`.
 //!
 //! # Reactor
 //!
-//! Each of `--threads` threads runs one mio `Poll` ([`driver`]) over every `threads`-th
+//! Each of `--threads` threads runs one mio `Poll` (`driver.rs`) over every `threads`-th
 //! connection. Readiness is edge-triggered: a readable connection is read until
 //! `WouldBlock` (or, for TCP on Linux, a short read, unless the same event reported the
 //! peer's FIN or an error: no later edge would), its echoes verified, and then all the
 //! messages it may send go out in **one** `write`. Buffers are allocated when a connection
 //! opens and reused; nothing is allocated per message. A turn of the loop costs what its
-//! events cost: deadlines sit in a heap ([`deadlines`]) and the counts the loop decides by
-//! are kept as connections change ([`table`]), so 19,000 idle connections cost nothing.
+//! events cost: deadlines sit in a heap (`deadlines.rs`) and the counts the loop decides by
+//! are kept as connections change (`table.rs`), so 19,000 idle connections cost nothing.
 //!
 //! # Connect phase
 //!
-//! Connections open in batches between polls ([`ramp`]), from several loopback source
-//! addresses when there are many ([`source`]), each stamped when its own `connect()` is
+//! Connections open in batches between polls (`ramp.rs`), from several loopback source
+//! addresses when there are many (`source.rs`), each stamped when its own `connect()` is
 //! called; a connect times out only after the socket itself was asked. Warm-up starts when
-//! every connection has opened or failed ([`phase`]), so the measured window always has
+//! every connection has opened or failed (`phase.rs`), so the measured window always has
 //! them all. Every handshake's duration goes into its own histogram; `--reconnect-after N`
 //! closes each connection after N echoes and opens a new one, measuring churn.
 //!
 //! # Many processes, one run
 //!
-//! `--shard I/N` makes this process one of N running one load together ([`shard`]): it
+//! `--shard I/N` makes this process one of N running one load together (`shard.rs`): it
 //! owns the global connection ids `I, I+N, ...` and sends their messages on the run's own
 //! schedule, so the shards' sends interleave into exactly `--rate`. `--start-at` fixes the
-//! measured window in wall-clock time ([`start`]), so shards on different machines measure
-//! the same seconds. Each `.hlog` ends with an end line ([`endline`]) holding the shard's
-//! verdict and window, from which `loadgen merge` ([`merge`], [`merged`]) gives one verdict:
+//! measured window in wall-clock time (`start.rs`), so shards on different machines measure
+//! the same seconds. Each `.hlog` ends with an end line (`endline.rs`) holding the shard's
+//! verdict and window, from which `loadgen merge` ([`merge`], `merged.rs`) gives one verdict:
 //! PASS only if every shard is there, whole, and passed.
 //!
 //! # Layout
@@ -105,46 +105,46 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod budget;
+mod budget;
 #[cfg(feature = "cli")]
 pub mod cli;
-pub mod clock;
-pub mod collect;
+mod clock;
+mod collect;
 pub mod config;
-pub mod conn;
-pub mod connections;
-pub mod ctx;
-pub mod deadlines;
-pub mod driver;
-pub mod endline;
+mod conn;
+mod connections;
+mod ctx;
+mod deadlines;
+mod driver;
+mod endline;
 mod error;
 pub mod export;
 pub mod hlog;
-pub mod latency;
+mod latency;
 pub mod merge;
-pub mod merged;
-pub mod msg;
+mod merged;
+mod msg;
 pub mod payload;
-pub mod phase;
-pub mod ramp;
+mod phase;
+mod ramp;
 pub mod report;
-pub mod schedule;
-pub mod send;
-pub mod settings;
-pub mod shard;
-pub mod source;
-pub mod start;
-pub mod stats;
-pub mod stream;
+mod schedule;
+mod send;
+mod settings;
+mod shard;
+mod source;
+mod start;
+mod stats;
+mod stream;
 #[allow(unsafe_code)]
 mod sys;
-pub mod table;
-pub mod tcp;
-pub mod timer;
-pub mod udp;
-pub mod udp_batch;
-pub mod validate;
-pub mod verify;
+mod table;
+mod tcp;
+mod timer;
+mod udp;
+mod udp_batch;
+mod validate;
+mod verify;
 
 use std::fs::File;
 use std::io::Write;
@@ -153,11 +153,18 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use config::{ConfigError, Protocol, RunConfig};
-pub use error::{io_text, Error};
+pub use connections::ConnectionReport;
+pub use error::Error;
+pub use merged::Merged;
+pub use phase::GIVE_UP_AFTER;
 pub use report::Report;
+pub use settings::Outputs;
+pub use shard::{Shard, ShardError};
+pub use verify::ErrorCounts;
+
+pub(crate) use error::io_text;
 
 use collect::{Collected, Collector};
-use connections::ConnectionReport;
 use driver::{run_worker, WorkerSpec, WAKER};
 use hlog::HlogWriter;
 use msg::WorkerMsg;

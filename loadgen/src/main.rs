@@ -139,7 +139,7 @@ impl Outputs {
     fn finish(self, report: Result<Report, Error>, output: &OutputArgs) -> Result<Report, Error> {
         match report {
             Ok(mut report) => {
-                report.outputs = loadgen::settings::Outputs {
+                report.outputs = loadgen::Outputs {
                     json: output.json,
                     hgrm: output.hgrm.clone(),
                     plot: output.plot.clone(),

@@ -1,6 +1,6 @@
 //! `loadgen merge`: one report from the interval logs of several runs or machines, with a
 //! verdict: PASS only if every run (shard) passed and none is missing or cut short
-//! ([`crate::merged`]).
+//! (`merged.rs`).
 //!
 //! Histograms are **added**, never their percentiles averaged: the p99 of two machines is
 //! the p99 of all their messages together, which no average of two p99s gives. The merged
@@ -20,7 +20,7 @@ use crate::verify::ErrorCounts;
 use crate::Error;
 
 /// Length of the union of intervals, in seconds.
-pub fn union_length(spans: &mut [(f64, f64)]) -> f64 {
+pub(crate) fn union_length(spans: &mut [(f64, f64)]) -> f64 {
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut total = 0.0;
     let mut current: Option<(f64, f64)> = None;

@@ -7,10 +7,10 @@ use hdrhistogram::Histogram;
 use crate::stats::ThreadStats;
 
 /// Interval histogram length.
-pub const INTERVAL_NS: u64 = 1_000_000_000;
+pub(crate) const INTERVAL_NS: u64 = 1_000_000_000;
 
 /// What a worker tells the collector.
-pub enum WorkerMsg {
+pub(crate) enum WorkerMsg {
     /// Interval `index` (second `index` of the measured time) is complete.
     Interval {
         /// Which thread.

@@ -23,7 +23,7 @@ pub const GIVE_UP_AFTER: usize = 1024;
 
 /// What the threads share about the connect phase. Counters only grow; `end_ns` is set
 /// once.
-pub struct Phase {
+pub(crate) struct Phase {
     /// Connections asked for.
     asked: usize,
     /// Connections whose first connect has succeeded or failed.
@@ -40,7 +40,7 @@ pub struct Phase {
 
 impl Phase {
     /// A phase for `asked` connections over the workers woken by `wakers`.
-    pub fn new(asked: usize, wakers: Vec<Waker>) -> Self {
+    pub(crate) fn new(asked: usize, wakers: Vec<Waker>) -> Self {
         Phase {
             asked,
             resolved: AtomicUsize::new(0),
@@ -53,7 +53,7 @@ impl Phase {
 
     /// A connection's first connect ended at `now` (ns), `ok` or not. The call that
     /// resolves the last connection ends the phase and wakes every worker.
-    pub fn resolve(&self, ok: bool, now: u64) {
+    pub(crate) fn resolve(&self, ok: bool, now: u64) {
         if ok {
             self.opened.fetch_add(1, Ordering::Relaxed);
         }
@@ -78,7 +78,7 @@ impl Phase {
     }
 
     /// When the connect phase ended, ns since the epoch, once it has.
-    pub fn end(&self) -> Option<u64> {
+    pub(crate) fn end(&self) -> Option<u64> {
         match self.end_ns.load(Ordering::Acquire) {
             u64::MAX => None,
             t => Some(t),
@@ -86,17 +86,17 @@ impl Phase {
     }
 
     /// Connections asked for.
-    pub fn asked(&self) -> usize {
+    pub(crate) fn asked(&self) -> usize {
         self.asked
     }
 
     /// Connections whose first connect succeeded, so far.
-    pub fn opened(&self) -> usize {
+    pub(crate) fn opened(&self) -> usize {
         self.opened.load(Ordering::Relaxed)
     }
 
     /// Whether the run gave up: nothing opened after [`GIVE_UP_AFTER`] failures.
-    pub fn gave_up(&self) -> bool {
+    pub(crate) fn gave_up(&self) -> bool {
         self.gave_up.load(Ordering::Acquire)
     }
 }
@@ -104,18 +104,18 @@ impl Phase {
 /// One thread's view of the timeline, ns since the epoch. Until the connect phase ends,
 /// every boundary is `u64::MAX`: nothing is recorded and nothing is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     /// Warm-up ends and measuring begins.
-    pub measure_start: u64,
+    pub(crate) measure_start: u64,
     /// Measuring ends; closed loop sends nothing new after it, open loop nothing due after.
-    pub measure_end: u64,
+    pub(crate) measure_end: u64,
     /// Echoes still owed after this are given up on.
-    pub drain_deadline: u64,
+    pub(crate) drain_deadline: u64,
 }
 
 impl Timeline {
     /// Not known yet: the connect phase is running.
-    pub const CONNECTING: Timeline = Timeline {
+    pub(crate) const CONNECTING: Timeline = Timeline {
         measure_start: u64::MAX,
         measure_end: u64::MAX,
         drain_deadline: u64::MAX,
@@ -123,7 +123,12 @@ impl Timeline {
 
     /// The timeline of a connect phase that ended at `connect_end`, saturating (library
     /// callers may pass `Duration::MAX` to mean "never").
-    pub fn after(connect_end: u64, warmup: Duration, duration: Duration, grace: Duration) -> Self {
+    pub(crate) fn after(
+        connect_end: u64,
+        warmup: Duration,
+        duration: Duration,
+        grace: Duration,
+    ) -> Self {
         let measure_start = connect_end.saturating_add(ns(warmup));
         let measure_end = measure_start.saturating_add(ns(duration));
         Timeline {
@@ -135,7 +140,7 @@ impl Timeline {
 
     /// The timeline of a run measured from `measure_start` (`--start-at`), whatever the
     /// connect phase took.
-    pub fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
+    pub(crate) fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
         let measure_end = measure_start.saturating_add(ns(duration));
         Timeline {
             measure_start,
@@ -145,7 +150,7 @@ impl Timeline {
     }
 
     /// Whether the connect phase is over (the boundaries are known).
-    pub fn known(&self) -> bool {
+    pub(crate) fn known(&self) -> bool {
         self.measure_start != u64::MAX
     }
 }

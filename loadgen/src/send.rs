@@ -9,32 +9,32 @@ use crate::schedule::Schedule;
 use crate::verify::Window;
 
 /// A send more than this late on its schedule counts as a late send.
-pub const LATE_SEND_NS: u64 = 1_000_000;
+pub(crate) const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Send policy and verification window of one connection.
 #[derive(Debug)]
-pub struct SendState {
+pub(crate) struct SendState {
     /// Connection id carried in every payload.
-    pub id: u32,
+    pub(crate) id: u32,
     /// Messages in flight.
-    pub window: Window,
+    pub(crate) window: Window,
     /// Open loop: schedule indices below this are due (advanced by the thread's cursor).
-    pub due: u64,
+    pub(crate) due: u64,
     /// Open loop: schedule index of seq 0, the first message due once the connection was
     /// up. Earlier ones are counted as not sent, never sent as a burst.
-    pub m0: u64,
+    pub(crate) m0: u64,
     /// Open loop: where the previous connection in this slot stopped (0 for the first):
     /// messages from here to `m0` came due while no connection was up.
     resume: u64,
     /// `--reconnect-after`: messages this connection sends before it closes.
     limit: Option<u64>,
     /// Open loop: queued on the thread's list of connections to pump this wakeup.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 impl SendState {
     /// Fresh state for connection `id`, window sized for the run.
-    pub fn new(id: u32, resume: u64, ctx: &Ctx) -> Self {
+    pub(crate) fn new(id: u32, resume: u64, ctx: &Ctx) -> Self {
         SendState {
             id,
             window: Window::new(window_capacity(&ctx.cfg, ctx.schedule)),
@@ -50,7 +50,7 @@ impl SendState {
     /// joins the schedule at the first message due from now on; what came due since
     /// `resume` is counted as not sent. (The schedule starts when the connect phase ends,
     /// so a first connect has missed nothing.)
-    pub fn on_connect(&mut self, ctx: &mut Ctx) {
+    pub(crate) fn on_connect(&mut self, ctx: &mut Ctx) {
         let (Some(s), true) = (ctx.schedule, ctx.started()) else {
             return;
         };
@@ -63,19 +63,19 @@ impl SendState {
 
     /// Open loop: the schedule index of the next message this connection would send,
     /// where a new connection in its slot resumes.
-    pub fn next_m(&self) -> u64 {
+    pub(crate) fn next_m(&self) -> u64 {
         self.m0 + self.window.next_seq()
     }
 
     /// `--reconnect-after`: every allowed message was sent and answered.
-    pub fn session_over(&self) -> bool {
+    pub(crate) fn session_over(&self) -> bool {
         self.limit
             .is_some_and(|l| self.window.next_seq() >= l && self.window.in_flight() == 0)
     }
 
     /// How many messages may be sent now: none during the connect phase (connections
     /// open first, then traffic starts for all of them at once).
-    pub fn sendable(&self, ctx: &Ctx) -> usize {
+    pub(crate) fn sendable(&self, ctx: &Ctx) -> usize {
         if !self.window.has_room() || !ctx.started() {
             return 0;
         }
@@ -93,7 +93,7 @@ impl SendState {
 
     /// Records one message as sent now; returns its seq. Open loop: its latency counts
     /// from its scheduled time, and a send later than [`LATE_SEND_NS`] is counted.
-    pub fn push(&mut self, ctx: &mut Ctx) -> u64 {
+    pub(crate) fn push(&mut self, ctx: &mut Ctx) -> u64 {
         let t_ref = match &ctx.schedule {
             None => ctx.now,
             Some(s) => {
@@ -113,7 +113,7 @@ impl SendState {
 
 /// Open loop: messages `from..upto` of connection `id` came due while it was not up, so
 /// they were not sent: counted, and how many of them were due in the measured window.
-pub fn not_sent(id: u32, from: u64, upto: u64, ctx: &mut Ctx) {
+pub(crate) fn not_sent(id: u32, from: u64, upto: u64, ctx: &mut Ctx) {
     if let (Some(s), true) = (ctx.schedule, upto > from) {
         let (lo, hi) = (ctx.measure_start, ctx.measure_end);
         ctx.stats.not_sent += upto - from;

@@ -42,7 +42,7 @@ pub enum ShardError {
     /// Not of the form `I/N`.
     #[error("'{0}' is not I/N (e.g. 0/3: the first of three shards)")]
     Syntax(String),
-    /// `N` is 0 or more than [`MAX_SHARDS`].
+    /// `N` is 0 or more than `MAX_SHARDS` (65,536).
     #[error("'{0}': N must be between 1 and {MAX_SHARDS}")]
     Count(String),
     /// `I` is not below `N`.
@@ -56,7 +56,7 @@ pub enum ShardError {
 }
 
 impl Shard {
-    /// Parses `I/N`, e.g. `0/3`; `N` at most [`MAX_SHARDS`] and `I` below `N`.
+    /// Parses `I/N`, e.g. `0/3`; `N` at most `MAX_SHARDS` (65,536) and `I` below `N`.
     pub fn parse(text: &str) -> Result<Shard, ShardError> {
         let text_owned = || text.to_string();
         let bad = || ShardError::Syntax(text_owned());

@@ -20,10 +20,11 @@ use crate::config::{invalid, ConfigError};
 
 /// How far ahead TIME may be: further is more likely a typo (milliseconds for seconds)
 /// than a plan.
-pub const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses Unix seconds, fractions allowed: `1767225600`, `1767225600.25`.
-pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     let secs: f64 = text.trim().parse().map_err(|_| {
         format!("'{text}' is not Unix seconds (e.g. $(date -d '+30 sec' +%s), fractions allowed)")
     })?;
@@ -37,14 +38,18 @@ pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
 }
 
 /// Unix seconds of `t`, for reports and logs.
-pub fn unix_secs(t: SystemTime) -> f64 {
+pub(crate) fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Checks TIME against the clock `now`: it must leave `--warmup` (and so the connect
 /// phase) before it, and be at most [`MAX_AHEAD`] away.
-pub fn check(start_at: SystemTime, now: SystemTime, warmup: Duration) -> Result<(), ConfigError> {
+pub(crate) fn check(
+    start_at: SystemTime,
+    now: SystemTime,
+    warmup: Duration,
+) -> Result<(), ConfigError> {
     let at = unix_secs(start_at);
     let ahead = match start_at.duration_since(now) {
         Ok(ahead) => ahead,
@@ -77,7 +82,7 @@ pub fn check(start_at: SystemTime, now: SystemTime, warmup: Duration) -> Result<
 
 /// TIME as ns on the run's monotonic clock, whose zero is the wall-clock time `epoch`
 /// (0 if TIME is before it, which [`check`] rules out).
-pub fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
+pub(crate) fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
     start_at.duration_since(epoch).map_or(0, crate::clock::ns)
 }
 

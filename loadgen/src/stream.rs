@@ -25,7 +25,7 @@ use crate::verify::ErrorCounts;
 
 /// The receive side of one TCP connection.
 #[derive(Debug)]
-pub struct EchoStream {
+pub(crate) struct EchoStream {
     /// Normally the start of an echo split across reads; while hunting, the bytes not yet
     /// scanned. Capacity one message, never grown.
     partial: Vec<u8>,
@@ -43,7 +43,7 @@ enum Judged {
 
 impl EchoStream {
     /// A reader for messages of `wire_len` bytes.
-    pub fn new(wire_len: usize) -> Self {
+    pub(crate) fn new(wire_len: usize) -> Self {
         EchoStream {
             partial: Vec::with_capacity(wire_len),
             hunting: None,
@@ -51,17 +51,18 @@ impl EchoStream {
     }
 
     /// Bytes received but not yet judged: the start of a message, or unscanned junk.
-    pub fn leftover(&self) -> &[u8] {
+    pub(crate) fn leftover(&self) -> &[u8] {
         &self.partial
     }
 
     /// Whether the reader is looking for a header after junk.
-    pub fn is_hunting(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_hunting(&self) -> bool {
         self.hunting.is_some()
     }
 
     /// Takes received bytes: verifies every complete echo, hunts through junk.
-    pub fn consume(&mut self, mut bytes: &[u8], send: &mut SendState, ctx: &mut Ctx) {
+    pub(crate) fn consume(&mut self, mut bytes: &[u8], send: &mut SendState, ctx: &mut Ctx) {
         let wire = ctx.codec.wire_len();
         loop {
             if self.hunting.is_some() {

@@ -30,7 +30,7 @@ use crate::send::SendState;
 use crate::stream::EchoStream;
 
 /// A TCP client connection.
-pub struct TcpClient {
+pub(crate) struct TcpClient {
     stream: TcpStream,
     /// Set once the non-blocking connect completed.
     connected: bool,

@@ -28,14 +28,14 @@ mod imp {
 
     /// A timerfd registered for READABLE on the worker's Poll.
     #[derive(Debug)]
-    pub struct WakeTimer {
+    pub(crate) struct WakeTimer {
         fd: OwnedFd,
         /// The deadline (ns on the worker clock) currently armed; `None` once it fired.
         armed: Option<u64>,
     }
 
     impl WakeTimer {
-        pub fn new(registry: &Registry, token: Token) -> io::Result<Self> {
+        pub(crate) fn new(registry: &Registry, token: Token) -> io::Result<Self> {
             // 1 ns of slack for this thread's timers. Without it the wake-ups still come,
             // only up to the default 50 us late: worth a warning, not a failed run.
             if let Err(e) = rustix::thread::set_current_timer_slack(NonZeroU64::new(1)) {
@@ -48,7 +48,7 @@ mod imp {
         }
 
         /// Fires at `due_ns`, given the clock reads `now_ns`; no syscall if already armed so.
-        pub fn arm(&mut self, due_ns: u64, now_ns: u64) {
+        pub(crate) fn arm(&mut self, due_ns: u64, now_ns: u64) {
             if self.armed == Some(due_ns) {
                 return;
             }
@@ -71,7 +71,7 @@ mod imp {
         }
 
         /// The timer's event arrived: the next `arm` must really re-arm.
-        pub fn fired(&mut self) {
+        pub(crate) fn fired(&mut self) {
             self.armed = None;
         }
     }
@@ -85,14 +85,14 @@ mod imp {
 
     /// No precise timer here: the poll timeout (milliseconds) does the waking.
     #[derive(Debug)]
-    pub struct WakeTimer;
+    pub(crate) struct WakeTimer;
 
     impl WakeTimer {
-        pub fn new(_registry: &Registry, _token: Token) -> io::Result<Self> {
+        pub(crate) fn new(_registry: &Registry, _token: Token) -> io::Result<Self> {
             Ok(WakeTimer)
         }
-        pub fn arm(&mut self, _due_ns: u64, _now_ns: u64) {}
-        pub fn fired(&mut self) {}
+        pub(crate) fn arm(&mut self, _due_ns: u64, _now_ns: u64) {}
+        pub(crate) fn fired(&mut self) {}
     }
 }
 

@@ -24,7 +24,7 @@ use crate::udp_batch::UdpBatch;
 use crate::verify::ErrorCounts;
 
 /// A UDP client socket.
-pub struct UdpClient {
+pub(crate) struct UdpClient {
     socket: UdpSocket,
     send: SendState,
     /// The datagram being sent; capacity one message, reused.

@@ -18,7 +18,7 @@ use crate::config::{Protocol, RunConfig};
 use crate::payload::{self, SCRATCH_LEN};
 
 /// One thread's batch state; exists only when batching is on.
-pub struct UdpBatch {
+pub(crate) struct UdpBatch {
     /// Header storage for one call.
     #[cfg(target_os = "linux")]
     pub(crate) mmsg: crate::sys::Mmsg,
@@ -36,7 +36,7 @@ pub struct UdpBatch {
 impl UdpBatch {
     /// The batch state a thread of this run needs: `None` for TCP, for `--udp-batch 1`,
     /// off Linux, and when a message is so large that two do not fit the scratch buffer.
-    pub fn for_run(cfg: &RunConfig) -> Option<UdpBatch> {
+    pub(crate) fn for_run(cfg: &RunConfig) -> Option<UdpBatch> {
         let max = Self::batch_len(cfg);
         if max < 2 {
             return None;
@@ -63,7 +63,7 @@ impl UdpBatch {
 
     /// Bytes a thread's batch state allocates for `cfg` (0 without one): the send
     /// buffer, the lengths and about 100 bytes of headers per datagram.
-    pub fn bytes_for(cfg: &RunConfig) -> u64 {
+    pub(crate) fn bytes_for(cfg: &RunConfig) -> u64 {
         match Self::batch_len(cfg) {
             0 | 1 => 0,
             max => {

@@ -240,7 +240,7 @@ fn refused_with_many_connections_is_one_line_at_once() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let prefix = format!("loadgen: error: could not connect to {target}: Connection refused (");
     let counts = err.strip_prefix(&prefix).expect(&err);
-    if n as usize > loadgen::phase::GIVE_UP_AFTER {
+    if n as usize > loadgen::GIVE_UP_AFTER {
         let tail = format!(
             " of {n} connections failed and none opened, so loadgen gave up on the rest)\n"
         );
