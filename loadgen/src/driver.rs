@@ -29,12 +29,13 @@ use crate::ctx::Ctx;
 use crate::latency::new_histogram;
 use crate::msg::{WorkerMsg, INTERVAL_NS};
 use crate::payload::{Codec, SCRATCH_LEN};
-use crate::phase::{Phase, Timeline};
+use crate::phase::Phase;
 use crate::ramp::{Ramp, CONNECT_BATCH};
 use crate::schedule::{Cursor, Schedule};
 use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
+use crate::timeline::{Load, Timeline, Wake};
 use crate::timer::{self, WakeTimer};
 use crate::udp_batch::UdpBatch;
 
@@ -240,17 +241,14 @@ impl<C: Client> Worker<C> {
         self.busy = matches!(self.ramp.next_time(now), Some(t) if t <= now);
     }
 
-    /// The run is over: time is up, or every connection is gone for good, or the
-    /// measured time has passed and nothing is owed any more.
+    /// The run is over (see [`Timeline::finished`]).
     fn finished(&self) -> bool {
-        let now = self.ctx.now;
-        if now >= self.timeline.drain_deadline {
-            return true;
-        }
-        if now < self.timeline.measure_end {
-            return self.table.live() == 0 && self.ramp.done();
-        }
-        self.table.owed() == 0
+        let load = Load {
+            live: self.table.live(),
+            ramp_done: self.ramp.done(),
+            owed: self.table.owed(),
+        };
+        self.timeline.finished(self.ctx.now, load)
     }
 
     /// Open loop: marks every message due by now on its connection, then pumps each
@@ -308,27 +306,17 @@ impl<C: Client> Worker<C> {
         self.interval_end = self.interval_end.saturating_add(INTERVAL_NS);
     }
 
-    /// How long to wait: not at all if work is due now, else until the next thing this
-    /// thread must do by the clock.
+    /// How long to wait (see [`Timeline::poll_timeout`]).
     fn poll_timeout(&self) -> Duration {
         let now = self.ctx.now;
-        if self.busy {
-            return Duration::ZERO;
-        }
-        let t = &self.timeline;
-        let mut next = t.drain_deadline.min(self.interval_end);
-        next = next.min(self.table.next_deadline().unwrap_or(u64::MAX));
-        if now < t.measure_end {
-            next = next.min(t.measure_end);
-            next = next.min(self.ramp.next_time(now).unwrap_or(u64::MAX));
-            if let Some(c) = &self.cursor {
-                // With the timerfd armed this is only a fallback.
-                next = next.min(c.peek().at_ns);
-            }
-        }
-        // u64::MAX (nothing scheduled: waiting for the other threads' connect phase)
-        // becomes a long but finite sleep; the waker ends it.
-        Duration::from_nanos(next.saturating_sub(now).min(3_600_000_000_000))
+        let wake = Wake {
+            busy: self.busy,
+            interval_end: self.interval_end,
+            deadline: self.table.next_deadline(),
+            connect: self.ramp.next_time(now),
+            send: self.cursor.as_ref().map(|c| c.peek().at_ns),
+        };
+        self.timeline.poll_timeout(now, wake)
     }
 
     /// One event batch: each event goes to its connection; closes wait for the end.

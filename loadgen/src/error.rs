@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::hlog::HlogError;
+use crate::io_text::io_text;
 
 /// Why a run or merge could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -80,16 +81,6 @@ fn connect_count(failed: u64, asked: u64) -> String {
     }
 }
 
-/// An IO error's text without the " (os error N)" suffix the standard library adds: the
-/// messages loadgen prints say "Connection refused", as the README shows.
-pub fn io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
-}
-
 impl Error {
     /// The exit status the command line uses: 2 for usage errors, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
@@ -104,13 +95,9 @@ impl Error {
 mod tests {
     use super::*;
 
-    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
+    /// An output error names the file and says why in the OS's words.
     #[test]
-    fn io_text_strips_the_os_error_code() {
-        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(io_text(&refused), "Connection refused");
-        let custom = std::io::Error::other("no (os error 5) here");
-        assert_eq!(io_text(&custom), "no (os error 5) here");
+    fn output_error_text() {
         let out = Error::Output {
             path: "/x".into(),
             source: std::io::Error::from_raw_os_error(libc::EISDIR),

@@ -22,7 +22,7 @@ use hdrhistogram::{AdditionError, Histogram};
 
 use crate::endline::EndLine;
 pub use crate::endline::EndLineError;
-use crate::error::io_text;
+use crate::io_text::io_text;
 
 /// Why an `.hlog` file could not be read; each names what to check.
 #[derive(Debug, thiserror::Error)]

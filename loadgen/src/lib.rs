@@ -120,6 +120,7 @@ mod endline;
 mod error;
 pub mod export;
 pub mod hlog;
+mod io_text;
 mod latency;
 pub mod merge;
 mod merged;
@@ -140,6 +141,7 @@ mod stream;
 mod sys;
 mod table;
 mod tcp;
+mod timeline;
 mod timer;
 mod udp;
 mod udp_batch;
@@ -161,8 +163,6 @@ pub use report::Report;
 pub use settings::Outputs;
 pub use shard::{Shard, ShardError};
 pub use verify::ErrorCounts;
-
-pub(crate) use error::io_text;
 
 use collect::{Collected, Collector};
 use driver::{run_worker, WorkerSpec, WAKER};

@@ -122,7 +122,7 @@ impl<C: Client> Table<C> {
             }
             Err(e) => {
                 self.slots[i] = Slot::Gone;
-                let why = Closed::ConnectFailed(crate::io_text(&e));
+                let why = Closed::ConnectFailed(crate::io_text::io_text(&e));
                 self.count_close(id, first, why, ctx);
             }
         }

@@ -24,7 +24,7 @@ use crate::budget::send_batch;
 use crate::clock::ns;
 use crate::conn::{Client, Closed, Flow};
 use crate::ctx::Ctx;
-use crate::io_text;
+use crate::io_text::io_text;
 use crate::payload::quote;
 use crate::send::SendState;
 use crate::stream::EchoStream;

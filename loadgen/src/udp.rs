@@ -17,7 +17,7 @@ use mio::net::UdpSocket;
 use crate::clock::ns;
 use crate::conn::{Client, Closed, Flow};
 use crate::ctx::Ctx;
-use crate::io_text;
+use crate::io_text::io_text;
 use crate::payload::{quote, Codec, Decoded};
 use crate::send::SendState;
 use crate::udp_batch::UdpBatch;
