@@ -64,28 +64,35 @@
 //!
 //! # Layout
 //!
+//! The layers point one way: settings, then codec and time, then a thread's context and
+//! clients, then the loop, then what is reported.
+//!
 //! | file | owns |
 //! |---|---|
-//! | `cli.rs`, `config.rs` | the command line; defaults, limits, validation, duration parsing |
+//! | `config.rs`, `validate.rs` | [`RunConfig`], its defaults and limits; which settings go together |
+//! | `cli.rs` | the command line (`cli` feature): flags, duration parsing, `--check` |
 //! | `payload.rs` | the message codec |
 //! | `verify.rs` | in-flight window, error kinds |
 //! | `stream.rs` | a TCP echo stream cut into messages; resynchronising after junk |
+//! | `clock.rs`, `timeline.rs` | ns since the epoch; the timeline and the clock's decisions |
 //! | `schedule.rs` | open-loop schedule and per-thread cursor |
-//! | `timer.rs` | precise wake-ups (timerfd) |
-//! | `conn.rs` | per-thread context, the `Client` trait, send policy, buffer budget |
-//! | `source.rs`, `sys.rs` | source addresses and ports; the syscalls std lacks |
+//! | `timer.rs` | precise wake-ups (timerfd, through rustix) |
+//! | `ctx.rs` | a reactor thread's context: clock, codec, window, histograms, counters |
+//! | `send.rs`, `budget.rs` | the send policy; what a run's buffers cost |
+//! | `conn.rs` | the `Client` trait and what a handler tells the loop |
+//! | `source.rs`, `sys.rs` | source addresses and ports; the syscalls std lacks (the only `unsafe`) |
 //! | `tcp.rs`, `udp.rs` | the two clients |
 //! | `udp_batch.rs` | UDP on Linux: a thread's `sendmmsg`/`recvmmsg` batch buffers (`--udp-batch`) |
-//! | `phase.rs` | the connect phase shared by the threads, and the timeline after it |
+//! | `phase.rs` | the connect phase shared by the threads |
 //! | `ramp.rs` | which connection opens next |
 //! | `table.rs`, `deadlines.rs` | a thread's connections, their counts and deadlines |
-//! | `driver.rs` | the per-thread event loop |
-//! | `stats.rs`, `collect.rs` | counters; adding intervals, `.hlog` writing, progress |
-//! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail |
+//! | `driver.rs`, `msg.rs` | the per-thread event loop; what it tells the collector |
+//! | `stats.rs`, `latency.rs`, `collect.rs` | counters; histograms; adding intervals, progress |
+//! | `hlog.rs`, `endline.rs` | the `.hlog` format, written and read; its end line |
+//! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail; JSON `settings` |
 //! | `export.rs` | `.hgrm` and SVG plot |
-//! | `error.rs` | why a run or merge produced no report; exit statuses |
+//! | `error.rs`, `io_text.rs` | why a run or merge produced no report; exit statuses; IO error text |
 //! | `shard.rs`, `start.rs` | `--shard` id arithmetic; `--start-at` parsing and checks |
-//! | `endline.rs` | the end line of a `.hlog`: shard, verdict, window (written and read) |
 //! | `merge.rs`, `merged.rs` | `loadgen merge` over `.hlog` files; its verdict over the shards |
 //!
 //! # Example
@@ -129,6 +136,7 @@ pub mod payload;
 mod phase;
 mod ramp;
 pub mod report;
+mod runner;
 mod schedule;
 mod send;
 mod settings;
@@ -150,9 +158,6 @@ mod verify;
 
 use std::fs::File;
 use std::io::Write;
-use std::net::IpAddr;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime};
 
 pub use config::{ConfigError, Protocol, RunConfig};
 pub use connections::ConnectionReport;
@@ -160,16 +165,10 @@ pub use error::Error;
 pub use merged::Merged;
 pub use phase::GIVE_UP_AFTER;
 pub use report::Report;
+pub use runner::run;
 pub use settings::Outputs;
 pub use shard::{Shard, ShardError};
 pub use verify::ErrorCounts;
-
-use collect::{Collected, Collector};
-use driver::{run_worker, WorkerSpec, WAKER};
-use hlog::HlogWriter;
-use msg::WorkerMsg;
-use phase::Phase;
-use report::ScheduleReport;
 
 /// Checks that a freshly opened output file takes writes, with a write of zero bytes:
 /// a path can open and still refuse every write (`/proc/version` says EIO, `/dev/full`
@@ -187,206 +186,9 @@ pub fn bind_address_no_port(socket: &socket2::Socket) -> std::io::Result<()> {
     sys::bind_address_no_port(socket)
 }
 
-/// Descriptors beyond one per connection: stdio, the output files, and per thread a
-/// poller, its waker and a timer.
-const FD_RESERVE: u64 = 32;
-
 /// Raises the soft open-files limit to the hard one, as the `loadgen` binary does before a
 /// run (a library user decides whether to; tests of many connections do). Returns the new
 /// soft limit, if it could be read.
 pub fn raise_open_files_limit() -> Option<u64> {
     sys::raise_open_files_limit()
-}
-
-/// Checks that the run's connections fit under the open-files limit: otherwise connects
-/// would fail with "Too many open files" part way through.
-fn check_open_files(cfg: &RunConfig) -> Result<(), ConfigError> {
-    let limit = sys::open_files_limit().unwrap_or(u64::MAX);
-    let need = cfg.owned() as u64 + FD_RESERVE + 4 * cfg.threads as u64;
-    if need <= limit {
-        return Ok(());
-    }
-    Err(ConfigError::Invalid {
-        flag: "connections",
-        reason: format!(
-            "{} connections need about {need} open files, and the limit is {limit}: \
-             raise it (ulimit -n) or lower --connections",
-            cfg.owned()
-        ),
-    })
-}
-
-/// Runs a load test as configured and returns its report. Blocks for the connect phase,
-/// warm-up and duration (+ the drain of owed echoes). Progress goes to stderr if
-/// `cfg.progress`.
-pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
-    cfg.validate()?;
-    // Read together, so that --start-at (wall clock) maps onto the monotonic clock the
-    // workers keep time by.
-    let (epoch, wall) = (Instant::now(), SystemTime::now());
-    if let Some(at) = cfg.start_at {
-        start::check(at, wall, cfg.warmup)?;
-    }
-    let start_ns = cfg.start_at.map(|at| start::epoch_ns(at, wall));
-    check_open_files(cfg)?;
-    let wire = payload::Codec::new(cfg.size, cfg.framed).wire_len();
-    let hlog = open_hlog(cfg, wire)?;
-    let (rx, handles, phase) = spawn_workers(cfg, epoch, start_ns)?;
-    // The connect phase's end is printed by the collector only if a connection opened,
-    // so a refused target gets its one error line and nothing else.
-    let times = (wall, start_ns, cfg.warmup, cfg.duration);
-    let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
-    let io_err = |source| Error::Output {
-        path: cfg.hlog.clone().unwrap_or_default(),
-        source,
-    };
-    // Ends when every worker has finished and dropped its sender.
-    for msg in rx {
-        collector.on_msg(msg).map_err(io_err)?;
-    }
-    for (thread, h) in handles.into_iter().enumerate() {
-        h.join().map_err(|_| Error::Panicked { thread })?;
-    }
-    let failure = collector.failure.take();
-    let mut run = collector.finish().map_err(io_err)?;
-    let hlog = run.hlog.take();
-    let outcome = if let Some((thread, source)) = failure {
-        Err(Error::Reactor { thread, source })
-    } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
-        Err(Error::Connect {
-            target: cfg.target,
-            failed: run.stats.failed,
-            asked: cfg.owned() as u64,
-            reason: run.stats.conn_error.clone().unwrap_or_default(),
-        })
-    } else {
-        Ok(build_report(cfg, wire, (wall, start_ns), run))
-    };
-    // Last: the end line says the log is whole, and whether the run passed.
-    if let Some(sink) = hlog {
-        sink.end(&endline::EndLine::of(cfg, &outcome))
-            .map_err(io_err)?;
-    }
-    outcome
-}
-
-/// Creates the `--hlog` file before any traffic, so a bad path fails fast.
-fn open_hlog(cfg: &RunConfig, wire: usize) -> Result<Option<HlogWriter>, Error> {
-    let Some(path) = &cfg.hlog else {
-        return Ok(None);
-    };
-    HlogWriter::create(path, wire)
-        .map(Some)
-        .map_err(|source| Error::Output {
-            path: path.clone(),
-            source,
-        })
-}
-
-type Workers = (
-    mpsc::Receiver<WorkerMsg>,
-    Vec<std::thread::JoinHandle<()>>,
-    Arc<Phase>,
-);
-
-/// Starts one reactor thread per `cfg.threads`, all sharing one epoch and one connect
-/// phase. The pollers are made here so that each one's waker can be handed to the phase.
-fn spawn_workers(cfg: &RunConfig, epoch: Instant, start_ns: Option<u64>) -> Result<Workers, Error> {
-    let poller_err = |source| Error::Poller { source };
-    let mut polls = Vec::with_capacity(cfg.threads);
-    let mut wakers = Vec::with_capacity(cfg.threads);
-    for _ in 0..cfg.threads {
-        let poll = mio::Poll::new().map_err(poller_err)?;
-        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(poller_err)?);
-        polls.push(poll);
-    }
-    let phase = Arc::new(Phase::new(cfg.owned(), wakers));
-    let shared = Arc::new(cfg.clone());
-    let sources: Arc<[IpAddr]> = source::plan(cfg).into();
-    if !sources.is_empty() {
-        log::debug!("sources n={} first={}", sources.len(), sources[0]);
-    }
-    let (tx, rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(cfg.threads);
-    for (thread, poll) in polls.into_iter().enumerate() {
-        let spec = WorkerSpec {
-            thread,
-            cfg: shared.clone(),
-            poll,
-            phase: phase.clone(),
-            sources: sources.clone(),
-            epoch,
-            start_ns,
-            tx: tx.clone(),
-        };
-        let body = move || match spec.cfg.protocol {
-            Protocol::Tcp => run_worker::<tcp::TcpClient>(spec),
-            Protocol::Udp => run_worker::<udp::UdpClient>(spec),
-        };
-        let builder = std::thread::Builder::new().name(format!("loadgen-{thread}"));
-        handles.push(
-            builder
-                .spawn(body)
-                .map_err(|source| Error::Spawn { source })?,
-        );
-    }
-    Ok((rx, handles, phase))
-}
-
-/// The report of a finished run; `wall` is the epoch's wall-clock time.
-fn build_report(
-    cfg: &RunConfig,
-    wire: usize,
-    (wall, start_ns): (SystemTime, Option<u64>),
-    run: Collected,
-) -> Report {
-    let Collected {
-        histogram,
-        connect,
-        stats,
-        end_ns,
-        connect_end,
-        ..
-    } = run;
-    let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(clock::ns(cfg.warmup)));
-    // --start-at: a connect phase still running at the start left the window short.
-    let late_start = start_ns
-        .filter(|&s| connect_end > s)
-        .map(|s| Duration::from_nanos(connect_end - s));
-    // Shorter than asked only if every connection died early.
-    let duration = cfg
-        .duration
-        .min(Duration::from_nanos(end_ns.saturating_sub(measure_start)));
-    let schedule = cfg.rate.map(|target_rate| ScheduleReport {
-        target_rate,
-        late_sends: stats.late_sends,
-        max_lag_us: stats.max_lag_ns as f64 / 1000.0,
-        not_sent: stats.not_sent,
-        not_sent_measured: stats.not_sent_measured,
-    });
-    let connections = ConnectionReport::new(
-        cfg,
-        &stats,
-        connect,
-        Duration::from_nanos(connect_end),
-        duration,
-    );
-    Report {
-        config: Some(cfg.clone()),
-        outputs: settings::Outputs::default(),
-        started_at: Some(wall + Duration::from_nanos(measure_start)),
-        late_start,
-        merged: None,
-        duration,
-        wire_bytes: Some(wire),
-        histogram,
-        errors: stats.errors,
-        connections: Some(connections),
-        sent: stats.sent,
-        schedule,
-        saturated: stats.saturated,
-        first_error: stats.first_error.map(|(_, what)| what),
-        conn_error: stats.conn_error,
-    }
 }
