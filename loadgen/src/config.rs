@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::shard::Shard;
+use crate::start::StartAtError;
 
 /// Longest `--duration`, `--warmup` or `--udp-timeout`: a year is more than any run needs,
 /// and keeps every deadline (ns since the start, in a u64) far from overflowing.
@@ -36,6 +37,9 @@ pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
 /// A setting that cannot be used; the message names the flag and says what would work.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
+    /// `--start-at` does not fit the clock (checked when a run starts).
+    #[error("--start-at: {0}")]
+    StartAt(#[from] StartAtError),
     /// A flag's value is out of range or inconsistent with another flag.
     #[error("--{flag}: {reason}")]
     Invalid {
@@ -44,6 +48,16 @@ pub enum ConfigError {
         /// What is wrong and what would work.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The flag at fault, without its dashes.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ConfigError::StartAt(_) => "start-at",
+            ConfigError::Invalid { flag, .. } => flag,
+        }
+    }
 }
 
 pub(crate) fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {

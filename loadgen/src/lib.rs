@@ -168,6 +168,7 @@ pub use report::Report;
 pub use runner::run;
 pub use settings::Outputs;
 pub use shard::{Shard, ShardError};
+pub use start::StartAtError;
 pub use verify::ErrorCounts;
 
 /// Checks that a freshly opened output file takes writes, with a write of zero bytes:

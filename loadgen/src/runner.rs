@@ -49,7 +49,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     // workers keep time by.
     let (epoch, wall) = (Instant::now(), SystemTime::now());
     if let Some(at) = cfg.start_at {
-        start::check(at, wall, cfg.warmup)?;
+        start::check(at, wall, cfg.warmup).map_err(ConfigError::from)?;
     }
     let start_ns = cfg.start_at.map(|at| start::epoch_ns(at, wall));
     check_open_files(cfg)?;

@@ -16,8 +16,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{invalid, ConfigError};
-
 /// How far ahead TIME may be: further is more likely a typo (milliseconds for seconds)
 /// than a plan.
 pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
@@ -43,39 +41,60 @@ pub(crate) fn unix_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Why `--start-at` does not fit the clock; each says what to pick instead. All are usage
+/// errors ([`ConfigError::StartAt`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StartAtError {
+    /// TIME has passed.
+    #[error("{at:.3} is {ago:.3} s in the past: pick a time ahead of every shard's start")]
+    Past {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How long ago, seconds.
+        ago: f64,
+    },
+    /// TIME is more than [`MAX_AHEAD`] away: probably milliseconds given as seconds.
+    #[error("{at:.3} is {ahead:.0} s ahead, more than {} h (Unix seconds, not milliseconds?)", MAX_AHEAD.as_secs() / 3600)]
+    TooFar {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How far ahead, seconds.
+        ahead: f64,
+    },
+    /// TIME leaves less than `--warmup` to connect and warm up.
+    #[error("{at:.3} is only {ahead:.3} s ahead, less than --warmup {warmup:?}: leave time to connect and warm up")]
+    TooClose {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How far ahead, seconds.
+        ahead: f64,
+        /// The `--warmup` it must leave.
+        warmup: Duration,
+    },
+}
+
 /// Checks TIME against the clock `now`: it must leave `--warmup` (and so the connect
 /// phase) before it, and be at most [`MAX_AHEAD`] away.
 pub(crate) fn check(
     start_at: SystemTime,
     now: SystemTime,
     warmup: Duration,
-) -> Result<(), ConfigError> {
+) -> Result<(), StartAtError> {
     let at = unix_secs(start_at);
     let ahead = match start_at.duration_since(now) {
         Ok(ahead) => ahead,
         Err(e) => {
-            let why = format!(
-                "{at:.3} is {:.3} s in the past: pick a time ahead of every shard's start",
-                e.duration().as_secs_f64()
-            );
-            return Err(invalid("start-at", why));
+            let ago = e.duration().as_secs_f64();
+            return Err(StartAtError::Past { at, ago });
         }
     };
     if ahead > MAX_AHEAD {
-        let why = format!(
-            "{at:.3} is {:.0} s ahead, more than {} h (Unix seconds, not milliseconds?)",
-            ahead.as_secs_f64(),
-            MAX_AHEAD.as_secs() / 3600
-        );
-        return Err(invalid("start-at", why));
+        let ahead = ahead.as_secs_f64();
+        return Err(StartAtError::TooFar { at, ahead });
     }
     if ahead < warmup {
-        let why = format!(
-            "{at:.3} is only {:.3} s ahead, less than --warmup {:?}: leave time to connect and warm up",
-            ahead.as_secs_f64(),
-            warmup
-        );
-        return Err(invalid("start-at", why));
+        let ahead = ahead.as_secs_f64();
+        return Err(StartAtError::TooClose { at, ahead, warmup });
     }
     Ok(())
 }
@@ -89,6 +108,7 @@ pub(crate) fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
 
     /// Unix seconds parse with fractions; junk, zero and negative times do not.
     #[test]
@@ -110,13 +130,27 @@ mod tests {
     fn checks_against_the_clock() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Duration::from_secs(1);
-        let err = |at: SystemTime| check(at, now, s).unwrap_err().to_string();
-        assert!(err(now - 2 * s).contains("2.000 s in the past"));
-        assert!(err(now + MAX_AHEAD + s).contains("Unix seconds, not milliseconds?"));
-        let close = err(now + s / 2);
+        let at = unix_secs(now);
+        let past = check(now - 2 * s, now, s);
+        assert_eq!(
+            past,
+            Err(StartAtError::Past {
+                at: at - 2.0,
+                ago: 2.0
+            })
+        );
+        let far = check(now + MAX_AHEAD + s, now, s);
+        assert!(matches!(far, Err(StartAtError::TooFar { .. })), "{far:?}");
+        let close = check(now + s / 2, now, s);
         assert!(
-            close.starts_with("--start-at: ") && close.contains("--warmup"),
-            "{close}"
+            matches!(close, Err(StartAtError::TooClose { warmup, .. }) if warmup == s),
+            "{close:?}"
+        );
+        // Said as a usage error naming the flag.
+        let usage = ConfigError::from(close.unwrap_err()).to_string();
+        assert!(
+            usage.starts_with("--start-at: ") && usage.contains("--warmup"),
+            "{usage}"
         );
         assert_eq!(check(now + 5 * s, now, s), Ok(()));
         assert_eq!(epoch_ns(now + 5 * s, now), 5_000_000_000);

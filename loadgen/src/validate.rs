@@ -200,7 +200,7 @@ mod tests {
         let mut cfg = RunConfig::new("127.0.0.1:1".parse().unwrap());
         change(&mut cfg);
         match cfg.validate() {
-            Err(ConfigError::Invalid { flag, .. }) => flag,
+            Err(e) => e.flag(),
             Ok(()) => "ok",
         }
     }
