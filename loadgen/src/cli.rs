@@ -15,7 +15,7 @@ use crate::shard::Shard;
 #[derive(Debug, Clone)]
 pub struct Sources(pub Vec<IpAddr>);
 
-fn parse_sources(text: &str) -> Result<Sources, String> {
+fn parse_sources(text: &str) -> Result<Sources, crate::source::BindError> {
     crate::source::parse_bind_item(text).map(Sources)
 }
 
@@ -299,8 +299,13 @@ pub fn parse_duration(text: &str) -> Result<humantime::Duration, DurationError> 
         .map_err(|_| DurationError::TooLong(text.to_string()))
 }
 
+/// A `--max-loss` value that is not a number or a percentage.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("'{0}' is not a fraction")]
+pub struct FractionError(String);
+
 /// Parses "1%" as 0.01 and "0.01" as 0.01.
-pub fn parse_fraction(text: &str) -> Result<f64, String> {
+pub fn parse_fraction(text: &str) -> Result<f64, FractionError> {
     let (number, scale) = match text.strip_suffix('%') {
         Some(n) => (n, 100.0),
         None => (text, 1.0),
@@ -308,7 +313,7 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("'{text}' is not a fraction"))?;
+        .map_err(|_| FractionError(text.to_string()))?;
     Ok(value / scale)
 }
 
@@ -363,7 +368,7 @@ mod tests {
     fn fractions_parse() {
         assert_eq!(parse_fraction("1%"), Ok(0.01));
         assert_eq!(parse_fraction("0.25"), Ok(0.25));
-        assert!(parse_fraction("x").is_err());
+        assert_eq!(parse_fraction("x"), Err(FractionError("x".into())));
     }
 
     /// The command line defaults are the ones the issue documents.

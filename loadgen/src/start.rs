@@ -22,17 +22,30 @@ pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses Unix seconds, fractions allowed: `1767225600`, `1767225600.25`.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
-pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| {
-        format!("'{text}' is not Unix seconds (e.g. $(date -d '+30 sec' +%s), fractions allowed)")
-    })?;
+pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, UnixSecsError> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| UnixSecsError::Syntax(text.to_string()))?;
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("'{text}' is not a time after 1970"));
+        return Err(UnixSecsError::Before1970(text.to_string()));
     }
     Duration::try_from_secs_f64(secs)
         .ok()
         .and_then(|d| UNIX_EPOCH.checked_add(d))
-        .ok_or_else(|| format!("'{text}' is too far in the future"))
+        .ok_or_else(|| UnixSecsError::TooLate(text.to_string()))
+}
+
+/// Why a `--start-at` value is not a time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) enum UnixSecsError {
+    #[error("'{0}' is not Unix seconds (e.g. $(date -d '+30 sec' +%s), fractions allowed)")]
+    Syntax(String),
+    #[error("'{0}' is not a time after 1970")]
+    Before1970(String),
+    #[error("'{0}' is too far in the future")]
+    TooLate(String),
 }
 
 /// Unix seconds of `t`, for reports and logs.
