@@ -87,7 +87,7 @@
 //! | `ramp.rs` | which connection opens next |
 //! | `table.rs`, `deadlines.rs` | a thread's connections, their counts and deadlines |
 //! | `driver.rs`, `msg.rs` | the per-thread event loop; what it tells the collector |
-//! | `stats.rs`, `latency.rs`, `collect.rs` | counters; histograms; adding intervals, progress |
+//! | `stats.rs`, `latency.rs`, `collect.rs`, `progress.rs` | counters; histograms; adding intervals; the progress lines |
 //! | `hlog.rs`, `endline.rs` | the `.hlog` format, written and read; its end line |
 //! | `report.rs`, `connections.rs`, `settings.rs` | text and JSON reports, pass/fail; JSON `settings` |
 //! | `export.rs` | `.hgrm` and SVG plot |
@@ -134,6 +134,7 @@ mod merged;
 mod msg;
 pub mod payload;
 mod phase;
+mod progress;
 mod ramp;
 pub mod report;
 mod runner;
