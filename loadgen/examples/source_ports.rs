@@ -20,31 +20,11 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
-
-fn no_port(s: &Socket) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: valid fd, a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
 
 fn open(target: SocketAddr, strategy: &str, ip: IpAddr, port: u16) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
@@ -53,7 +33,7 @@ fn open(target: SocketAddr, strategy: &str, ip: IpAddr, port: u16) -> io::Result
         "kernel" => {}
         "bind" => s.bind(&SocketAddr::new(ip, 0).into())?,
         "noport" => {
-            no_port(&s)?;
+            loadgen::bind_address_no_port(&s)?;
             s.bind(&SocketAddr::new(ip, 0).into())?;
         }
         "explicit" => {

@@ -8,16 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{
-    invalid, parse_duration, parse_fraction, ConfigError, Protocol, RunConfig, DEFAULT_UDP_BATCH,
-};
+use crate::config::{invalid, ConfigError, Protocol, RunConfig};
 use crate::shard::Shard;
 
 /// One `--bind` item: an address or a range of them.
 #[derive(Debug, Clone)]
 pub struct Sources(pub Vec<IpAddr>);
 
-fn parse_sources(text: &str) -> Result<Sources, String> {
+fn parse_sources(text: &str) -> Result<Sources, crate::source::BindError> {
     crate::source::parse_bind_item(text).map(Sources)
 }
 
@@ -74,31 +72,31 @@ pub struct OutputArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Echo endpoint, host:port.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    #[arg(long, default_value_t = RunConfig::default().target.to_string(), value_name = "ADDR")]
     pub target: String,
     /// UDP instead of TCP.
     #[arg(long)]
     pub udp: bool,
     /// Connections (for UDP: sockets).
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = RunConfig::default().connections, value_name = "N")]
     pub connections: usize,
     /// Message size in bytes, at least the 16-byte header.
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    #[arg(long, default_value_t = RunConfig::default().size, value_name = "BYTES")]
     pub size: usize,
     /// Messages in flight per connection (closed loop).
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    #[arg(long, default_value_t = RunConfig::default().pipeline, value_name = "K")]
     pub pipeline: usize,
     /// Measured time: 500ms, 10s, 2m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub duration: Duration,
+    #[arg(long, default_value_t = RunConfig::default().duration.into(), value_parser = parse_duration, value_name = "DUR")]
+    pub duration: humantime::Duration,
     /// Unrecorded time before measuring.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub warmup: Duration,
+    #[arg(long, default_value_t = RunConfig::default().warmup.into(), value_parser = parse_duration, value_name = "DUR")]
+    pub warmup: humantime::Duration,
     /// Open loop: R messages/s in total, on a schedule.
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
     /// Reactor threads.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = RunConfig::default().threads, value_name = "N")]
     pub threads: usize,
     /// New connections per second during ramp-up (default: no limit).
     #[arg(long, value_name = "R")]
@@ -109,12 +107,12 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_sources, value_name = "IP[-IP][,...]")]
     pub bind: Vec<Sources>,
     /// A connect still pending after this long fails the connection.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub connect_timeout: Duration,
+    #[arg(long, default_value_t = RunConfig::default().connect_timeout.into(), value_parser = parse_duration, value_name = "DUR")]
+    pub connect_timeout: humantime::Duration,
     /// TCP: after the measured time, how long echoes still owed are awaited before they
     /// count as missing.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub drain_timeout: Duration,
+    #[arg(long, default_value_t = RunConfig::default().drain_timeout.into(), value_parser = parse_duration, value_name = "DUR")]
+    pub drain_timeout: humantime::Duration,
     /// TCP: each connection closes after N echoed messages and reconnects at once, so the
     /// run measures connections per second (churn).
     #[arg(long, value_name = "N")]
@@ -123,11 +121,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub framed: bool,
     /// UDP: answer deadline before a datagram counts as lost.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub udp_timeout: Duration,
+    #[arg(long, default_value_t = RunConfig::default().udp_timeout.into(), value_parser = parse_duration, value_name = "DUR")]
+    pub udp_timeout: humantime::Duration,
     /// UDP: datagrams per sendmmsg/recvmmsg call (Linux); 1 sends and receives one
     /// datagram per call, the only way on other platforms.
-    #[arg(long, default_value_t = DEFAULT_UDP_BATCH, value_name = "N")]
+    #[arg(long, default_value_t = RunConfig::default().udp_batch, value_name = "N")]
     pub udp_batch: usize,
     /// UDP: fail when more than this is lost (0.01 or 1%).
     #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
@@ -170,17 +168,17 @@ impl RunArgs {
             connections: self.connections,
             size: self.size,
             pipeline: self.pipeline,
-            duration: self.duration,
-            warmup: self.warmup,
+            duration: self.duration.into(),
+            warmup: self.warmup.into(),
             rate: self.rate,
             threads: self.threads,
             connect_rate: self.connect_rate,
             bind: self.bind.into_iter().flat_map(|s| s.0).collect(),
-            connect_timeout: self.connect_timeout,
-            drain_timeout: self.drain_timeout,
+            connect_timeout: self.connect_timeout.into(),
+            drain_timeout: self.drain_timeout.into(),
             reconnect_after: self.reconnect_after,
             framed: self.framed,
-            udp_timeout: self.udp_timeout,
+            udp_timeout: self.udp_timeout.into(),
             max_loss: self.max_loss,
             udp_batch: self.udp_batch,
             progress: !self.quiet,
@@ -194,17 +192,32 @@ impl RunArgs {
     }
 }
 
+/// Why `loadgen --check` rejected a command line (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// clap rejected the flags: an unknown flag, a value that does not parse. Its text
+    /// says which, with the usage.
+    #[error("{0}")]
+    Usage(clap::Error),
+    /// `--target` is not `host:port` (the host is not resolved by `--check`).
+    #[error("--target: '{0}' is not host:port")]
+    Target(String),
+    /// A setting is out of range or inconsistent with another; the flag is named.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 /// What `loadgen --check ARGS...` does: parses and validates a run's command line as a run
 /// would, except that a host name in `--target` is not resolved (the name of a Kubernetes
 /// Service means nothing where the manifest is checked) and `--start-at` is not compared
 /// with the clock. Returns the line it prints, or the error (usage errors, exit 2).
 /// `args` start with the program name.
-pub fn check_args<I, T>(args: I) -> Result<String, String>
+pub fn check_args<I, T>(args: I) -> Result<String, CheckError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_from(args).map_err(CheckError::Usage)?;
     if cli.command.is_some() {
         return Ok("configuration ok: merge".into());
     }
@@ -215,10 +228,10 @@ where
         let port = target.rsplit_once(':').filter(|(host, _)| !host.is_empty());
         match port.map(|(_, p)| p.parse::<u16>()) {
             Some(Ok(port)) => run.target = SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
-            _ => return Err(format!("--target: '{target}' is not host:port")),
+            _ => return Err(CheckError::Target(target)),
         }
     }
-    let cfg = run.into_config().map_err(|e| e.to_string())?;
+    let cfg = run.into_config()?;
     Ok(check_summary(&cfg).replace(&cfg.target.to_string(), &target))
 }
 
@@ -251,9 +264,112 @@ fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
 }
 
+/// Why a duration flag's value is not a duration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    /// Neither a number of seconds nor a number with a unit.
+    #[error("'{0}' is not a duration (try 500ms, 10s or 2m)")]
+    Syntax(String),
+    /// More than a `Duration` holds (validation caps every duration at a year anyway).
+    #[error("'{0}' is too long (at most 365 days)")]
+    TooLong(String),
+}
+
+/// Parses a duration with a unit, as humantime reads it ("500ms", "10s", "2m", "1h",
+/// "250us", "1h 30m"), or a bare number of seconds ("1.5").
+pub fn parse_duration(text: &str) -> Result<humantime::Duration, DurationError> {
+    let text = text.trim();
+    if let Ok(d) = text.parse::<humantime::Duration>() {
+        return Ok(d);
+    }
+    let seconds: f64 = match text.parse() {
+        Ok(s) if s >= 0.0 => s,
+        Ok(_) | Err(_) => {
+            // A number too large for humantime's u64 is still a number: say "too long".
+            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            let unit = text.trim_start_matches(|c: char| c.is_ascii_digit());
+            if digits || (unit.len() < text.len() && ["s", "ms", "us", "m", "h"].contains(&unit)) {
+                return Err(DurationError::TooLong(text.to_string()));
+            }
+            return Err(DurationError::Syntax(text.to_string()));
+        }
+    };
+    Duration::try_from_secs_f64(seconds)
+        .map(Into::into)
+        .map_err(|_| DurationError::TooLong(text.to_string()))
+}
+
+/// A `--max-loss` value that is not a number or a percentage.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("'{0}' is not a fraction")]
+pub struct FractionError(String);
+
+/// Parses "1%" as 0.01 and "0.01" as 0.01.
+pub fn parse_fraction(text: &str) -> Result<f64, FractionError> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| FractionError(text.to_string()))?;
+    Ok(value / scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Durations accept the units the issue names, and reject junk with a hint.
+    #[test]
+    fn durations_parse() {
+        let ok = |text: &str| parse_duration(text).map(Duration::from);
+        assert_eq!(ok("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(ok("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(ok("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(ok("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(ok("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(ok("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(ok("0s"), Ok(Duration::ZERO));
+        assert_eq!(ok("0"), Ok(Duration::ZERO));
+        let syntax = |t: &str| DurationError::Syntax(t.to_string());
+        assert_eq!(ok("ten"), Err(syntax("ten")));
+        assert!(syntax("ten").to_string().contains("500ms"));
+        assert_eq!(ok("3x"), Err(syntax("3x")));
+        assert_eq!(ok("-1s"), Err(syntax("-1s")));
+        assert_eq!(ok("-1"), Err(syntax("-1")));
+        // Past what a Duration holds: an error, not a panic.
+        let too_long = |t: &str| Err(DurationError::TooLong(t.to_string()));
+        assert_eq!(
+            ok("1000000000000000000000000h"),
+            too_long("1000000000000000000000000h")
+        );
+        assert_eq!(
+            ok("99999999999999999999999"),
+            too_long("99999999999999999999999")
+        );
+    }
+
+    /// Parsing no flags gives the configuration's defaults (with progress on: the
+    /// command line shows it unless `--quiet`), so there is one set of defaults.
+    #[test]
+    fn parsed_defaults_are_the_configs() {
+        let cli = Cli::try_parse_from(["loadgen"]).unwrap();
+        let want = RunConfig {
+            progress: true,
+            ..RunConfig::default()
+        };
+        assert_eq!(cli.run.into_config().unwrap(), want);
+    }
+
+    /// `--max-loss` takes a fraction or a percentage.
+    #[test]
+    fn fractions_parse() {
+        assert_eq!(parse_fraction("1%"), Ok(0.01));
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert_eq!(parse_fraction("x"), Err(FractionError("x".into())));
+    }
 
     /// The command line defaults are the ones the issue documents.
     #[test]
@@ -314,9 +430,15 @@ mod tests {
             "{ok}"
         );
         let bad = check_args(["loadgen", "--target", "echoloop", "--shard", "0/3"]);
-        assert!(bad.unwrap_err().contains("not host:port"));
+        assert!(matches!(bad, Err(CheckError::Target(t)) if t == "echoloop"));
         let bad = check_args(["loadgen", "--shard", "2/3", "--connections", "2"]);
-        assert!(bad.unwrap_err().starts_with("--shard: "));
+        assert!(matches!(
+            bad,
+            Err(CheckError::Config(ConfigError::Invalid {
+                flag: "shard",
+                ..
+            }))
+        ));
         assert!(Cli::try_parse_from(["loadgen", "--start-at", "tomorrow"]).is_err());
     }
 }

@@ -1,156 +1,26 @@
 //! The collector: runs on the caller's thread while the workers run, adding their
-//! per-second histograms into the total, writing the interval log, and printing progress.
+//! per-second histograms into the total, writing the interval log, and showing progress
+//! (`progress.rs`).
 //!
 //! The total histogram is built only by adding interval histograms, so the `.hlog` file
 //! always holds exactly the data of the report: merging logs can reproduce it exactly.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
-use crate::conn::new_histogram;
-use crate::driver::{WorkerMsg, INTERVAL_NS};
+use crate::hlog::HlogWriter;
+use crate::latency::new_histogram;
+use crate::msg::{WorkerMsg, INTERVAL_NS};
 use crate::phase::Phase;
+use crate::progress::Progress;
 use crate::stats::ThreadStats;
 
-/// Comment prefix that records the wire size in an `.hlog`, for `merge` to report MB/s.
-pub const WIRE_COMMENT: &str = "loadgen wire_bytes=";
-
-/// Writes an HdrHistogram interval log: V2 deflate-compressed, base64, one line a second.
-pub struct HlogSink {
-    out: BufWriter<File>,
-    serializer: V2DeflateSerializer,
-    wire_bytes: usize,
-    /// The header is written once the measured time's start is known.
-    started: bool,
-}
-
-impl HlogSink {
-    /// Creates the file, and makes sure it takes writes (see [`crate::probe_write`]); the
-    /// header follows when the measured time begins ([`HlogSink::start`]).
-    pub fn create(path: &Path, wire_bytes: usize) -> io::Result<Self> {
-        let file = File::create(path)?;
-        crate::probe_write(&file)?;
-        Ok(HlogSink {
-            out: BufWriter::new(file),
-            serializer: V2DeflateSerializer::new(),
-            wire_bytes,
-            started: false,
-        })
-    }
-
-    /// Writes the header: interval timestamps are seconds after `base`, the start of the
-    /// measured time.
-    pub fn start(&mut self, base: SystemTime) -> io::Result<()> {
-        if std::mem::replace(&mut self.started, true) {
-            return Ok(());
-        }
-        let wire = self.wire_bytes;
-        IntervalLogWriterBuilder::new()
-            .add_comment("loadgen latency interval log; values in nanoseconds")
-            .add_comment(&format!("{WIRE_COMMENT}{wire}"))
-            .with_start_time(base)
-            .with_base_time(base)
-            .begin_log_with(&mut self.out, &mut self.serializer)?;
-        writeln!(self.out, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")
-    }
-
-    /// Appends one interval.
-    pub fn write(
-        &mut self,
-        h: &Histogram<u64>,
-        start: Duration,
-        length: Duration,
-    ) -> io::Result<()> {
-        // A builder without headers writes nothing itself: it only formats the line.
-        let mut w =
-            IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
-        w.write_histogram(h, start, length, None)
-            .map_err(|e| io::Error::other(format!("{e:?}")))
-    }
-
-    /// Writes the end line ([`crate::endline`]) and flushes to disk: the log is whole.
-    pub fn end(mut self, line: &crate::endline::EndLine) -> io::Result<()> {
-        writeln!(self.out, "#{}", line.to_comment())?;
-        self.out.flush()
-    }
-}
-
-/// One per-second line (or a bar on a terminal) on stderr, and the line that says the
-/// connect phase is over.
-struct Progress {
-    enabled: bool,
-    tty: bool,
-    warmup: Duration,
-    duration: Duration,
-}
-
-impl Progress {
-    /// The connect phase ended `at_ns` after the epoch with `opened` of `asked` open.
-    /// With `--start-at`, measuring starts at `start_ns` instead of after the warm-up.
-    fn connected(&self, at_ns: u64, opened: usize, asked: usize, start_ns: Option<u64>) {
-        if !self.enabled || opened == 0 {
-            return;
-        }
-        let secs = at_ns as f64 / 1e9;
-        let rate = if secs > 0.0 {
-            opened as f64 / secs
-        } else {
-            0.0
-        };
-        let warming = if let Some(start) = start_ns {
-            let wait = start.saturating_sub(at_ns) as f64 / 1e9;
-            format!("; measuring from --start-at in {wait:.3} s")
-        } else if self.warmup.is_zero() {
-            String::new()
-        } else {
-            format!("; warming up for {:?}", self.warmup)
-        };
-        eprintln!("connected {opened} of {asked} in {secs:.3} s ({rate:.0}/s){warming}");
-    }
-
-    /// Interval `index` (0-based) is complete with `msgs` messages. `end_ns`: when the run
-    /// ended (ns since the start of the measured time), if it has: the last interval may
-    /// be cut short, or may never have begun.
-    fn line(&self, index: u64, msgs: u64, p99_ns: u64, errors: u64, end_ns: Option<u64>) {
-        let measured = crate::conn::ns(self.duration).min(end_ns.unwrap_or(u64::MAX));
-        let start = index * INTERVAL_NS;
-        // An interval starting after the measured time holds only drained echoes; one
-        // starting after the run ended (every connection failed in the warm-up) never was.
-        if !self.enabled || start >= measured {
-            return;
-        }
-        let length = (measured - start).min(INTERVAL_NS) as f64 / 1e9;
-        let rate = msgs as f64 / length;
-        let p99 = p99_ns as f64 / 1000.0;
-        let stats = format!("{rate:.0} msg/s  p99 {p99:.1} us  errors {errors}");
-        let second = index + 1;
-        if self.tty {
-            let total = self.duration.as_secs_f64().max(1.0);
-            let done = ((second as f64 / total) * 30.0).min(30.0) as usize;
-            let bar = format!("{}{}", "#".repeat(done), ".".repeat(30 - done));
-            eprint!("\r\x1b[K[{bar}] {second:>4}s  {stats}");
-        } else {
-            eprintln!("[{second:>4}s] {stats}");
-        }
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.tty {
-            eprintln!();
-        }
-    }
-}
-
 /// Adds up what the workers send.
-pub struct Collector {
+pub(crate) struct Collector {
     threads: usize,
     /// Highest interval each thread reported, and whether it is done.
     reported: Vec<Option<u64>>,
@@ -161,15 +31,15 @@ pub struct Collector {
     errors: Vec<u64>,
     next_emit: u64,
     /// Sum of every emitted interval.
-    pub total: Histogram<u64>,
+    pub(crate) total: Histogram<u64>,
     /// Sum of the threads' handshake histograms.
-    pub connect: Histogram<u64>,
+    pub(crate) connect: Histogram<u64>,
     /// Sum of the threads' counters.
-    pub stats: ThreadStats,
+    pub(crate) stats: ThreadStats,
     /// Latest thread end, ns since epoch.
-    pub end_ns: u64,
+    pub(crate) end_ns: u64,
     /// When the connect phase ended, ns since epoch, once a worker said so.
-    pub connect_end: Option<u64>,
+    pub(crate) connect_end: Option<u64>,
     /// Some connection works; and the connect phase's end was said.
     up: bool,
     said: bool,
@@ -180,36 +50,36 @@ pub struct Collector {
     phase: Arc<Phase>,
     /// Intervals emitted but not yet written (the last one's length is known at the end).
     emitted: Vec<(u64, Histogram<u64>)>,
-    hlog: Option<HlogSink>,
+    hlog: Option<HlogWriter>,
     progress: Progress,
     /// First worker that could not start.
-    pub failure: Option<String>,
+    pub(crate) failure: Option<(usize, io::Error)>,
 }
 
 /// What the collector found, once every worker is done.
-pub struct Collected {
+pub(crate) struct Collected {
     /// Every measured latency, ns.
-    pub histogram: Histogram<u64>,
+    pub(crate) histogram: Histogram<u64>,
     /// Every handshake's duration, ns.
-    pub connect: Histogram<u64>,
+    pub(crate) connect: Histogram<u64>,
     /// The threads' counters added up.
-    pub stats: ThreadStats,
+    pub(crate) stats: ThreadStats,
     /// When the last thread stopped, ns since the epoch.
-    pub end_ns: u64,
+    pub(crate) end_ns: u64,
     /// When the connect phase ended, ns since the epoch (`None` if it never did).
-    pub connect_end: Option<u64>,
+    pub(crate) connect_end: Option<u64>,
     /// The interval log, all intervals written, waiting for its end line.
-    pub hlog: Option<HlogSink>,
+    pub(crate) hlog: Option<HlogWriter>,
 }
 
 impl Collector {
     /// A collector for `threads` workers sharing `phase`; progress (if `progress`) for a
     /// run of `warmup` then `duration` that started at `epoch`, measured from `start_ns`
     /// (ns since the epoch) if given, else from `warmup` after the connect phase.
-    pub fn new(
+    pub(crate) fn new(
         threads: usize,
         phase: Arc<Phase>,
-        hlog: Option<HlogSink>,
+        hlog: Option<HlogWriter>,
         progress: bool,
         (epoch, start_ns, warmup, duration): (SystemTime, Option<u64>, Duration, Duration),
     ) -> Self {
@@ -247,12 +117,12 @@ impl Collector {
         if let (Some(start), Some(_)) = (self.start_ns, self.connect_end) {
             return Some(start);
         }
-        let warmup = crate::conn::ns(self.progress.warmup);
+        let warmup = crate::clock::ns(self.progress.warmup);
         self.connect_end.map(|t| t.saturating_add(warmup))
     }
 
     /// Takes one worker message.
-    pub fn on_msg(&mut self, msg: WorkerMsg) -> io::Result<()> {
+    pub(crate) fn on_msg(&mut self, msg: WorkerMsg) -> io::Result<()> {
         match msg {
             WorkerMsg::Interval {
                 thread,
@@ -284,8 +154,8 @@ impl Collector {
                 self.up = true;
                 self.say_connected();
             }
-            WorkerMsg::Failed(e) => {
-                self.failure.get_or_insert(e);
+            WorkerMsg::Failed { thread, error } => {
+                self.failure.get_or_insert((thread, error));
             }
         }
         self.emit_ready()
@@ -336,9 +206,10 @@ impl Collector {
                 return Ok(());
             }
             let hist = self.pending.remove(&k).unwrap_or_else(new_histogram);
+            // Same bounds on both sides (`new_histogram`), so every value fits.
             self.total
                 .add(&hist)
-                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+                .expect("interval histograms share the total's bounds");
             let errors: u64 = self.errors.iter().sum();
             // Every thread done: the run ended at `end_ns`, and if no connection was ever
             // made the run is an error, with no progress to show.
@@ -374,7 +245,7 @@ impl Collector {
     }
 
     /// All workers are done: the last interval runs to the end of the drain.
-    pub fn finish(mut self) -> io::Result<Collected> {
+    pub(crate) fn finish(mut self) -> io::Result<Collected> {
         self.progress.finish();
         let start = self.measure_start();
         if let (Some(sink), Some(start)) = (self.hlog.as_mut(), start) {

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::config::RunConfig;
-use crate::report::Latency;
+use crate::latency::Latency;
 use crate::stats::ThreadStats;
 
 /// The connections of one run.
@@ -48,7 +48,7 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 impl ConnectionReport {
     /// The report of a run of `cfg` whose connect phase took `phase`, measured for
     /// `duration`.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &RunConfig,
         stats: &ThreadStats,
         latency: Histogram<u64>,
@@ -144,7 +144,7 @@ impl ConnectionReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::new_histogram;
+    use crate::latency::new_histogram;
 
     fn report() -> ConnectionReport {
         let cfg = RunConfig {

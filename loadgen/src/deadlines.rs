@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 
 /// The deadlines of up to `n` connections, indexed `0..n`.
 #[derive(Debug)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// The armed deadline of each connection; `u64::MAX` for none. Invariant: every armed
     /// deadline has an entry in the heap.
@@ -23,7 +23,7 @@ pub struct Deadlines {
 
 impl Deadlines {
     /// No deadlines, for connections `0..n`.
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Deadlines {
             heap: BinaryHeap::new(),
             armed: vec![u64::MAX; n],
@@ -32,7 +32,7 @@ impl Deadlines {
 
     /// Connection `i` needs attention by `at`. Only an earlier deadline than the armed one
     /// costs a heap entry; a later one waits for the armed one to fire.
-    pub fn arm(&mut self, i: usize, at: u64) {
+    pub(crate) fn arm(&mut self, i: usize, at: u64) {
         if at < self.armed[i] {
             self.armed[i] = at;
             self.heap.push(Reverse((at, i)));
@@ -40,12 +40,12 @@ impl Deadlines {
     }
 
     /// Connection `i` is gone (or reopened): whatever it had armed is stale.
-    pub fn disarm(&mut self, i: usize) {
+    pub(crate) fn disarm(&mut self, i: usize) {
         self.armed[i] = u64::MAX;
     }
 
     /// The next connection whose deadline is at or before `now`, disarmed.
-    pub fn pop_due(&mut self, now: u64) -> Option<usize> {
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<usize> {
         while let Some(&Reverse((at, i))) = self.heap.peek() {
             if at > now {
                 return None;
@@ -60,17 +60,19 @@ impl Deadlines {
     }
 
     /// The earliest entry, possibly stale (then the wake-up finds nothing due).
-    pub fn next(&self) -> Option<u64> {
+    pub(crate) fn next(&self) -> Option<u64> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Entries held, stale ones included.
-    pub fn len(&self) -> usize {
+    /// Entries held, stale ones included (tests check that stale entries go).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
     /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

@@ -21,92 +21,50 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::{Events, Poll, Token};
 
 use crate::config::RunConfig;
-use crate::conn::{new_histogram, Client, Ctx, Flow, SCRATCH_LEN};
-use crate::payload::Codec;
-use crate::phase::{Phase, Timeline};
+use crate::conn::{Client, Flow};
+use crate::ctx::Ctx;
+use crate::latency::new_histogram;
+use crate::msg::{WorkerMsg, INTERVAL_NS};
+use crate::payload::{Codec, SCRATCH_LEN};
+use crate::phase::Phase;
 use crate::ramp::{Ramp, CONNECT_BATCH};
 use crate::schedule::{Cursor, Schedule};
 use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
+use crate::timeline::{Load, Timeline, Wake};
 use crate::timer::{self, WakeTimer};
 use crate::udp_batch::UdpBatch;
 
 /// The precise timer's token; connection tokens are their local index.
 const TIMER: Token = Token(usize::MAX - 1);
 /// Wakes a worker when the connect phase ends (or the run gives up) in another thread.
-pub const WAKER: Token = Token(usize::MAX - 2);
-/// Interval histogram length.
-pub const INTERVAL_NS: u64 = 1_000_000_000;
-
-/// What a worker tells the collector.
-pub enum WorkerMsg {
-    /// Interval `index` (second `index` of the measured time) is complete.
-    Interval {
-        /// Which thread.
-        thread: usize,
-        /// Which second.
-        index: u64,
-        /// Latencies completed in it, ns.
-        hist: Histogram<u64>,
-        /// Errors so far, all kinds, for the progress line.
-        errors: u64,
-    },
-    /// The connect phase ended at `at_ns` (ns since the epoch). Each thread that sees the
-    /// end says so; the collector takes the first.
-    Connected {
-        /// When the last connection opened or failed.
-        at_ns: u64,
-    },
-    /// A connection of the thread works (TCP: connected; UDP: answered). Sent once per
-    /// thread; the collector reports the connect phase only then, so a refused target
-    /// gets its one error line and nothing else.
-    Up,
-    /// The thread finished; `hist` is its last (partial) interval `index`.
-    Done {
-        /// Which thread.
-        thread: usize,
-        /// Index of the last interval.
-        index: u64,
-        /// Latencies of the last interval.
-        hist: Histogram<u64>,
-        /// Handshake durations of every connect of the thread.
-        connect: Histogram<u64>,
-        /// Totals (boxed: the other messages are small and frequent).
-        stats: Box<ThreadStats>,
-        /// When the thread stopped, ns since epoch.
-        end_ns: u64,
-    },
-    /// The thread could not run at all.
-    Failed(String),
-}
-
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 /// Everything a worker thread needs to start.
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     /// Thread index.
-    pub thread: usize,
+    pub(crate) thread: usize,
     /// Settings.
-    pub cfg: Arc<RunConfig>,
+    pub(crate) cfg: Arc<RunConfig>,
     /// Its poller, made by the spawner so that its waker could be shared first.
-    pub poll: Poll,
+    pub(crate) poll: Poll,
     /// The connect phase, shared by every worker.
-    pub phase: Arc<Phase>,
+    pub(crate) phase: Arc<Phase>,
     /// Source addresses, used round-robin by connection id (empty: the kernel's choice).
-    pub sources: Arc<[IpAddr]>,
+    pub(crate) sources: Arc<[IpAddr]>,
     /// Shared time zero.
-    pub epoch: Instant,
+    pub(crate) epoch: Instant,
     /// `--start-at` as ns since `epoch`: the measured window's fixed start.
-    pub start_ns: Option<u64>,
+    pub(crate) start_ns: Option<u64>,
     /// Where results go.
-    pub tx: Sender<WorkerMsg>,
+    pub(crate) tx: Sender<WorkerMsg>,
 }
 
 /// One reactor thread.
-pub struct Worker<C: Client> {
+pub(crate) struct Worker<C: Client> {
     thread: usize,
     poll: Poll,
     events: Events,
@@ -136,12 +94,12 @@ pub struct Worker<C: Client> {
 }
 
 /// Runs one worker to completion, reporting through `spec.tx`.
-pub fn run_worker<C: Client>(spec: WorkerSpec) {
-    let tx = spec.tx.clone();
+pub(crate) fn run_worker<C: Client>(spec: WorkerSpec) {
+    let (tx, thread) = (spec.tx.clone(), spec.thread);
     let result = Worker::<C>::new(spec).and_then(|w| w.run());
     if let Err(e) = result {
         // The collector is gone only if the run was abandoned; nothing to tell then.
-        let _ = tx.send(WorkerMsg::Failed(e.to_string()));
+        let _ = tx.send(WorkerMsg::Failed { thread, error: e });
     }
 }
 
@@ -253,7 +211,7 @@ impl<C: Client> Worker<C> {
         // every connection (once per run, the only pass over them all).
         let anchor = self
             .start_ns
-            .map_or(end, |s| s.saturating_sub(crate::conn::ns(cfg.warmup)));
+            .map_or(end, |s| s.saturating_sub(crate::clock::ns(cfg.warmup)));
         self.ctx.schedule = self
             .ctx
             .schedule
@@ -283,23 +241,20 @@ impl<C: Client> Worker<C> {
         self.busy = matches!(self.ramp.next_time(now), Some(t) if t <= now);
     }
 
-    /// The run is over: time is up, or every connection is gone for good, or the
-    /// measured time has passed and nothing is owed any more.
+    /// The run is over (see [`Timeline::finished`]).
     fn finished(&self) -> bool {
-        let now = self.ctx.now;
-        if now >= self.timeline.drain_deadline {
-            return true;
-        }
-        if now < self.timeline.measure_end {
-            return self.table.live() == 0 && self.ramp.done();
-        }
-        self.table.owed() == 0
+        let load = Load {
+            live: self.table.live(),
+            ramp_done: self.ramp.done(),
+            owed: self.table.owed(),
+        };
+        self.timeline.finished(self.ctx.now, load)
     }
 
     /// Open loop: marks every message due by now on its connection, then pumps each
     /// connection that got one (one write each), then arms the timer for the next.
     /// Messages of connections not up are passed over: they count as not sent when the
-    /// connection comes up ([`crate::conn::SendState::on_connect`]).
+    /// connection comes up ([`crate::send::SendState::on_connect`]).
     fn advance_schedule(&mut self) {
         let Some(cursor) = self.cursor.as_mut() else {
             return;
@@ -351,27 +306,17 @@ impl<C: Client> Worker<C> {
         self.interval_end = self.interval_end.saturating_add(INTERVAL_NS);
     }
 
-    /// How long to wait: not at all if work is due now, else until the next thing this
-    /// thread must do by the clock.
+    /// How long to wait (see [`Timeline::poll_timeout`]).
     fn poll_timeout(&self) -> Duration {
         let now = self.ctx.now;
-        if self.busy {
-            return Duration::ZERO;
-        }
-        let t = &self.timeline;
-        let mut next = t.drain_deadline.min(self.interval_end);
-        next = next.min(self.table.next_deadline().unwrap_or(u64::MAX));
-        if now < t.measure_end {
-            next = next.min(t.measure_end);
-            next = next.min(self.ramp.next_time(now).unwrap_or(u64::MAX));
-            if let Some(c) = &self.cursor {
-                // With the timerfd armed this is only a fallback.
-                next = next.min(c.peek().at_ns);
-            }
-        }
-        // u64::MAX (nothing scheduled: waiting for the other threads' connect phase)
-        // becomes a long but finite sleep; the waker ends it.
-        Duration::from_nanos(next.saturating_sub(now).min(3_600_000_000_000))
+        let wake = Wake {
+            busy: self.busy,
+            interval_end: self.interval_end,
+            deadline: self.table.next_deadline(),
+            connect: self.ramp.next_time(now),
+            send: self.cursor.as_ref().map(|c| c.peek().at_ns),
+        };
+        self.timeline.poll_timeout(now, wake)
     }
 
     /// One event batch: each event goes to its connection; closes wait for the end.

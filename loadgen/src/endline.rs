@@ -15,44 +15,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardError};
 
 /// The comment prefix of the end line (after the `#`).
-pub const PREFIX: &str = "loadgen end ";
+pub(crate) const PREFIX: &str = "loadgen end ";
 
 /// What a finished run says about itself at the end of its `.hlog`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EndLine {
+pub(crate) struct EndLine {
     /// `I/N` of `--shard` (`0/1` unsharded).
-    pub shard: String,
+    pub(crate) shard: String,
     /// The run's verdict.
-    pub passed: bool,
+    pub(crate) passed: bool,
     /// Why it failed (the report's failures, or the error that ended it).
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
     /// Messages measured: the sum of the log's intervals.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// The measured window, Unix seconds `[start, end)`; `None` if it never began.
-    pub window: Option<(f64, f64)>,
+    pub(crate) window: Option<(f64, f64)>,
     /// The run the shard belongs to: every shard of one run has the same.
-    pub run: RunId,
+    pub(crate) run: RunId,
 }
 
 /// What every shard of one run shares; `merge` refuses to add shards of different runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunId {
+pub(crate) struct RunId {
     /// `--connections`, the whole run's.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// `--rate`, the whole run's, if open loop.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// `--start-at`, Unix seconds, if set.
-    pub start_at: Option<f64>,
+    pub(crate) start_at: Option<f64>,
     /// `--duration`, seconds.
-    pub duration_s: f64,
+    pub(crate) duration_s: f64,
 }
 
 impl EndLine {
     /// The end line of a run of `cfg` with `outcome`.
-    pub fn of(cfg: &crate::RunConfig, outcome: &Result<crate::Report, crate::Error>) -> EndLine {
+    pub(crate) fn of(
+        cfg: &crate::RunConfig,
+        outcome: &Result<crate::Report, crate::Error>,
+    ) -> EndLine {
         let (passed, failures, messages, window) = match outcome {
             Ok(r) => {
                 let start = r.started_at.map(crate::start::unix_secs);
@@ -77,19 +80,19 @@ impl EndLine {
     }
 
     /// The comment line, without the leading `#` (the log writer adds it).
-    pub fn to_comment(&self) -> String {
+    pub(crate) fn to_comment(&self) -> String {
         let json = serde_json::to_string(self).expect("an EndLine serialises");
         format!("{PREFIX}{json}")
     }
 
     /// The shard this line names, if it parses.
-    pub fn shard(&self) -> Result<Shard, String> {
+    pub(crate) fn shard(&self) -> Result<Shard, ShardError> {
         Shard::parse(&self.shard)
     }
 
     /// Finds and parses the end line in a log's text. `Ok(None)`: there is none (the log
     /// was cut short, or not written by loadgen); `Err`: one is there but unreadable.
-    pub fn find(log: &str) -> Result<Option<EndLine>, String> {
+    pub(crate) fn find(log: &str) -> Result<Option<EndLine>, EndLineError> {
         let Some(json) = log
             .lines()
             .rev()
@@ -97,11 +100,14 @@ impl EndLine {
         else {
             return Ok(None);
         };
-        serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| format!("unreadable end line: {e}"))
+        serde_json::from_str(json).map(Some).map_err(EndLineError)
     }
 }
+
+/// An end line is there but its JSON does not parse: the log was damaged or edited.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable end line: {0}")]
+pub struct EndLineError(serde_json::Error);
 
 #[cfg(test)]
 mod tests {
@@ -131,12 +137,10 @@ mod tests {
             "#[StartTime: 1]\n0.000,1.000,0.5,HISTFAAA\n#{}\n",
             line().to_comment()
         );
-        assert_eq!(EndLine::find(&log), Ok(Some(line())));
+        assert_eq!(EndLine::find(&log).unwrap(), Some(line()));
         assert_eq!(line().shard(), Ok(Shard { index: 1, count: 3 }));
-        assert_eq!(EndLine::find("0.000,1.000,0.5,HISTFAAA\n"), Ok(None));
+        assert_eq!(EndLine::find("0.000,1.000,0.5,HISTFAAA\n").unwrap(), None);
         let cut = format!("#{PREFIX}{{\"shard\":\"1/3\",\"pas");
-        assert!(EndLine::find(&cut)
-            .unwrap_err()
-            .contains("unreadable end line"));
+        assert!(matches!(EndLine::find(&cut), Err(EndLineError(_))));
     }
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::hlog::HlogError;
+use crate::io_text::io_text;
 
 /// Why a run or merge could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +20,7 @@ pub enum Error {
         /// How many connects failed.
         failed: u64,
         /// How many connections were asked for (more than failed: loadgen gave up on the
-        /// rest, see [`phase::GIVE_UP_AFTER`]).
+        /// rest, see [`crate::GIVE_UP_AFTER`]).
         asked: u64,
         /// The first error.
         reason: String,
@@ -32,17 +34,42 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// An input file could not be read or parsed.
-    #[error("cannot read {}: {reason}", path.display())]
+    /// An input file (an `.hlog` given to `loadgen merge`) could not be read or parsed.
+    #[error("cannot read {}: {source}", path.display())]
     Input {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: HlogError,
     },
-    /// A worker thread could not start (e.g. out of file descriptors).
-    #[error("worker failed: {0}")]
-    Worker(String),
+    /// A worker's event poller (or its waker) could not be created: usually out of file
+    /// descriptors; raise the open-files limit (`ulimit -n`) or lower `--threads`.
+    #[error("cannot create an event poller: {}", io_text(source))]
+    Poller {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started: the system is out of threads or memory;
+    /// lower `--threads`.
+    #[error("cannot start a worker thread: {}", io_text(source))]
+    Spawn {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker's reactor failed while running (its timer or `poll` returned an error).
+    #[error("worker {thread} failed: {}", io_text(source))]
+    Reactor {
+        /// Which worker thread.
+        thread: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread panicked: a bug in loadgen; please report it with the command line.
+    #[error("worker {thread} panicked (a bug in loadgen: please report it)")]
+    Panicked {
+        /// Which worker thread.
+        thread: usize,
+    },
 }
 
 /// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.
@@ -51,16 +78,6 @@ fn connect_count(failed: u64, asked: u64) -> String {
         format!("{failed} of {asked} connections failed")
     } else {
         format!("the first {failed} of {asked} connections failed and none opened, so loadgen gave up on the rest")
-    }
-}
-
-/// An IO error's text without the " (os error N)" suffix the standard library adds: the
-/// messages loadgen prints say "Connection refused", as the README shows.
-pub fn io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
     }
 }
 
@@ -78,13 +95,9 @@ impl Error {
 mod tests {
     use super::*;
 
-    /// OS errors lose their "(os error N)" suffix; other errors keep their text.
+    /// An output error names the file and says why in the OS's words.
     #[test]
-    fn io_text_strips_the_os_error_code() {
-        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(io_text(&refused), "Connection refused");
-        let custom = std::io::Error::other("no (os error 5) here");
-        assert_eq!(io_text(&custom), "no (os error 5) here");
+    fn output_error_text() {
         let out = Error::Output {
             path: "/x".into(),
             source: std::io::Error::from_raw_os_error(libc::EISDIR),

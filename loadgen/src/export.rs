@@ -159,7 +159,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::new_histogram;
+    use crate::latency::new_histogram;
 
     fn sample() -> Histogram<u64> {
         let mut h = new_histogram();

@@ -3,6 +3,8 @@
 //! errors / lost data / connection failures / a failed, missing or cut-short shard / a
 //! file that cannot be written or read, 2 usage errors.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -137,9 +139,11 @@ impl Outputs {
     fn finish(self, report: Result<Report, Error>, output: &OutputArgs) -> Result<Report, Error> {
         match report {
             Ok(mut report) => {
-                if let Some(s) = report.settings.as_mut() {
-                    s.outputs(output.json, output.hgrm.clone(), output.plot.clone());
-                }
+                report.outputs = loadgen::Outputs {
+                    json: output.json,
+                    hgrm: output.hgrm.clone(),
+                    plot: output.plot.clone(),
+                };
                 self.emit(&report, output).map(|()| report)
             }
             Err(e) => {
@@ -179,7 +183,7 @@ impl Outputs {
 }
 
 fn title(report: &Report, h: &Histogram<u64>) -> String {
-    match &report.settings {
+    match &report.config {
         Some(s) => format!(
             "{} {} x{} {}B: {} messages",
             match s.protocol {

@@ -1,6 +1,6 @@
 //! `loadgen merge`: one report from the interval logs of several runs or machines, with a
 //! verdict: PASS only if every run (shard) passed and none is missing or cut short
-//! ([`crate::merged`]).
+//! (`merged.rs`).
 //!
 //! Histograms are **added**, never their percentiles averaged: the p99 of two machines is
 //! the p99 of all their messages together, which no average of two p99s gives. The merged
@@ -8,102 +8,19 @@
 //! combined rate); logs of separate runs one after another add up (the union of their
 //! intervals in wall-clock time).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-use crate::collect::WIRE_COMMENT;
-use crate::endline::EndLine;
+use crate::hlog::HlogError;
 use crate::merged::{Input, Merged};
 use crate::report::Report;
 use crate::verify::ErrorCounts;
 use crate::Error;
 
-/// What one `.hlog` file holds.
-#[derive(Debug)]
-pub struct LogContents {
-    /// Sum of its interval histograms.
-    pub histogram: Histogram<u64>,
-    /// Each interval as (start, end) in seconds since the epoch (or since the log's start
-    /// when it has no BaseTime).
-    pub spans: Vec<(f64, f64)>,
-    /// Each interval's start (as `spans`) and message count.
-    pub counts: Vec<(f64, u64)>,
-    /// Wire bytes per message, if loadgen wrote the log.
-    pub wire_bytes: Option<usize>,
-    /// The end line loadgen writes last, if it is there.
-    pub end: Option<EndLine>,
-}
-
-fn input_err(path: &Path, reason: impl ToString) -> Error {
-    Error::Input {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Reads one interval log.
-pub fn read_log(path: &Path) -> Result<LogContents, Error> {
-    let bytes = std::fs::read(path).map_err(|e| input_err(path, crate::io_text(&e)))?;
-    let mut histogram = Histogram::<u64>::new(3).map_err(|e| input_err(path, e))?;
-    let mut deserializer = Deserializer::new();
-    let mut base = 0.0;
-    let mut spans = Vec::new();
-    let mut counts = Vec::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let entry = entry.map_err(|LogIteratorError::ParseError { offset }| {
-            input_err(
-                path,
-                format!("not an HdrHistogram interval log (parse error at byte {offset})"),
-            )
-        })?;
-        match entry {
-            LogEntry::BaseTime(t) => base = t.as_secs_f64(),
-            LogEntry::StartTime(_) => {}
-            LogEntry::Interval(ilh) => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(ilh.encoded_histogram())
-                    .map_err(|e| input_err(path, format!("bad base64: {e}")))?;
-                let h: Histogram<u64> = deserializer
-                    .deserialize(&mut raw.as_slice())
-                    .map_err(|e| input_err(path, format!("bad histogram: {e}")))?;
-                histogram
-                    .add(&h)
-                    .map_err(|e| input_err(path, format!("cannot add a histogram: {e}")))?;
-                let start = base + ilh.start_timestamp().as_secs_f64();
-                spans.push((start, start + ilh.duration().as_secs_f64()));
-                counts.push((start, h.len()));
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let end = EndLine::find(&text).map_err(|e| input_err(path, e))?;
-    // A run that failed before measuring (nothing connected) logs only its end line.
-    if spans.is_empty() && end.is_none() {
-        return Err(input_err(path, "no interval histograms in it"));
-    }
-    let wire_bytes = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix('#')
-                .and_then(|l| l.strip_prefix(WIRE_COMMENT))
-        })
-        .and_then(|n| n.trim().parse().ok());
-    Ok(LogContents {
-        histogram,
-        spans,
-        counts,
-        wire_bytes,
-        end,
-    })
-}
-
 /// Length of the union of intervals, in seconds.
-pub fn union_length(spans: &mut [(f64, f64)]) -> f64 {
+pub(crate) fn union_length(spans: &mut [(f64, f64)]) -> f64 {
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut total = 0.0;
     let mut current: Option<(f64, f64)> = None;
@@ -123,13 +40,17 @@ pub fn union_length(spans: &mut [(f64, f64)]) -> f64 {
 /// Merges the logs into one report with a verdict (no settings and no error counts: the
 /// logs carry latencies and each run's verdict, not its counters).
 pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
-    let mut total = Histogram::<u64>::new(3).map_err(|e| Error::Worker(e.to_string()))?;
+    let mut total = Histogram::<u64>::new(3).expect("3 significant digits are valid");
     let mut spans = Vec::new();
     let mut counts = Vec::new();
     let mut inputs = Vec::new();
     let mut wire: Option<Option<usize>> = None;
     for path in paths {
-        let log = read_log(path)?;
+        let input_err = |source| Error::Input {
+            path: path.clone(),
+            source,
+        };
+        let log = crate::hlog::read(path).map_err(input_err)?;
         inputs.push(Input {
             path: path.clone(),
             messages: log.histogram.len(),
@@ -138,7 +59,7 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
         counts.extend(log.counts);
         total
             .add(&log.histogram)
-            .map_err(|e| input_err(path, format!("cannot add its histogram: {e}")))?;
+            .map_err(|e| input_err(HlogError::Add(e)))?;
         spans.extend(log.spans);
         // MB/s only when every log agrees on the message size.
         wire = Some(match wire {
@@ -153,7 +74,8 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Report, Error> {
         None => union_length(&mut spans),
     };
     Ok(Report {
-        settings: None,
+        config: None,
+        outputs: crate::settings::Outputs::default(),
         started_at: None,
         late_start: None,
         merged: Some(merged),

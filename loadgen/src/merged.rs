@@ -18,13 +18,13 @@ use crate::shard::Shard;
 
 /// One input log, as `merge` read it.
 #[derive(Debug, Clone)]
-pub struct Input {
+pub(crate) struct Input {
     /// The file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Messages its intervals hold.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Its end line, if it has one.
-    pub end: Option<EndLine>,
+    pub(crate) end: Option<EndLine>,
 }
 
 /// What merging found, beyond the added histograms.
@@ -44,7 +44,7 @@ pub struct Merged {
 
 impl Merged {
     /// Checks the inputs; `intervals` are every log's (start Unix s, messages).
-    pub fn check(inputs: &[Input], intervals: &[(f64, u64)]) -> Merged {
+    pub(crate) fn check(inputs: &[Input], intervals: &[(f64, u64)]) -> Merged {
         let mut failures = Vec::new();
         let mut shards = Vec::new();
         let mut ends = Vec::new();

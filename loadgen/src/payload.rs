@@ -25,6 +25,9 @@ pub const FRAME_PREFIX: usize = 4;
 /// The largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// The one read buffer of a reactor thread: 64 KiB of TCP stream or one whole datagram.
+pub const SCRATCH_LEN: usize = 64 * 1024 + MAX_DATAGRAM;
+
 /// Bytes of one `size`-byte message on the wire, the `--framed` prefix included.
 pub fn wire_len(size: usize, framed: bool) -> usize {
     size + if framed { FRAME_PREFIX } else { 0 }

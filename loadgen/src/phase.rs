@@ -1,4 +1,4 @@
-//! The run's timeline, shared by the worker threads.
+//! The connect phase, shared by the worker threads.
 //!
 //! A run is a **connect phase** (every connection is attempted; it ends when each one has
 //! opened or failed, in whichever thread), then **warm-up**, then the **measured window**,
@@ -12,18 +12,15 @@
 //! exist), and trying the rest of a million connections would only delay saying so.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use mio::Waker;
-
-use crate::conn::ns;
 
 /// Failed connects, none opened, after which a run gives up on the rest.
 pub const GIVE_UP_AFTER: usize = 1024;
 
 /// What the threads share about the connect phase. Counters only grow; `end_ns` is set
 /// once.
-pub struct Phase {
+pub(crate) struct Phase {
     /// Connections asked for.
     asked: usize,
     /// Connections whose first connect has succeeded or failed.
@@ -40,7 +37,7 @@ pub struct Phase {
 
 impl Phase {
     /// A phase for `asked` connections over the workers woken by `wakers`.
-    pub fn new(asked: usize, wakers: Vec<Waker>) -> Self {
+    pub(crate) fn new(asked: usize, wakers: Vec<Waker>) -> Self {
         Phase {
             asked,
             resolved: AtomicUsize::new(0),
@@ -53,7 +50,7 @@ impl Phase {
 
     /// A connection's first connect ended at `now` (ns), `ok` or not. The call that
     /// resolves the last connection ends the phase and wakes every worker.
-    pub fn resolve(&self, ok: bool, now: u64) {
+    pub(crate) fn resolve(&self, ok: bool, now: u64) {
         if ok {
             self.opened.fetch_add(1, Ordering::Relaxed);
         }
@@ -78,7 +75,7 @@ impl Phase {
     }
 
     /// When the connect phase ended, ns since the epoch, once it has.
-    pub fn end(&self) -> Option<u64> {
+    pub(crate) fn end(&self) -> Option<u64> {
         match self.end_ns.load(Ordering::Acquire) {
             u64::MAX => None,
             t => Some(t),
@@ -86,67 +83,18 @@ impl Phase {
     }
 
     /// Connections asked for.
-    pub fn asked(&self) -> usize {
+    pub(crate) fn asked(&self) -> usize {
         self.asked
     }
 
     /// Connections whose first connect succeeded, so far.
-    pub fn opened(&self) -> usize {
+    pub(crate) fn opened(&self) -> usize {
         self.opened.load(Ordering::Relaxed)
     }
 
     /// Whether the run gave up: nothing opened after [`GIVE_UP_AFTER`] failures.
-    pub fn gave_up(&self) -> bool {
+    pub(crate) fn gave_up(&self) -> bool {
         self.gave_up.load(Ordering::Acquire)
-    }
-}
-
-/// One thread's view of the timeline, ns since the epoch. Until the connect phase ends,
-/// every boundary is `u64::MAX`: nothing is recorded and nothing is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeline {
-    /// Warm-up ends and measuring begins.
-    pub measure_start: u64,
-    /// Measuring ends; closed loop sends nothing new after it, open loop nothing due after.
-    pub measure_end: u64,
-    /// Echoes still owed after this are given up on.
-    pub drain_deadline: u64,
-}
-
-impl Timeline {
-    /// Not known yet: the connect phase is running.
-    pub const CONNECTING: Timeline = Timeline {
-        measure_start: u64::MAX,
-        measure_end: u64::MAX,
-        drain_deadline: u64::MAX,
-    };
-
-    /// The timeline of a connect phase that ended at `connect_end`, saturating (library
-    /// callers may pass `Duration::MAX` to mean "never").
-    pub fn after(connect_end: u64, warmup: Duration, duration: Duration, grace: Duration) -> Self {
-        let measure_start = connect_end.saturating_add(ns(warmup));
-        let measure_end = measure_start.saturating_add(ns(duration));
-        Timeline {
-            measure_start,
-            measure_end,
-            drain_deadline: measure_end.saturating_add(ns(grace)),
-        }
-    }
-
-    /// The timeline of a run measured from `measure_start` (`--start-at`), whatever the
-    /// connect phase took.
-    pub fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
-        let measure_end = measure_start.saturating_add(ns(duration));
-        Timeline {
-            measure_start,
-            measure_end,
-            drain_deadline: measure_end.saturating_add(ns(grace)),
-        }
-    }
-
-    /// Whether the connect phase is over (the boundaries are known).
-    pub fn known(&self) -> bool {
-        self.measure_start != u64::MAX
     }
 }
 
@@ -182,22 +130,5 @@ mod tests {
             q.resolve(false, t);
         }
         assert!(!q.gave_up());
-    }
-
-    /// Warm-up, duration and drain follow the connect phase, saturating.
-    #[test]
-    fn timeline_after_the_phase() {
-        let s = Duration::from_secs(1);
-        let t = Timeline::after(500, s, 2 * s, 3 * s);
-        assert_eq!(t.measure_start, 1_000_000_500);
-        assert_eq!(t.measure_end, 3_000_000_500);
-        assert_eq!(t.drain_deadline, 6_000_000_500);
-        assert!(t.known() && !Timeline::CONNECTING.known());
-        // --start-at: the window is fixed, whenever the connect phase ended.
-        let fixed = Timeline::at(7_000, 2 * s, 3 * s);
-        assert_eq!(fixed.measure_end, 2_000_007_000);
-        assert_eq!(fixed.drain_deadline, 5_000_007_000);
-        let never = Timeline::after(500, s, s, Duration::MAX);
-        assert_eq!(never.drain_deadline, u64::MAX);
     }
 }

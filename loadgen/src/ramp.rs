@@ -10,11 +10,11 @@ use crate::shard::Lane;
 
 /// Most connects per loop turn. A loopback connect costs ~20 us (the kernel runs the whole
 /// handshake inside the call), so a batch is well under a millisecond of the loop.
-pub const CONNECT_BATCH: usize = 32;
+pub(crate) const CONNECT_BATCH: usize = 32;
 
 /// A worker's schedule of connects. Pure bookkeeping: the clock comes in as `now`.
 #[derive(Debug)]
-pub struct Ramp {
+pub(crate) struct Ramp {
     /// Local index of the next first connect; they open in id order.
     next: usize,
     /// Connections this worker owns.
@@ -32,7 +32,7 @@ pub struct Ramp {
 impl Ramp {
     /// The ramp of a worker owning `lane` of a run of `connections`. `rate` is the whole
     /// run's (every shard's) connect rate: a connection opens at its global id's turn.
-    pub fn new(lane: Lane, connections: usize, rate: Option<f64>) -> Self {
+    pub(crate) fn new(lane: Lane, connections: usize, rate: Option<f64>) -> Self {
         Ramp {
             next: 0,
             local: lane.len(connections),
@@ -44,7 +44,7 @@ impl Ramp {
     }
 
     /// Global id of local connection `i`.
-    pub fn global_id(&self, i: usize) -> usize {
+    pub(crate) fn global_id(&self, i: usize) -> usize {
         self.lane.global_id(i)
     }
 
@@ -58,7 +58,7 @@ impl Ramp {
 
     /// The next slot to open at `now`: a reconnect, else a first connect whose time came.
     /// The caller opens it (and may ask again, up to [`CONNECT_BATCH`] times a turn).
-    pub fn take(&mut self, now: u64) -> Option<usize> {
+    pub(crate) fn take(&mut self, now: u64) -> Option<usize> {
         if let Some(i) = self.reopen.pop_front() {
             return Some(i);
         }
@@ -70,13 +70,13 @@ impl Ramp {
     }
 
     /// Slot `i` closed under `--reconnect-after`: reopen it at once.
-    pub fn reconnect(&mut self, i: usize) {
+    pub(crate) fn reconnect(&mut self, i: usize) {
         self.reopen.push_back(i);
     }
 
     /// When the next open is due: now if one is queued, else the next first connect's
     /// time; `None` when nothing is left to open.
-    pub fn next_time(&self, now: u64) -> Option<u64> {
+    pub(crate) fn next_time(&self, now: u64) -> Option<u64> {
         if !self.reopen.is_empty() {
             return Some(now);
         }
@@ -85,19 +85,20 @@ impl Ramp {
 
     /// Whether every connection had its first connect (or never will) and none is queued
     /// to reopen.
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         (self.stopped || self.next >= self.local) && self.reopen.is_empty()
     }
 
     /// No more connects of any kind: the run gave up, or the measured time is over. Slots
     /// queued to reopen stay closed.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stopped = true;
         self.reopen.clear();
     }
 
     /// Connections that never had their first connect.
-    pub fn never_tried(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn never_tried(&self) -> usize {
         self.local - self.next
     }
 }

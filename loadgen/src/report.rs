@@ -12,9 +12,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::Protocol;
+use crate::config::RunConfig;
 use crate::connections::ConnectionReport;
+use crate::latency::Latency;
 use crate::merged::Merged;
-use crate::settings::Settings;
+use crate::settings::Outputs;
 use crate::verify::ErrorCounts;
 
 /// Open-loop schedule keeping.
@@ -32,64 +34,13 @@ pub struct ScheduleReport {
     pub not_sent_measured: u64,
 }
 
-/// Latency summary in microseconds.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Latency {
-    /// Smallest.
-    pub min: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// 99.99th percentile.
-    pub p9999: f64,
-    /// Largest.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl Latency {
-    /// Summary of a ns histogram.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let q = |p: f64| us(h.value_at_quantile(p));
-        Latency {
-            min: us(h.min()),
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p999: q(0.999),
-            p9999: q(0.9999),
-            max: us(h.max()),
-            mean: h.mean().round() / 1000.0,
-        }
-    }
-
-    /// The two text lines under `label` ("latency us", "connect us").
-    pub fn text(&self, label: &str, t: &mut String) {
-        let _ = writeln!(
-            t,
-            "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-        );
-        let _ = writeln!(
-            t,
-            "               {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            self.min, self.p50, self.p90, self.p99, self.p999, self.p9999, self.max, self.mean
-        );
-    }
-}
-
 /// Everything a run or merge found.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The run's settings; `None` for a merge.
-    pub settings: Option<Settings>,
+    /// The run's configuration (echoed as JSON `settings`); `None` for a merge.
+    pub config: Option<RunConfig>,
+    /// Where the report goes, echoed in JSON `settings` (set by the command line).
+    pub outputs: Outputs,
     /// When the measured time began (wall clock); `None` for a merge.
     pub started_at: Option<SystemTime>,
     /// `--start-at`: how long after it the connect phase ended, if it did (a failure).
@@ -136,9 +87,9 @@ impl Report {
     }
 
     fn udp(&self) -> bool {
-        self.settings
+        self.config
             .as_ref()
-            .is_some_and(|s| s.protocol == Protocol::Udp)
+            .is_some_and(|c| c.protocol == Protocol::Udp)
     }
 
     fn rate_of(&self, n: u64) -> f64 {
@@ -169,10 +120,10 @@ impl Report {
         if let Some(m) = &self.merged {
             why.extend(m.failures.iter().cloned());
         }
-        if self.settings.is_some() && self.messages() == 0 {
+        if self.config.is_some() && self.messages() == 0 {
             why.push("no messages in the measured window".to_string());
         }
-        let max_loss = self.settings.as_ref().and_then(|s| s.max_loss);
+        let max_loss = self.config.as_ref().and_then(|c| c.max_loss);
         if let (true, Some(limit)) = (udp, max_loss) {
             let loss = self.rate_of(e.lost);
             if loss > limit {
@@ -189,7 +140,7 @@ impl Report {
     /// Whether the run (or every shard of a merge, see `merged.rs`) passed. `None` only
     /// for a report with neither settings nor merge (a library caller's own).
     pub fn verdict(&self) -> Option<bool> {
-        (self.settings.is_some() || self.merged.is_some()).then(|| self.failures().is_empty())
+        (self.config.is_some() || self.merged.is_some()).then(|| self.failures().is_empty())
     }
 
     /// Whether the run passed (exit status 0).
@@ -213,7 +164,7 @@ impl Report {
 
     /// The `--json` object.
     pub fn to_json(&self) -> serde_json::Value {
-        let run = self.settings.as_ref();
+        let run = self.config.as_ref();
         let mut v = json!({
             "messages": self.messages(),
             "duration_s": self.duration.as_secs_f64(),
@@ -229,7 +180,7 @@ impl Report {
             "merged": self.merged.as_ref().map(Merged::to_json),
             "first_error": self.first_error,
             "conn_error": self.conn_error,
-            "settings": self.settings,
+            "settings": run.map(|c| crate::settings::to_json(c, self.wire_bytes, &self.outputs)),
         });
         let (connections, phase, connect) = match &self.connections {
             Some(c) => c.to_json(),
@@ -257,7 +208,7 @@ impl Report {
     /// The human report.
     pub fn to_text(&self) -> String {
         let mut t = String::new();
-        if let Some(s) = &self.settings {
+        if let Some(s) = &self.config {
             let mode = match s.rate {
                 Some(r) => format!("open loop at {r} msg/s"),
                 None => format!("closed loop, pipeline {}", s.pipeline),
@@ -375,7 +326,7 @@ fn per_sec(n: f64, d: Duration) -> f64 {
 mod tests {
     use super::*;
     use crate::config::RunConfig;
-    use crate::conn::new_histogram;
+    use crate::latency::new_histogram;
 
     fn report(hist: Histogram<u64>) -> Report {
         let cfg = RunConfig::new("127.0.0.1:9".parse().unwrap());
@@ -386,7 +337,8 @@ mod tests {
         let second = Duration::from_secs(1);
         let conns = ConnectionReport::new(&cfg, &stats, new_histogram(), second, 2 * second);
         Report {
-            settings: Some(Settings::of(&cfg, 64)),
+            config: Some(cfg),
+            outputs: Outputs::default(),
             started_at: None,
             late_start: None,
             merged: None,
@@ -449,7 +401,7 @@ mod tests {
         cfg.protocol = Protocol::Udp;
         cfg.max_loss = Some(0.01);
         let mut u = report(one_message());
-        u.settings = Some(Settings::of(&cfg, 64));
+        u.config = Some(cfg);
         u.sent = 1000;
         u.errors.lost = 10;
         u.errors.late = 3;
@@ -462,8 +414,11 @@ mod tests {
     #[test]
     fn settings_hold_every_flag() {
         let mut r = report(one_message());
-        let s = r.settings.as_mut().unwrap();
-        s.outputs(true, Some("a.hgrm".into()), None);
+        r.outputs = Outputs {
+            json: true,
+            hgrm: Some("a.hgrm".into()),
+            plot: None,
+        };
         let v = r.to_json();
         let settings = v["settings"].as_object().unwrap();
         for key in ["json", "quiet", "hgrm", "hlog", "plot", "reconnect_after"] {
@@ -483,7 +438,7 @@ mod tests {
     #[test]
     fn merge_verdict_is_the_shards() {
         let mut m = report(new_histogram());
-        (m.settings, m.connections) = (None, None);
+        (m.config, m.connections) = (None, None);
         assert_eq!(m.verdict(), None, "neither a run nor a merge");
         m.merged = Some(Merged::check(&[], &[]));
         assert!(m.passed(), "{}", m.to_text());

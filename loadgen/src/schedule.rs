@@ -24,7 +24,7 @@ use crate::shard::Lane;
 
 /// The schedule of a whole run.
 #[derive(Debug, Clone, Copy)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Messages per second in total, R.
     rate: f64,
     /// Connections in the run, N.
@@ -35,7 +35,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// `rate` messages per second in total over `connections`.
-    pub fn new(rate: f64, connections: usize) -> Self {
+    pub(crate) fn new(rate: f64, connections: usize) -> Self {
         Schedule {
             rate,
             conns: connections as u64,
@@ -44,7 +44,7 @@ impl Schedule {
     }
 
     /// The same schedule, starting at `start_ns` (ns since the epoch).
-    pub fn starting_at(self, start_ns: u64) -> Self {
+    pub(crate) fn starting_at(self, start_ns: u64) -> Self {
         Schedule {
             start: start_ns,
             ..self
@@ -55,7 +55,7 @@ impl Schedule {
     /// `anchor_ns`: `anchor_ns` moved on by whole rounds (N/R, a message on every
     /// connection), so shards that share the anchor stay interleaved even if one of them
     /// can only start later. `anchor_ns` itself when it is not before `t_ns`.
-    pub fn start_from(&self, anchor_ns: u64, t_ns: u64) -> u64 {
+    pub(crate) fn start_from(&self, anchor_ns: u64, t_ns: u64) -> u64 {
         if anchor_ns >= t_ns {
             return anchor_ns;
         }
@@ -71,7 +71,7 @@ impl Schedule {
     }
 
     /// When message `m` of connection `conn` is due, in ns since the epoch.
-    pub fn intended_ns(&self, conn: u64, m: u64) -> u64 {
+    pub(crate) fn intended_ns(&self, conn: u64, m: u64) -> u64 {
         // Saturating, like the float-to-int cast: a due time past u64 ns is "never".
         let index = m.saturating_mul(self.conns).saturating_add(conn);
         let after = (index as f64 * 1e9 / self.rate).round() as u64;
@@ -80,7 +80,7 @@ impl Schedule {
 
     /// The first message of connection `conn` due at or after `t_ns`: where a connection
     /// that comes up at `t_ns` joins the schedule.
-    pub fn first_due_from(&self, conn: u64, t_ns: u64) -> u64 {
+    pub(crate) fn first_due_from(&self, conn: u64, t_ns: u64) -> u64 {
         // Invert intended_ns, then step over its rounding (a step or two at most).
         let t = t_ns.saturating_sub(self.start);
         let exact = (t as f64 * self.rate / 1e9 - conn as f64) / self.conns as f64;
@@ -96,19 +96,19 @@ impl Schedule {
     }
 
     /// How many of connection `conn`'s messages `m_from..m_to` are due in `[lo, hi)` ns.
-    pub fn count_due(&self, conn: u64, m_from: u64, m_to: u64, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn count_due(&self, conn: u64, m_from: u64, m_to: u64, lo: u64, hi: u64) -> u64 {
         let first = m_from.max(self.first_due_from(conn, lo));
         let end = m_to.min(self.first_due_from(conn, hi));
         end.saturating_sub(first)
     }
 
     /// Per-connection messages per second: what its in-flight window must absorb.
-    pub fn per_connection_rate(&self) -> f64 {
+    pub(crate) fn per_connection_rate(&self) -> f64 {
         self.rate / self.conns as f64
     }
 
     /// The cursor over the connections of `lane`.
-    pub fn cursor(&self, lane: Lane) -> Cursor {
+    pub(crate) fn cursor(&self, lane: Lane) -> Cursor {
         Cursor {
             schedule: *self,
             offset: lane.offset as u64,
@@ -123,7 +123,7 @@ impl Schedule {
 /// connection `j % local` (global `offset + (j % local) * stride`) as its message
 /// `j / local`; due times increase with `j` because local connections are ordered by id.
 #[derive(Debug, Clone)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     schedule: Schedule,
     offset: u64,
     stride: u64,
@@ -135,18 +135,18 @@ pub struct Cursor {
 
 /// One scheduled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Due {
+pub(crate) struct Due {
     /// Index of the connection within its thread.
-    pub local: usize,
+    pub(crate) local: usize,
     /// Message index on that connection.
-    pub m: u64,
+    pub(crate) m: u64,
     /// When it is due, ns after the run's start.
-    pub at_ns: u64,
+    pub(crate) at_ns: u64,
 }
 
 impl Cursor {
     /// The next message of this thread, without consuming it.
-    pub fn peek(&self) -> Due {
+    pub(crate) fn peek(&self) -> Due {
         let local = self.j % self.local.max(1);
         let m = self.j / self.local.max(1);
         let conn = self.offset + local * self.stride;
@@ -158,7 +158,7 @@ impl Cursor {
     }
 
     /// Consumes the next message.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         self.j += 1;
     }
 }

@@ -7,7 +7,7 @@
 //! [`Lane`]. Ids are global, so they never collide between shards (every payload carries
 //! its id, and echoes are verified against it), and the open-loop schedule is the run's,
 //! not the shard's: message `m` of connection `c` is due at the same instant whichever
-//! shard sends it ([`crate::schedule`]), so `N` shards together send exactly `--rate`.
+//! shard sends it (`schedule.rs`), so `N` shards together send exactly `--rate`.
 //! Pure arithmetic, unit-tested.
 
 use std::fmt;
@@ -36,21 +36,41 @@ impl fmt::Display for Shard {
     }
 }
 
+/// Why a `--shard` value (or an end line's shard) is not a shard; each says what works.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShardError {
+    /// Not of the form `I/N`.
+    #[error("'{0}' is not I/N (e.g. 0/3: the first of three shards)")]
+    Syntax(String),
+    /// `N` is 0 or more than `MAX_SHARDS` (65,536).
+    #[error("'{0}': N must be between 1 and {MAX_SHARDS}")]
+    Count(String),
+    /// `I` is not below `N`.
+    #[error("'{text}': I counts from 0 and must be below N (0/{count} to {}/{count})", count - 1)]
+    Index {
+        /// The value given.
+        text: String,
+        /// Its `N`.
+        count: usize,
+    },
+}
+
 impl Shard {
-    /// Parses `I/N`, e.g. `0/3`; `N` at most [`MAX_SHARDS`] and `I` below `N`.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let bad = || format!("'{text}' is not I/N (e.g. 0/3: the first of three shards)");
+    /// Parses `I/N`, e.g. `0/3`; `N` at most `MAX_SHARDS` (65,536) and `I` below `N`.
+    pub fn parse(text: &str) -> Result<Shard, ShardError> {
+        let text_owned = || text.to_string();
+        let bad = || ShardError::Syntax(text_owned());
         let (i, n) = text.trim().split_once('/').ok_or_else(bad)?;
         let index: usize = i.trim().parse().map_err(|_| bad())?;
         let count: usize = n.trim().parse().map_err(|_| bad())?;
         if !(1..=MAX_SHARDS).contains(&count) {
-            return Err(format!("'{text}': N must be between 1 and {MAX_SHARDS}"));
+            return Err(ShardError::Count(text_owned()));
         }
         if index >= count {
-            return Err(format!(
-                "'{text}': I counts from 0 and must be below N (0/{count} to {}/{count})",
-                count - 1
-            ));
+            return Err(ShardError::Index {
+                text: text_owned(),
+                count,
+            });
         }
         Ok(Shard { index, count })
     }
@@ -113,12 +133,17 @@ mod tests {
     fn parse_shards() {
         assert_eq!(Shard::parse("0/3"), Ok(Shard { index: 0, count: 3 }));
         assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
-        assert!(Shard::parse("3/3").unwrap_err().contains("below N"));
-        assert!(Shard::parse("0/0").unwrap_err().contains("between 1"));
-        assert!(Shard::parse("1/999999").unwrap_err().contains("between 1"));
+        let index = Shard::parse("3/3").unwrap_err();
+        assert!(matches!(index, ShardError::Index { count: 3, .. }));
+        assert!(index.to_string().contains("below N"), "{index}");
+        assert!(matches!(Shard::parse("0/0"), Err(ShardError::Count(_))));
+        assert!(matches!(
+            Shard::parse("1/999999"),
+            Err(ShardError::Count(_))
+        ));
         for bad in ["", "1", "a/3", "1/b", "-1/3", "1/3/4", "1.5/3"] {
             assert!(
-                Shard::parse(bad).unwrap_err().contains("is not I/N"),
+                matches!(Shard::parse(bad), Err(ShardError::Syntax(_))),
                 "{bad}"
             );
         }

@@ -39,16 +39,16 @@ use crate::config::RunConfig;
 
 /// Connections per automatic loopback source address: well inside the part of the port
 /// range where the kernel's search is fast, so one address serves up to 4096.
-pub const AUTO_PER_ADDRESS: usize = 4096;
+pub(crate) const AUTO_PER_ADDRESS: usize = 4096;
 
 /// Most source addresses `--bind` may list (ranges expanded).
-pub const MAX_SOURCES: usize = 65_536;
+pub(crate) const MAX_SOURCES: usize = 65_536;
 
 /// The source addresses of a run, used round-robin by connection id; empty means the
 /// kernel's choice. `--bind` wins; otherwise an IPv4 loopback target on Linux gets
 /// `127.0.0.2` and up, one address per [`AUTO_PER_ADDRESS`] connections, if this host
 /// lets a socket bind there (a sandbox may give loopback only `127.0.0.1`).
-pub fn plan(cfg: &RunConfig) -> Vec<IpAddr> {
+pub(crate) fn plan(cfg: &RunConfig) -> Vec<IpAddr> {
     if !cfg.bind.is_empty() {
         return cfg.bind.clone();
     }
@@ -68,13 +68,28 @@ pub fn plan(cfg: &RunConfig) -> Vec<IpAddr> {
     }
 }
 
+/// Why a `--bind` item is not an address or a range of them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) enum BindError {
+    #[error("'{0}' is not an IP address (e.g. 127.0.0.2 or 127.0.0.2-127.0.0.9)")]
+    NotAnAddress(String),
+    #[error("'{0}': both ends must be IPv4 or both IPv6")]
+    MixedFamilies(String),
+    #[error("'{0}': the range runs backwards")]
+    Backwards(String),
+    #[error("'{0}': more than {MAX_SOURCES} addresses")]
+    TooMany(String),
+}
+
 /// Parses one `--bind` item: an address, or an inclusive range `FIRST-LAST` of the same
 /// family (`127.0.0.2-127.0.0.9`, `fd00::1-fd00::ff`), at most [`MAX_SOURCES`] long.
-pub fn parse_bind_item(text: &str) -> Result<Vec<IpAddr>, String> {
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) fn parse_bind_item(text: &str) -> Result<Vec<IpAddr>, BindError> {
     let ip = |s: &str| {
-        s.trim().parse::<IpAddr>().map_err(|_| {
-            format!("'{s}' is not an IP address (e.g. 127.0.0.2 or 127.0.0.2-127.0.0.9)")
-        })
+        s.trim()
+            .parse::<IpAddr>()
+            .map_err(|_| BindError::NotAnAddress(s.to_string()))
     };
     let Some((a, b)) = text.split_once('-') else {
         return Ok(vec![ip(text)?]);
@@ -83,13 +98,13 @@ pub fn parse_bind_item(text: &str) -> Result<Vec<IpAddr>, String> {
     let (lo, hi) = match (first, last) {
         (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
-        _ => return Err(format!("'{text}': both ends must be IPv4 or both IPv6")),
+        _ => return Err(BindError::MixedFamilies(text.to_string())),
     };
     if hi < lo {
-        return Err(format!("'{text}': the range runs backwards"));
+        return Err(BindError::Backwards(text.to_string()));
     }
     if hi - lo >= MAX_SOURCES as u128 {
-        return Err(format!("'{text}': more than {MAX_SOURCES} addresses"));
+        return Err(BindError::TooMany(text.to_string()));
     }
     Ok((lo..=hi)
         .map(|n| match first {
@@ -102,7 +117,7 @@ pub fn parse_bind_item(text: &str) -> Result<Vec<IpAddr>, String> {
 
 /// A non-blocking TCP socket from `source` (if any), with the connect to `target` started.
 /// The port is left to `connect()` (see the module docs).
-pub fn start_connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub(crate) fn start_connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM,

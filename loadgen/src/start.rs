@@ -16,74 +16,112 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{invalid, ConfigError};
-
 /// How far ahead TIME may be: further is more likely a typo (milliseconds for seconds)
 /// than a plan.
-pub const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses Unix seconds, fractions allowed: `1767225600`, `1767225600.25`.
-pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| {
-        format!("'{text}' is not Unix seconds (e.g. $(date -d '+30 sec' +%s), fractions allowed)")
-    })?;
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, UnixSecsError> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| UnixSecsError::Syntax(text.to_string()))?;
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("'{text}' is not a time after 1970"));
+        return Err(UnixSecsError::Before1970(text.to_string()));
     }
     Duration::try_from_secs_f64(secs)
         .ok()
         .and_then(|d| UNIX_EPOCH.checked_add(d))
-        .ok_or_else(|| format!("'{text}' is too far in the future"))
+        .ok_or_else(|| UnixSecsError::TooLate(text.to_string()))
+}
+
+/// Why a `--start-at` value is not a time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // the command line's parser
+pub(crate) enum UnixSecsError {
+    #[error("'{0}' is not Unix seconds (e.g. $(date -d '+30 sec' +%s), fractions allowed)")]
+    Syntax(String),
+    #[error("'{0}' is not a time after 1970")]
+    Before1970(String),
+    #[error("'{0}' is too far in the future")]
+    TooLate(String),
 }
 
 /// Unix seconds of `t`, for reports and logs.
-pub fn unix_secs(t: SystemTime) -> f64 {
+pub(crate) fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Why `--start-at` does not fit the clock; each says what to pick instead. All are usage
+/// errors ([`ConfigError::StartAt`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StartAtError {
+    /// TIME has passed.
+    #[error("{at:.3} is {ago:.3} s in the past: pick a time ahead of every shard's start")]
+    Past {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How long ago, seconds.
+        ago: f64,
+    },
+    /// TIME is more than [`MAX_AHEAD`] away: probably milliseconds given as seconds.
+    #[error("{at:.3} is {ahead:.0} s ahead, more than {} h (Unix seconds, not milliseconds?)", MAX_AHEAD.as_secs() / 3600)]
+    TooFar {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How far ahead, seconds.
+        ahead: f64,
+    },
+    /// TIME leaves less than `--warmup` to connect and warm up.
+    #[error("{at:.3} is only {ahead:.3} s ahead, less than --warmup {warmup:?}: leave time to connect and warm up")]
+    TooClose {
+        /// TIME, Unix seconds.
+        at: f64,
+        /// How far ahead, seconds.
+        ahead: f64,
+        /// The `--warmup` it must leave.
+        warmup: Duration,
+    },
+}
+
 /// Checks TIME against the clock `now`: it must leave `--warmup` (and so the connect
 /// phase) before it, and be at most [`MAX_AHEAD`] away.
-pub fn check(start_at: SystemTime, now: SystemTime, warmup: Duration) -> Result<(), ConfigError> {
+pub(crate) fn check(
+    start_at: SystemTime,
+    now: SystemTime,
+    warmup: Duration,
+) -> Result<(), StartAtError> {
     let at = unix_secs(start_at);
     let ahead = match start_at.duration_since(now) {
         Ok(ahead) => ahead,
         Err(e) => {
-            let why = format!(
-                "{at:.3} is {:.3} s in the past: pick a time ahead of every shard's start",
-                e.duration().as_secs_f64()
-            );
-            return Err(invalid("start-at", why));
+            let ago = e.duration().as_secs_f64();
+            return Err(StartAtError::Past { at, ago });
         }
     };
     if ahead > MAX_AHEAD {
-        let why = format!(
-            "{at:.3} is {:.0} s ahead, more than {} h (Unix seconds, not milliseconds?)",
-            ahead.as_secs_f64(),
-            MAX_AHEAD.as_secs() / 3600
-        );
-        return Err(invalid("start-at", why));
+        let ahead = ahead.as_secs_f64();
+        return Err(StartAtError::TooFar { at, ahead });
     }
     if ahead < warmup {
-        let why = format!(
-            "{at:.3} is only {:.3} s ahead, less than --warmup {:?}: leave time to connect and warm up",
-            ahead.as_secs_f64(),
-            warmup
-        );
-        return Err(invalid("start-at", why));
+        let ahead = ahead.as_secs_f64();
+        return Err(StartAtError::TooClose { at, ahead, warmup });
     }
     Ok(())
 }
 
 /// TIME as ns on the run's monotonic clock, whose zero is the wall-clock time `epoch`
 /// (0 if TIME is before it, which [`check`] rules out).
-pub fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
-    start_at.duration_since(epoch).map_or(0, crate::conn::ns)
+pub(crate) fn epoch_ns(start_at: SystemTime, epoch: SystemTime) -> u64 {
+    start_at.duration_since(epoch).map_or(0, crate::clock::ns)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
 
     /// Unix seconds parse with fractions; junk, zero and negative times do not.
     #[test]
@@ -105,13 +143,27 @@ mod tests {
     fn checks_against_the_clock() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Duration::from_secs(1);
-        let err = |at: SystemTime| check(at, now, s).unwrap_err().to_string();
-        assert!(err(now - 2 * s).contains("2.000 s in the past"));
-        assert!(err(now + MAX_AHEAD + s).contains("Unix seconds, not milliseconds?"));
-        let close = err(now + s / 2);
+        let at = unix_secs(now);
+        let past = check(now - 2 * s, now, s);
+        assert_eq!(
+            past,
+            Err(StartAtError::Past {
+                at: at - 2.0,
+                ago: 2.0
+            })
+        );
+        let far = check(now + MAX_AHEAD + s, now, s);
+        assert!(matches!(far, Err(StartAtError::TooFar { .. })), "{far:?}");
+        let close = check(now + s / 2, now, s);
         assert!(
-            close.starts_with("--start-at: ") && close.contains("--warmup"),
-            "{close}"
+            matches!(close, Err(StartAtError::TooClose { warmup, .. }) if warmup == s),
+            "{close:?}"
+        );
+        // Said as a usage error naming the flag.
+        let usage = ConfigError::from(close.unwrap_err()).to_string();
+        assert!(
+            usage.starts_with("--start-at: ") && usage.contains("--warmup"),
+            "{usage}"
         );
         assert_eq!(check(now + 5 * s, now, s), Ok(()));
         assert_eq!(epoch_ns(now + 5 * s, now), 5_000_000_000);

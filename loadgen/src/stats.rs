@@ -1,46 +1,46 @@
 //! The counters one worker thread keeps, added up by the collector into the run's totals.
-//! Latencies are not here: they go into histograms (`conn::new_histogram`).
+//! Latencies are not here: they go into histograms (`latency::new_histogram`).
 
 use crate::verify::ErrorCounts;
 
 /// Counters one thread keeps; the collector adds them up.
 #[derive(Debug, Clone, Default)]
-pub struct ThreadStats {
+pub(crate) struct ThreadStats {
     /// Verification errors by kind.
-    pub errors: ErrorCounts,
+    pub(crate) errors: ErrorCounts,
     /// Successful connects (UDP: sockets created and not refused), reconnects included.
-    pub opened: u64,
+    pub(crate) opened: u64,
     /// Connects that failed (refused, timed out, ...), reconnects included.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// ...of them, a connection's first connect: the connections the run never had.
-    pub initial_failed: u64,
+    pub(crate) initial_failed: u64,
     /// Established connections the peer closed or reset before the run was over.
-    pub broken: u64,
+    pub(crate) broken: u64,
     /// Connects that completed in the measured window (with `--reconnect-after`: the churn).
-    pub connects_measured: u64,
+    pub(crate) connects_measured: u64,
     /// Messages sent, warm-up included.
-    pub sent: u64,
-    /// Open loop: measured messages sent more than `conn::LATE_SEND_NS` after their due time.
-    pub late_sends: u64,
+    pub(crate) sent: u64,
+    /// Open loop: measured messages sent more than `send::LATE_SEND_NS` after their due time.
+    pub(crate) late_sends: u64,
     /// Open loop: the largest send lag seen in the measured time, ns.
-    pub max_lag_ns: u64,
+    pub(crate) max_lag_ns: u64,
     /// Open loop: messages not sent because their connection was not up when they came due
     /// (still connecting, or reconnecting); never sent late as a burst.
-    pub not_sent: u64,
+    pub(crate) not_sent: u64,
     /// ...of them, due in the measured window: load the server was not offered.
-    pub not_sent_measured: u64,
+    pub(crate) not_sent_measured: u64,
     /// Latencies beyond the histogram's range, recorded as its highest value.
-    pub saturated: u64,
+    pub(crate) saturated: u64,
     /// The first data error (corrupt, missing, duplicate, reordered: what fails a run),
     /// described, with when it was seen (ns since the epoch) to pick the earliest thread's.
-    pub first_error: Option<(u64, String)>,
+    pub(crate) first_error: Option<(u64, String)>,
     /// The first connection error, to explain a failed run.
-    pub conn_error: Option<String>,
+    pub(crate) conn_error: Option<String>,
 }
 
 impl ThreadStats {
     /// Adds another thread's counters.
-    pub fn add(&mut self, o: &ThreadStats) {
+    pub(crate) fn add(&mut self, o: &ThreadStats) {
         self.errors.add(&o.errors);
         self.opened += o.opened;
         self.failed += o.failed;

@@ -18,13 +18,14 @@
 //! So a foreign echo counts 1 corrupt (not also a duplicate), and a few dropped bytes
 //! count the one or two messages they cut, then every later message verifies again.
 
-use crate::conn::{Ctx, SendState};
+use crate::ctx::Ctx;
 use crate::payload::{quote, Codec, Decoded, QUOTE_MAX};
+use crate::send::SendState;
 use crate::verify::ErrorCounts;
 
 /// The receive side of one TCP connection.
 #[derive(Debug)]
-pub struct EchoStream {
+pub(crate) struct EchoStream {
     /// Normally the start of an echo split across reads; while hunting, the bytes not yet
     /// scanned. Capacity one message, never grown.
     partial: Vec<u8>,
@@ -42,7 +43,7 @@ enum Judged {
 
 impl EchoStream {
     /// A reader for messages of `wire_len` bytes.
-    pub fn new(wire_len: usize) -> Self {
+    pub(crate) fn new(wire_len: usize) -> Self {
         EchoStream {
             partial: Vec::with_capacity(wire_len),
             hunting: None,
@@ -50,17 +51,18 @@ impl EchoStream {
     }
 
     /// Bytes received but not yet judged: the start of a message, or unscanned junk.
-    pub fn leftover(&self) -> &[u8] {
+    pub(crate) fn leftover(&self) -> &[u8] {
         &self.partial
     }
 
     /// Whether the reader is looking for a header after junk.
-    pub fn is_hunting(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_hunting(&self) -> bool {
         self.hunting.is_some()
     }
 
     /// Takes received bytes: verifies every complete echo, hunts through junk.
-    pub fn consume(&mut self, mut bytes: &[u8], send: &mut SendState, ctx: &mut Ctx) {
+    pub(crate) fn consume(&mut self, mut bytes: &[u8], send: &mut SendState, ctx: &mut Ctx) {
         let wire = ctx.codec.wire_len();
         loop {
             if self.hunting.is_some() {
@@ -240,7 +242,7 @@ impl Echo<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::test_ctx;
+    use crate::ctx::test_ctx;
 
     /// A connection `id` that sent `n` messages (pipeline n), and those messages as the
     /// server should echo them.

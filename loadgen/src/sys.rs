@@ -1,8 +1,10 @@
 //! The syscalls loadgen needs that std, mio and socket2 do not wrap: asking the kernel to
 //! choose a bound socket's port at `connect()` rather than at `bind()`, raising the
 //! open-files limit, and moving many datagrams per call on a connected UDP socket
-//! (`sendmmsg`/`recvmmsg`, Linux, for `udp_batch.rs`). Each is a thin checked wrapper; the
-//! unsafe code stays in this file (and the timerfd in `timer.rs`).
+//! (`sendmmsg`/`recvmmsg`, Linux, for `udp_batch.rs`). Each is a thin checked wrapper.
+//! This is the one module of the crate allowed `unsafe` (the crate root denies it); every
+//! block carries a `SAFETY:` comment (clippy's `undocumented_unsafe_blocks` checks), and
+//! every syscall's result is checked. The timerfd and timer slack go through rustix.
 //!
 //! (nix wraps `sendmmsg`/`recvmmsg` too, but its result iterators read address storage a
 //! connected socket never fills; the server's `src/sys.rs` made the same choice.)
@@ -13,7 +15,7 @@ use std::io;
 /// chosen by `connect()`, unique per (source, destination) 4-tuple instead of per address
 /// (see `source.rs` for why that matters). Linux only; elsewhere a no-op.
 #[cfg(target_os = "linux")]
-pub fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
+pub(crate) fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: a valid descriptor, and a pointer to a c_int with its exact size: what this
@@ -36,7 +38,7 @@ pub fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
 
 /// Not Linux: the port is chosen at `bind()`, as usual.
 #[cfg(not(target_os = "linux"))]
-pub fn bind_address_no_port(_socket: &socket2::Socket) -> io::Result<()> {
+pub(crate) fn bind_address_no_port(_socket: &socket2::Socket) -> io::Result<()> {
     Ok(())
 }
 
@@ -60,14 +62,14 @@ fn nofile() -> Option<(u64, u64)> {
 }
 
 /// The soft open-files limit: how many descriptors this process may hold now.
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     nofile().map(|(soft, _)| soft)
 }
 
 /// Raises the soft open-files limit to the hard one (no privilege needed) and returns the
 /// new soft limit: each connection needs a descriptor, and the usual soft limit (1024) is
 /// far below what a run at a server's scale opens.
-pub fn raise_open_files_limit() -> Option<u64> {
+pub(crate) fn raise_open_files_limit() -> Option<u64> {
     let (soft, hard) = nofile()?;
     if soft < hard && hard != u64::MAX {
         let raised = libc::rlimit {
@@ -88,7 +90,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// The `mmsghdr` and `iovec` arrays hold raw pointers into the buffers of one call; every
 /// call rebuilds them from the borrows it is given, so no pointer outlives its call.
 #[cfg(target_os = "linux")]
-pub struct Mmsg {
+pub(crate) struct Mmsg {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
 }
@@ -96,7 +98,7 @@ pub struct Mmsg {
 #[cfg(target_os = "linux")]
 impl Mmsg {
     /// Room for batches of up to `capacity` (at least 1) datagrams.
-    pub fn new(capacity: usize) -> Mmsg {
+    pub(crate) fn new(capacity: usize) -> Mmsg {
         let capacity = capacity.max(1);
         Mmsg {
             hdrs: Vec::with_capacity(capacity),
@@ -105,7 +107,7 @@ impl Mmsg {
     }
 
     /// Most datagrams one call moves.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.hdrs.capacity()
     }
 
@@ -113,7 +115,7 @@ impl Mmsg {
     /// them). Returns how many the kernel took, at least one: none is an error
     /// (`WouldBlock` with the send buffer full). An error met after the first datagram
     /// ends the batch early and is reported by the next call on the socket.
-    pub fn send(
+    pub(crate) fn send(
         &mut self,
         socket: &impl std::os::fd::AsRawFd,
         datagrams: &[u8],
@@ -151,7 +153,7 @@ impl Mmsg {
     /// and `lens.len()` of them, its *full* length into `lens[i]` (`MSG_TRUNC`: larger
     /// than `slot` when the datagram did not fit, and was cut). Returns how many arrived,
     /// at least one: none is `WouldBlock`. Non-blocking: the socket is.
-    pub fn recv(
+    pub(crate) fn recv(
         &mut self,
         socket: &impl std::os::fd::AsRawFd,
         bufs: &mut [u8],

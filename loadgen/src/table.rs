@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use mio::{Interest, Registry, Token};
 
-use crate::conn::{Client, Closed, Ctx, Flow};
+use crate::conn::{Client, Closed, Flow};
+use crate::ctx::Ctx;
 use crate::deadlines::Deadlines;
 use crate::phase::Phase;
 use crate::ramp::Ramp;
 
 /// Deadlines handled per turn at most; the rest wait for the next turn (polled at once).
-pub const DEADLINES_PER_TURN: usize = 256;
+pub(crate) const DEADLINES_PER_TURN: usize = 256;
 
 enum Slot<C> {
     /// Not opened yet.
@@ -34,7 +35,7 @@ enum Slot<C> {
 }
 
 /// The connections of one worker, indexed by their local index (= their mio token).
-pub struct Table<C> {
+pub(crate) struct Table<C> {
     slots: Vec<Slot<C>>,
     deadlines: Deadlines,
     /// Connections to close after the current batch, and why.
@@ -61,7 +62,7 @@ fn first_or_debug(count: u64) -> log::Level {
 
 impl<C: Client> Table<C> {
     /// `n` slots, none opened.
-    pub fn new(n: usize, phase: Arc<Phase>) -> Self {
+    pub(crate) fn new(n: usize, phase: Arc<Phase>) -> Self {
         Table {
             slots: (0..n).map(|_| Slot::Waiting).collect(),
             deadlines: Deadlines::new(n),
@@ -74,23 +75,23 @@ impl<C: Client> Table<C> {
     }
 
     /// Connections open (connecting or up).
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.live
     }
 
     /// Messages owed over all connections.
-    pub fn owed(&self) -> usize {
+    pub(crate) fn owed(&self) -> usize {
         self.owed
     }
 
     /// The earliest deadline (possibly stale: then its wake-up finds nothing to do).
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.deadlines.next()
     }
 
     /// Opens slot `i` as connection `id` from `source` and registers it under token `i`:
     /// its first connect, or a reconnect after `--reconnect-after`.
-    pub fn open(
+    pub(crate) fn open(
         &mut self,
         i: usize,
         id: u32,
@@ -121,7 +122,7 @@ impl<C: Client> Table<C> {
             }
             Err(e) => {
                 self.slots[i] = Slot::Gone;
-                let why = Closed::ConnectFailed(crate::io_text(&e));
+                let why = Closed::ConnectFailed(crate::io_text::io_text(&e));
                 self.count_close(id, first, why, ctx);
             }
         }
@@ -129,7 +130,12 @@ impl<C: Client> Table<C> {
 
     /// Calls into connection `i` (an event, a pump, a deadline), keeping the counts, the
     /// connect phase and its deadline current. A vacant slot means a stale event: ignored.
-    pub fn drive(&mut self, i: usize, ctx: &mut Ctx, f: impl FnOnce(&mut C, &mut Ctx) -> Flow) {
+    pub(crate) fn drive(
+        &mut self,
+        i: usize,
+        ctx: &mut Ctx,
+        f: impl FnOnce(&mut C, &mut Ctx) -> Flow,
+    ) {
         let Some(Slot::Live { client, first }) = self.slots.get_mut(i) else {
             log::trace!("spurious event token={i}");
             return;
@@ -154,7 +160,7 @@ impl<C: Client> Table<C> {
 
     /// The connect phase is over: every connection sends what it may (closed loop: its
     /// first messages). Once per run; everything else is driven by events.
-    pub fn pump_all(&mut self, ctx: &mut Ctx) {
+    pub(crate) fn pump_all(&mut self, ctx: &mut Ctx) {
         for i in 0..self.slots.len() {
             if matches!(self.slots[i], Slot::Live { .. }) {
                 self.drive(i, ctx, |c, ctx| c.pump(ctx));
@@ -164,7 +170,7 @@ impl<C: Client> Table<C> {
 
     /// Runs the deadlines due by `ctx.now`, at most [`DEADLINES_PER_TURN`]; returns
     /// whether more are due (the loop then polls without sleeping).
-    pub fn fire_deadlines(&mut self, ctx: &mut Ctx) -> bool {
+    pub(crate) fn fire_deadlines(&mut self, ctx: &mut Ctx) -> bool {
         for _ in 0..DEADLINES_PER_TURN {
             let Some(i) = self.deadlines.pop_due(ctx.now) else {
                 return false;
@@ -176,7 +182,7 @@ impl<C: Client> Table<C> {
 
     /// Closes the connections collected during the batch and counts why; slots closed by
     /// `--reconnect-after` before the measured time ends go back to `ramp` to reopen.
-    pub fn close_pending(&mut self, ramp: &mut Ramp, ctx: &mut Ctx) {
+    pub(crate) fn close_pending(&mut self, ramp: &mut Ramp, ctx: &mut Ctx) {
         for (i, why) in std::mem::take(&mut self.closing) {
             // Closed twice in one batch: the first close won.
             let Slot::Live { mut client, first } =
@@ -239,20 +245,20 @@ impl<C: Client> Table<C> {
     }
 
     /// The connect failure held back until some connection worked.
-    pub fn take_deferred_warning(&mut self) -> Option<String> {
+    pub(crate) fn take_deferred_warning(&mut self) -> Option<String> {
         self.deferred_warning.take()
     }
 
     /// End of the run: what open connections still owe is counted; open loop, slots down
     /// for a reconnect count what came due in the measured window as not sent.
-    pub fn finish(&mut self, ctx: &mut Ctx) {
+    pub(crate) fn finish(&mut self, ctx: &mut Ctx) {
         for slot in &mut self.slots {
             match std::mem::replace(slot, Slot::Gone) {
                 Slot::Live { mut client, .. } => client.finish(ctx),
                 Slot::Down { id, resume } => {
                     if let Some(s) = ctx.schedule {
                         let upto = s.first_due_from(u64::from(id), ctx.measure_end);
-                        crate::conn::not_sent(id, resume, upto, ctx);
+                        crate::send::not_sent(id, resume, upto, ctx);
                     }
                 }
                 Slot::Waiting | Slot::Gone => {}

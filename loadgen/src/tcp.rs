@@ -20,13 +20,17 @@ use std::net::IpAddr;
 use mio::event::{Event, Source};
 use mio::net::TcpStream;
 
-use crate::conn::{ns, send_batch, Client, Closed, Ctx, Flow, SendState};
-use crate::io_text;
+use crate::budget::send_batch;
+use crate::clock::ns;
+use crate::conn::{Client, Closed, Flow};
+use crate::ctx::Ctx;
+use crate::io_text::io_text;
 use crate::payload::quote;
+use crate::send::SendState;
 use crate::stream::EchoStream;
 
 /// A TCP client connection.
-pub struct TcpClient {
+pub(crate) struct TcpClient {
     stream: TcpStream,
     /// Set once the non-blocking connect completed.
     connected: bool,

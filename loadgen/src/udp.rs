@@ -14,14 +14,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use mio::event::{Event, Source};
 use mio::net::UdpSocket;
 
-use crate::conn::{ns, Client, Closed, Ctx, Flow, SendState};
-use crate::io_text;
+use crate::clock::ns;
+use crate::conn::{Client, Closed, Flow};
+use crate::ctx::Ctx;
+use crate::io_text::io_text;
 use crate::payload::{quote, Codec, Decoded};
+use crate::send::SendState;
 use crate::udp_batch::UdpBatch;
 use crate::verify::ErrorCounts;
 
 /// A UDP client socket.
-pub struct UdpClient {
+pub(crate) struct UdpClient {
     socket: UdpSocket,
     send: SendState,
     /// The datagram being sent; capacity one message, reused.
@@ -158,7 +161,7 @@ impl UdpClient {
     /// and only the datagrams the kernel took are counted as sent, in order; the rest are
     /// encoded again for the next call, which ends the turn on a full buffer.
     ///
-    /// [`SendState::sendable`]: crate::conn::SendState::sendable
+    /// [`SendState::sendable`]: crate::send::SendState::sendable
     #[cfg(target_os = "linux")]
     fn send_batches(&mut self, batch: &mut UdpBatch, ctx: &mut Ctx) -> Flow {
         let wire = ctx.codec.wire_len();

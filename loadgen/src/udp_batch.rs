@@ -5,7 +5,7 @@
 //! datagram, as the plain server does, so it is the bottleneck and the server, idle part
 //! of the time, wakes for every few datagrams and never sees a full batch (README, "UDP:
 //! batches, GSO and GRO"). Batching changes only how many syscalls carry the datagrams:
-//! each is still encoded, counted as sent ([`SendState::push`], which keeps the open-loop
+//! each is still encoded, counted as sent (`SendState::push` in `send.rs`, which keeps the open-loop
 //! schedule and late-send accounting) and verified on arrival exactly as on the plain path
 //! in `udp.rs`. `--udp-batch 1`, and every other platform, keeps the plain path, so the
 //! two can be compared in one run.
@@ -13,15 +13,12 @@
 //! The buffers are the thread's, not the socket's: a batch to send ([`UdpBatch::out`]) and
 //! the thread's scratch buffer cut into receive slots. Both are bounded by the scratch
 //! buffer's size, so a run's memory does not grow with `--udp-batch`.
-//!
-//! [`SendState::push`]: crate::conn::SendState::push
 
 use crate::config::{Protocol, RunConfig};
-use crate::conn::SCRATCH_LEN;
-use crate::payload;
+use crate::payload::{self, SCRATCH_LEN};
 
 /// One thread's batch state; exists only when batching is on.
-pub struct UdpBatch {
+pub(crate) struct UdpBatch {
     /// Header storage for one call.
     #[cfg(target_os = "linux")]
     pub(crate) mmsg: crate::sys::Mmsg,
@@ -39,7 +36,7 @@ pub struct UdpBatch {
 impl UdpBatch {
     /// The batch state a thread of this run needs: `None` for TCP, for `--udp-batch 1`,
     /// off Linux, and when a message is so large that two do not fit the scratch buffer.
-    pub fn for_run(cfg: &RunConfig) -> Option<UdpBatch> {
+    pub(crate) fn for_run(cfg: &RunConfig) -> Option<UdpBatch> {
         let max = Self::batch_len(cfg);
         if max < 2 {
             return None;
@@ -66,7 +63,7 @@ impl UdpBatch {
 
     /// Bytes a thread's batch state allocates for `cfg` (0 without one): the send
     /// buffer, the lengths and about 100 bytes of headers per datagram.
-    pub fn bytes_for(cfg: &RunConfig) -> u64 {
+    pub(crate) fn bytes_for(cfg: &RunConfig) -> u64 {
         match Self::batch_len(cfg) {
             0 | 1 => 0,
             max => {
@@ -80,7 +77,8 @@ impl UdpBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::{test_ctx, Client, Flow};
+    use crate::conn::{Client, Flow};
+    use crate::ctx::test_ctx;
     use crate::payload::Decoded;
     use crate::udp::UdpClient;
     use std::net::UdpSocket;

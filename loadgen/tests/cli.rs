@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{closed_port, tcp_peer, temp_path, Behaviour};
+use common::{closed_port, tcp_peer, Behaviour, Scratch};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -240,7 +240,7 @@ fn refused_with_many_connections_is_one_line_at_once() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let prefix = format!("loadgen: error: could not connect to {target}: Connection refused (");
     let counts = err.strip_prefix(&prefix).expect(&err);
-    if n as usize > loadgen::phase::GIVE_UP_AFTER {
+    if n as usize > loadgen::GIVE_UP_AFTER {
         let tail = format!(
             " of {n} connections failed and none opened, so loadgen gave up on the rest)\n"
         );
@@ -272,13 +272,14 @@ fn rlimit_nofile_hard() -> u64 {
 /// any file that cannot be written, and a file the failed run created is not left behind.
 #[test]
 fn bad_output_paths_fail_before_the_run() {
+    let tmp = Scratch::new();
     let peer = tcp_peer(Behaviour::Echo);
     let addr = peer.addr.to_string();
-    let dir = temp_path("out-dir");
+    let dir = tmp.path("out-dir");
     std::fs::create_dir_all(&dir).unwrap();
     let missing = dir.join("no-such-dir").join("x.svg");
     let (dir, missing) = (dir.to_str().unwrap(), missing.to_str().unwrap());
-    let fresh = temp_path("fresh.hgrm");
+    let fresh = tmp.path("fresh.hgrm");
     let _ = std::fs::remove_file(&fresh);
     let mut cases = vec![
         ("--plot", dir, "Is a directory"),
@@ -330,7 +331,8 @@ fn bad_output_paths_fail_before_the_run() {
 /// one that has a report.
 #[test]
 fn existing_output_file_is_replaced_only_by_a_report() {
-    let hgrm = temp_path("keep.hgrm");
+    let tmp = Scratch::new();
+    let hgrm = tmp.path("keep.hgrm");
     std::fs::write(&hgrm, "old contents that are longer than nothing\n").unwrap();
     let path = hgrm.to_str().unwrap();
     let refused = closed_port().to_string();
@@ -390,11 +392,12 @@ fn json_open_loop_warns_on_stderr_when_behind() {
 /// message count.
 #[test]
 fn output_files_and_merge() {
+    let tmp = Scratch::new();
     let peer = tcp_peer(Behaviour::Echo);
     let (hgrm, plot, hlog) = (
-        temp_path("cli.hgrm"),
-        temp_path("cli.svg"),
-        temp_path("cli.hlog"),
+        tmp.path("cli.hgrm"),
+        tmp.path("cli.svg"),
+        tmp.path("cli.hlog"),
     );
     let paths = [
         hgrm.to_str().unwrap(),
@@ -492,7 +495,8 @@ fn debug_log_names_the_local_address() {
 /// `merge` of a file that is not an interval log says so in words, exit 1.
 #[test]
 fn merge_of_a_non_log_is_a_clear_error() {
-    let bad = temp_path("bad.hlog");
+    let tmp = Scratch::new();
+    let bad = tmp.path("bad.hlog");
     std::fs::write(&bad, "this is not a log\n").unwrap();
     let path = bad.to_str().unwrap();
     let out = loadgen(&["merge", path]);

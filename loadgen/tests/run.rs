@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{closed_port, quick, tcp_peer, temp_path, udp_peer, Behaviour};
+use common::{closed_port, quick, tcp_peer, udp_peer, Behaviour, Scratch};
 use loadgen::{Error, Protocol};
 
 /// Closed loop over TCP with pipelining: messages flow, every echo verifies, all
@@ -313,8 +313,9 @@ fn bind_sets_source_address() {
 /// Merging the interval logs of two runs gives exactly the sum of their histograms.
 #[test]
 fn merge_equals_sum_of_runs() {
+    let tmp = Scratch::new();
     let peer = tcp_peer(Behaviour::Echo);
-    let (a, b) = (temp_path("a.hlog"), temp_path("b.hlog"));
+    let (a, b) = (tmp.path("a.hlog"), tmp.path("b.hlog"));
     let mut cfg = quick(peer.addr);
     cfg.duration = Duration::from_millis(1300);
     cfg.hlog = Some(a.clone());

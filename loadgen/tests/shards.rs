@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::echoloop::start;
-use common::{closed_port, temp_path};
+use common::{closed_port, Scratch};
 
 /// Starts one shard of a 30-connection run at `rate` in total for `duration`, measured
 /// from `start_at` (Unix seconds), logging to `hlog`.
@@ -85,10 +85,11 @@ fn merge(logs: &[PathBuf], json: bool) -> Output {
 /// a common 3 s window, with a PASS.
 #[test]
 fn three_shards_merge_to_the_total_load() {
+    let tmp = Scratch::new();
     let server = start(echoloop::Mode::Echo);
     let target = server.tcp.to_string();
     let logs: Vec<PathBuf> = (0..3)
-        .map(|i| temp_path(&format!("shard{i}.hlog")))
+        .map(|i| tmp.path(&format!("shard{i}.hlog")))
         .collect();
     // Room for three processes to start and connect on a loaded 2-core machine.
     let start_at = unix_in(Duration::from_millis(3500));
@@ -136,11 +137,10 @@ fn three_shards_merge_to_the_total_load() {
 /// shard's log out fails the merge too.
 #[test]
 fn a_failed_or_missing_shard_fails_the_merge() {
+    let tmp = Scratch::new();
     let server = start(echoloop::Mode::Echo);
     let (good, dead) = (server.tcp.to_string(), closed_port().to_string());
-    let logs: Vec<PathBuf> = (0..3)
-        .map(|i| temp_path(&format!("dead{i}.hlog")))
-        .collect();
+    let logs: Vec<PathBuf> = (0..3).map(|i| tmp.path(&format!("dead{i}.hlog"))).collect();
     let start_at = unix_in(Duration::from_millis(3000));
     let children: Vec<Child> = (0..3)
         .map(|i| {

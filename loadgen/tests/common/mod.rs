@@ -265,9 +265,16 @@ pub fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A fresh path under the integration-test temp dir.
-pub fn temp_path(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("loadgen-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{}-{name}", std::process::id()))
+/// A fresh temp directory for a test's files, removed (with them) when dropped.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch(tempfile::tempdir().expect("a temp dir"))
+    }
+
+    /// A path in it.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.path().join(name)
+    }
 }
