@@ -70,6 +70,7 @@ impl TurnBudget {
     }
 
     /// A budget of `bytes` and `handoffs` (tests use small ones).
+    #[cfg(test)]
     pub fn with_limits(bytes: usize, handoffs: usize) -> TurnBudget {
         TurnBudget {
             bytes,
@@ -112,6 +113,7 @@ impl TurnBudget {
     }
 
     /// Bytes that may still be moved this turn.
+    #[cfg(test)]
     pub fn bytes_left(&self) -> usize {
         self.bytes
     }

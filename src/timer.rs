@@ -67,11 +67,6 @@ impl Timers {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
-
-    /// True when no deadline is pending.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 /// How long `poll` may sleep: until the earliest of `deadlines`, or forever

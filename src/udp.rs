@@ -9,7 +9,7 @@
 //! hint, so reads always go on until `WouldBlock` (or the fairness cap).
 //!
 //! On Linux, with `--udp-batch N` above 1, reading and answering go through
-//! `udp_batch.rs` instead: up to N datagrams per `recvmmsg` and their replies
+//! `udp/batch.rs` instead: up to N datagrams per `recvmmsg` and their replies
 //! in one `sendmmsg`. The queue, the cap and the WouldBlock rules are the
 //! same; only the number of syscalls changes. This file keeps the plain
 //! one-datagram-per-syscall loop, used with `--udp-batch 1` and on every
@@ -21,7 +21,10 @@ use std::net::SocketAddr;
 
 use log::{debug, trace};
 use mio::net::UdpSocket;
-use mio::Interest;
+use mio::{Interest, Registry};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod batch;
 
 use crate::budget::TurnBudget;
 use crate::config::Mode;
@@ -44,7 +47,7 @@ pub struct Udp {
     /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
     /// runs the plain loop below.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    batch: Option<crate::udp_batch::Batch>,
+    batch: Option<batch::Batch>,
 }
 
 impl Udp {
@@ -58,7 +61,7 @@ impl Udp {
             mode,
             queue: ReplyQueue::default(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            batch: (batch > 1).then(|| crate::udp_batch::Batch::new(batch)),
+            batch: (batch > 1).then(|| batch::Batch::new(batch)),
         }
     }
 
@@ -110,6 +113,22 @@ impl Udp {
         true
     }
 
+    /// Shutting down: no more datagrams are read or answered. The socket
+    /// is deregistered; replies still queued stay until `abandon`.
+    pub fn stop(&mut self, registry: &Registry) {
+        if let Err(e) = registry.deregister(&mut self.socket) {
+            debug!("udp deregister error={e}");
+        }
+    }
+
+    /// The reactor is finishing: the replies still queued will never be
+    /// sent. Counts them in `datagrams_dropped`, like replies dropped at the
+    /// queue's bound, so every datagram received is either answered or
+    /// counted.
+    pub fn abandon(&self, stats: &Counters) {
+        stats::add(&stats.datagrams_dropped, self.queue.len() as u64);
+    }
+
     /// WRITABLE: send queued replies until the socket would block again.
     pub fn on_writable(&mut self, stats: &Counters) {
         self.queue.flush(&self.socket, stats);
@@ -151,6 +170,11 @@ pub(crate) struct ReplyQueue {
 impl ReplyQueue {
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Replies waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
     }
 
     /// Queues a copy of `data` for `to`; at the bound it is dropped and
