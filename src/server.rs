@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use log::{debug, info, warn};
@@ -92,12 +91,7 @@ impl Server {
             shards.push(shard);
             wakers.push(waker);
         }
-        let shutdown = ShutdownHandle {
-            wakers: wakers.into(),
-            requested: Arc::new(AtomicBool::new(false)),
-            abort: Arc::new(AtomicBool::new(false)),
-            running: Arc::new(AtomicUsize::new(n)),
-        };
+        let shutdown = ShutdownHandle::new(wakers);
         Ok(Server {
             config,
             shards,

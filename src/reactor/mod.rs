@@ -44,7 +44,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
 use crate::stats::Stats;
 use crate::timer::Timers;
-use crate::token::{conn_key, FIRST_CONN, LISTENER, SIGNALS, UDP, WAKER};
+use crate::token::{conn_key, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
 
 mod accept;
@@ -223,35 +223,43 @@ impl Reactor {
                 self.finish();
                 return Err(Error::Wait(e));
             }
-            let now = Instant::now();
-            self.now = now;
-            self.shared.budget.refill();
-            self.turn.begin(self.shared.budget.spent());
-            // Take the events out so dispatch may borrow `self` mutably; an
-            // empty `Events` does not allocate, and the buffer goes back after.
-            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-            for event in events.iter() {
-                let (token, ready) = readiness(event);
-                if event.is_read_closed() {
-                    self.note_read_closed(token);
-                }
-                if self.dispatch(token, ready) == Exit::Now {
-                    self.finish();
-                    return Ok(());
-                }
-            }
-            self.events = events;
-            self.serve();
-            self.close_batch();
-            self.fire_timers(now);
-            self.resume_if_released();
-            self.log_stats(now);
-            self.end_turn();
-            if self.drain_done(now) {
+            if self.turn(Instant::now()) == Exit::Now {
                 self.finish();
                 return Ok(());
             }
         }
+    }
+
+    /// One turn on the events `poll` just returned, at time `now` (the one
+    /// clock read of the turn; tests pass virtual times). `Exit::Now` once
+    /// the reactor must return: aborted, or the drain is done.
+    fn turn(&mut self, now: Instant) -> Exit {
+        self.now = now;
+        self.shared.budget.refill();
+        self.turn.begin(self.shared.budget.spent());
+        // Take the events out so dispatch may borrow `self` mutably; an
+        // empty `Events` does not allocate, and the buffer goes back after.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            let (token, ready) = readiness(event);
+            if event.is_read_closed() {
+                self.note_read_closed(token);
+            }
+            if self.dispatch(token, ready) == Exit::Now {
+                return Exit::Now;
+            }
+        }
+        self.events = events;
+        self.serve();
+        self.close_batch();
+        self.fire_timers(now);
+        self.resume_if_released();
+        self.log_stats(now);
+        self.end_turn();
+        if self.drain_done(now) {
+            return Exit::Now;
+        }
+        Exit::No
     }
 
     /// One event, one call. Connection events only queue the connection:
@@ -312,31 +320,6 @@ impl Reactor {
     }
 
     // ----- connections -----------------------------------------------------
-
-    /// Records readiness for connection `key` and queues it in `lane`, unless
-    /// it is queued already (then it keeps its place, with the readiness
-    /// added). A connection that recently made a heavy visit goes to the
-    /// old lane even from an event, as fq_codel keeps a bulk flow that
-    /// drained for a moment among the old flows: otherwise a hundred bulk
-    /// senders that each drain their socket now and then would fill the
-    /// fresh lane, and a light client would wait behind them again.
-    fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            // The connection closed earlier (an event for a vacant key is
-            // spurious, and harmless).
-            trace!("event for vacant token={}", key + FIRST_CONN);
-            return;
-        };
-        if ready.is_empty() {
-            return;
-        }
-        if slot.ready.is_empty() {
-            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
-            let lane = if heavy { Lane::Old } else { lane };
-            self.runq.push(lane, key, slot.conn.id);
-        }
-        slot.ready |= ready;
-    }
 
     /// Serves one connection's recorded readiness: one bounded share of
     /// work. What it did not use up is queued again in the old lane.
@@ -410,3 +393,6 @@ fn readiness(e: &Event) -> (Token, Ready) {
     let write = e.is_writable() || e.is_write_closed() || e.is_error();
     (e.token(), Ready { read, write })
 }
+
+#[cfg(test)]
+mod tests;
