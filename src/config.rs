@@ -42,10 +42,12 @@ pub struct Config {
     pub mode: Mode,
     /// Most connections open at once; also clamped below the open-files limit.
     pub max_conns: usize,
-    /// Per-connection high-water mark of unsent output: past it the server
-    /// stops reading that connection (backpressure).
+    /// Per-connection high-water mark of unsent output: once a connection is
+    /// owed this many bytes or more (`>=`), the server stops reading it
+    /// (backpressure) until it drains to `low_water()` (`<=`).
     pub max_pending: usize,
-    /// Close connections idle this long; `None` never does.
+    /// Close a connection once no bytes moved either way for this long
+    /// (`>=`); `None` never does.
     pub idle_timeout: Option<Duration>,
     /// On shutdown, how long connections may keep flushing.
     pub drain_timeout: Duration,
@@ -69,10 +71,10 @@ pub struct Config {
     /// metrics listener and records nothing per turn.
     pub metrics: Option<SocketAddr>,
     /// Server-wide bound on the bytes held for clients: unsent output,
-    /// partial frames and lines, unanswered file requests. Past it the
-    /// connections holding the most stop being read until the total falls
-    /// back (see `memory.rs`). With several reactors each gets an equal
-    /// share.
+    /// partial frames and lines, unanswered file requests. Past it (more
+    /// than this held) the connections holding the most stop being read
+    /// until the total falls to 3/4 of it (`<=`; see `memory.rs`). With
+    /// several reactors each gets an equal share.
     pub max_memory: usize,
     /// Turn SIGINT/SIGTERM into a graceful shutdown, and a second one into
     /// an immediate exit (see `signals.rs`). The binary sets it; an embedder
@@ -213,9 +215,9 @@ impl Config {
         Ok(())
     }
 
-    /// Output below this many bytes lets a paused connection read again. Half
-    /// the high-water mark, so a paused connection does not flap between
-    /// paused and reading on every write.
+    /// Output of at most this many bytes (`<=`) lets a paused connection read
+    /// again. Half the high-water mark, so a paused connection does not flap
+    /// between paused and reading on every write.
     pub fn low_water(&self) -> usize {
         self.max_pending / 2
     }

@@ -51,12 +51,14 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_conns)]
     max_conns: usize,
 
-    /// Per-connection high-water mark of unsent output, in bytes; past it the
-    /// server stops reading that client until it drains to half.
+    /// Per-connection high-water mark of unsent output, in bytes: once a
+    /// client is owed this many or more (>=), the server stops reading it
+    /// until at most half that is left (<=).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_pending)]
     max_pending: usize,
 
-    /// Close connections idle this many seconds; 0 = never.
+    /// Close a connection once no bytes moved either way for this many
+    /// seconds (>=); 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 
@@ -85,9 +87,10 @@ struct Cli {
     root: Option<PathBuf>,
 
     /// Server-wide bound on the bytes held for clients: unsent output,
-    /// partial frames and lines, unanswered file requests. Past it the
-    /// connections holding the most stop being read (nobody is dropped)
-    /// until the total falls to 3/4 of it; a small request from anyone else
+    /// partial frames and lines, unanswered file requests. Past it (more
+    /// than BYTES held) the connections holding the most stop being read
+    /// (nobody is dropped) until the total falls to 3/4 of it (<=); a small
+    /// request from anyone else
     /// is still served. Split evenly between reactors. At least 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_memory)]
     max_memory: usize,
