@@ -210,3 +210,26 @@ impl ReplyQueue {
         self.items = VecDeque::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// Replies still queued when the reactor finishes are never sent: they
+    /// count as dropped, like those refused at the queue's bound.
+    #[test]
+    fn replies_abandoned_at_shutdown_count_as_dropped() {
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = socket.local_addr().unwrap();
+        let mut udp = Udp::new(socket, Mode::Echo, 1);
+        let stats = Counters::default();
+        for _ in 0..3 {
+            udp.queue.push(to, b"reply", &stats);
+        }
+        assert_eq!(udp.interest(), Interest::READABLE | Interest::WRITABLE);
+        assert_eq!(stats.datagrams_dropped.load(Relaxed), 0);
+        udp.abandon(&stats);
+        assert_eq!(stats.datagrams_dropped.load(Relaxed), 3);
+    }
+}
