@@ -93,37 +93,37 @@ pub struct Config {
 
 /// Longest accepted duration setting: a year is "never" for every practical
 /// purpose, and keeps `Instant + duration` from overflowing.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 // `ConfigError::DurationTooLong` spells it out.
 const _: () = assert!(MAX_DURATION.as_secs() == 31_536_000);
 
 /// Most `--reactors`: far more threads than cores only adds switching.
-pub const MAX_REACTORS: usize = 256;
+pub(crate) const MAX_REACTORS: usize = 256;
 
 /// Largest `--max-pending`: memory is bounded by connections x this, so a
 /// value that large is a mistake, not a setting.
-pub const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
+pub(crate) const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Largest `--max-line`: a line buffer is per connection, so this bounds it.
-pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Default `--udp-batch` (see `udp/batch.rs` and the README's performance
 /// section for the measurements behind it).
-pub const DEFAULT_UDP_BATCH: usize = 32;
+pub(crate) const DEFAULT_UDP_BATCH: usize = 32;
 
 /// Largest `--udp-batch`: the per-event cap on datagrams (more would only be
 /// cut by it), and each slot reserves 64 KiB of address space.
-pub const MAX_UDP_BATCH: usize = 256;
+pub(crate) const MAX_UDP_BATCH: usize = 256;
 
 /// Default `--max-conns`.
-pub const DEFAULT_MAX_CONNS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNS: usize = 10_000;
 
 /// Smallest `--max-memory`: below this even a few ordinary connections
 /// would keep the server at its limit.
-pub const MIN_MAX_MEMORY: usize = 1024 * 1024;
+pub(crate) const MIN_MAX_MEMORY: usize = 1024 * 1024;
 
 /// Default TCP (and UDP) address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 impl Default for Config {
     fn default() -> Config {
@@ -218,7 +218,7 @@ impl Config {
     /// Output of at most this many bytes (`<=`) lets a paused connection read
     /// again. Half the high-water mark, so a paused connection does not flap
     /// between paused and reading on every write.
-    pub fn low_water(&self) -> usize {
+    pub(crate) fn low_water(&self) -> usize {
         self.max_pending / 2
     }
 }

@@ -34,14 +34,14 @@ use crate::stats::{self, Counters};
 /// Datagrams read per readiness event before yielding to TCP connections.
 pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
 /// Most replies waiting for WRITABLE.
-pub const MAX_QUEUED: usize = 1024;
+pub(crate) const MAX_QUEUED: usize = 1024;
 /// Most bytes waiting for WRITABLE (64 full-size datagrams).
-pub const MAX_QUEUED_BYTES: usize = 64 * 65_536;
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 
 /// The server's UDP endpoint.
 #[derive(Debug)]
-pub struct Udp {
-    pub socket: UdpSocket,
+pub(crate) struct Udp {
+    pub(crate) socket: UdpSocket,
     mode: Mode,
     queue: ReplyQueue,
     /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
@@ -53,7 +53,7 @@ pub struct Udp {
 impl Udp {
     /// `batch` is `--udp-batch`: datagrams per syscall, 1 for the plain loop
     /// (the only one off Linux).
-    pub fn new(socket: UdpSocket, mode: Mode, batch: usize) -> Udp {
+    pub(crate) fn new(socket: UdpSocket, mode: Mode, batch: usize) -> Udp {
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = batch;
         Udp {
@@ -66,7 +66,7 @@ impl Udp {
     }
 
     /// The interest this socket needs now.
-    pub fn interest(&self) -> Interest {
+    pub(crate) fn interest(&self) -> Interest {
         if self.queue.is_empty() {
             Interest::READABLE
         } else {
@@ -77,7 +77,7 @@ impl Udp {
     /// READABLE: answer datagrams until the socket is drained. Returns true if
     /// the fairness cap or the turn's budget stopped it first (the reactor
     /// calls again, since no new edge comes for datagrams already queued).
-    pub fn on_readable(
+    pub(crate) fn on_readable(
         &mut self,
         scratch: &mut [u8],
         stats: &Counters,
@@ -115,7 +115,7 @@ impl Udp {
 
     /// Shutting down: no more datagrams are read or answered. The socket
     /// is deregistered; replies still queued stay until `abandon`.
-    pub fn stop(&mut self, registry: &Registry) {
+    pub(crate) fn stop(&mut self, registry: &Registry) {
         if let Err(e) = registry.deregister(&mut self.socket) {
             debug!("udp deregister error={e}");
         }
@@ -125,12 +125,12 @@ impl Udp {
     /// sent. Counts them in `datagrams_dropped`, like replies dropped at the
     /// queue's bound, so every datagram received is either answered or
     /// counted.
-    pub fn abandon(&self, stats: &Counters) {
+    pub(crate) fn abandon(&self, stats: &Counters) {
         stats::add(&stats.datagrams_dropped, self.queue.len() as u64);
     }
 
     /// WRITABLE: send queued replies until the socket would block again.
-    pub fn on_writable(&mut self, stats: &Counters) {
+    pub(crate) fn on_writable(&mut self, stats: &Counters) {
         self.queue.flush(&self.socket, stats);
     }
 

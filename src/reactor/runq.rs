@@ -41,7 +41,7 @@ use crate::token::FIRST_CONN;
 
 /// Which lane a connection waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     Fresh,
     Old,
 }
@@ -51,13 +51,13 @@ pub enum Lane {
 /// entry, and has one exactly while its slot's recorded readiness is
 /// non-empty.
 #[derive(Debug, Default)]
-pub struct RunQueue {
+pub(crate) struct RunQueue {
     fresh: VecDeque<(usize, u64)>,
     old: VecDeque<(usize, u64)>,
 }
 
 impl RunQueue {
-    pub fn push(&mut self, lane: Lane, key: usize, id: u64) {
+    pub(crate) fn push(&mut self, lane: Lane, key: usize, id: u64) {
         match lane {
             Lane::Fresh => self.fresh.push_back((key, id)),
             Lane::Old => self.old.push_back((key, id)),
@@ -65,7 +65,7 @@ impl RunQueue {
     }
 
     /// The next entry of `lane`.
-    pub fn pop(&mut self, lane: Lane) -> Option<(usize, u64)> {
+    pub(crate) fn pop(&mut self, lane: Lane) -> Option<(usize, u64)> {
         match lane {
             Lane::Fresh => self.fresh.pop_front(),
             Lane::Old => self.old.pop_front(),
@@ -73,14 +73,14 @@ impl RunQueue {
     }
 
     /// Entries waiting in `lane`.
-    pub fn len(&self, lane: Lane) -> usize {
+    pub(crate) fn len(&self, lane: Lane) -> usize {
         match lane {
             Lane::Fresh => self.fresh.len(),
             Lane::Old => self.old.len(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.old.is_empty()
     }
 }
