@@ -67,7 +67,9 @@ impl ShutdownHandle {
     pub(crate) fn reactor_done(&self) {
         self.running.fetch_sub(1, Ordering::AcqRel);
         if let Some(first) = self.wakers.first() {
-            let _ = first.wake();
+            if let Err(e) = first.wake() {
+                log::warn!("shutdown: cannot wake the first reactor error={e}");
+            }
         }
     }
 

@@ -60,6 +60,17 @@ fn connect(r: &mut Reactor, addr: SocketAddr, now: Instant) -> TcpStream {
     client
 }
 
+/// A reactor with `--idle-timeout` `IDLE`, and a client it accepted at `t0`.
+fn idle_reactor_with_client(t0: Instant) -> (Reactor, TcpStream) {
+    let config = Config {
+        idle_timeout: Some(IDLE),
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    let client = connect(&mut r, addr, t0);
+    (r, client)
+}
+
 fn counter(
     r: &Reactor,
     pick: impl Fn(&crate::stats::Counters) -> &std::sync::atomic::AtomicU64,
@@ -71,13 +82,8 @@ fn counter(
 /// a millisecond before, and the poll timeout says so in advance.
 #[test]
 fn a_silent_connection_closes_at_its_idle_deadline() {
-    let config = Config {
-        idle_timeout: Some(IDLE),
-        ..Config::default()
-    };
-    let (mut r, addr) = reactor(config);
     let t0 = Instant::now();
-    let mut client = connect(&mut r, addr, t0);
+    let (mut r, mut client) = idle_reactor_with_client(t0);
     assert_eq!(r.poll_timeout(t0), Some(IDLE));
     r.fire_timers(t0 + IDLE - Duration::from_millis(1));
     assert_eq!(r.conns.len(), 1);
@@ -93,13 +99,8 @@ fn a_silent_connection_closes_at_its_idle_deadline() {
 /// after the last bytes moved.
 #[test]
 fn traffic_pushes_the_idle_deadline() {
-    let config = Config {
-        idle_timeout: Some(IDLE),
-        ..Config::default()
-    };
-    let (mut r, addr) = reactor(config);
     let t0 = Instant::now();
-    let mut client = connect(&mut r, addr, t0);
+    let (mut r, mut client) = idle_reactor_with_client(t0);
     let t1 = t0 + Duration::from_secs(100);
     client.write_all(b"ping").unwrap();
     turns_until(&mut r, t1, |r| counter(r, |c| &c.bytes_out) == 4);
