@@ -21,11 +21,11 @@ pub enum Mode {
     Echo,
     /// ASCII letters upper-cased, every other byte unchanged.
     Upper,
-    /// `u32` big-endian length + payload frames, each echoed whole.
+    /// u32 big-endian length + payload frames, each echoed whole.
     Framed,
     /// Newline-delimited lines broadcast to every other client.
     Chat,
-    /// File download from `--root` (`Config::root`).
+    /// File download from the --root directory.
     Files,
 }
 

@@ -169,8 +169,9 @@ fn main() -> ExitCode {
                 println!("configuration ok: {config:?}");
                 ExitCode::SUCCESS
             }
+            // Worded as `run` would word it: "invalid setting: --flag ...".
             Err(e) => {
-                eprintln!("echoloop: {e}");
+                eprintln!("echoloop: {}", echoloop::Error::from(e));
                 ExitCode::from(2)
             }
         };
