@@ -1,6 +1,9 @@
 //! The `echoloop` binary: parse the command line into a `Config`, set up
 //! logging, bind, run. Everything else lives in the library.
 
+// The binary needs no `unsafe`: the library's `sys` module holds all of it.
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
