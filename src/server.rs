@@ -3,6 +3,10 @@
 //! Binding and running are separate steps so a caller can learn the real
 //! addresses (port 0 picks a free port) and take a shutdown handle before the
 //! server starts blocking its thread.
+//!
+//! How each reactor's sockets are built is `bind.rs`; what a reactor does
+//! with them is `reactor/`. This file decides how many there are, shares
+//! `max_conns` and the open-files limit out, and runs them on threads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

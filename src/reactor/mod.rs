@@ -33,10 +33,9 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::bind::Shard;
 use crate::budget::TurnBudget;
 use crate::config::Config;
-
-use crate::bind::Shard;
 use crate::error::Error;
 use crate::protocol::Outbox;
 use crate::ready::Ready;
