@@ -295,3 +295,57 @@ pub fn raise_fd_limit() -> Option<u64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ConfigError;
+
+    /// An address another socket holds is a `BindTcp` (or `BindUdp`) error
+    /// naming that address, not a generic IO error.
+    #[test]
+    fn an_address_in_use_names_the_socket_and_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = Config {
+            listen: addr,
+            udp: None,
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(
+            matches!(err, Error::BindTcp { addr: a, .. } if a == addr),
+            "{err}"
+        );
+
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            udp: Some(addr),
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(
+            matches!(err, Error::BindUdp { addr: a, .. } if a == addr),
+            "{err}"
+        );
+    }
+
+    /// A setting that cannot work is refused before any socket is opened,
+    /// as a usage error.
+    #[test]
+    fn an_unusable_setting_is_a_usage_error() {
+        let config = Config {
+            backlog: 0,
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(err.is_usage());
+        let expected = ConfigError::TooSmall {
+            flag: "backlog",
+            min: 1,
+        };
+        assert!(matches!(&err, Error::Config(e) if *e == expected), "{err}");
+    }
+}
