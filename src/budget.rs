@@ -24,14 +24,14 @@
 /// turns (2 reads per visit) 0.6 to 1.0 ms against 0.13 to 0.15 ms, at the
 /// same bulk throughput and syscalls per small message (1.9, against 2.04
 /// before turns had a budget: the extra `epoll_wait` is lost in the noise).
-pub const TURN_BYTES: usize = 256 * 1024;
+pub(crate) const TURN_BYTES: usize = 256 * 1024;
 
 /// What a visit costs on top of the bytes it moves: its syscalls. A small
 /// echo (one read, one write) takes about 7 us at 140,000 messages/s on
 /// one core, about what moving 32 KiB costs; charging 8 KiB lets a turn
 /// serve up to 32 small visits (a quarter of a millisecond) instead of a
 /// whole batch of 1,024 events (~7 ms).
-pub const VISIT_COST: usize = 8 * 1024;
+pub(crate) const VISIT_COST: usize = 8 * 1024;
 
 /// Chat messages one turn may hand to members. A handoff is an `Rc` clone
 /// and one `writev`, a few microseconds for a short line (plus the copy,
@@ -39,11 +39,11 @@ pub const VISIT_COST: usize = 8 * 1024;
 /// With it the 500-member chat flood (`examples/chat_burst.rs`) ran with
 /// turns of at most 7 ms, and another member's line reached everyone in
 /// 4 ms.
-pub const TURN_HANDOFFS: usize = 512;
+pub(crate) const TURN_HANDOFFS: usize = 512;
 
 /// What is left of this turn's budget.
 #[derive(Debug, Clone)]
-pub struct TurnBudget {
+pub(crate) struct TurnBudget {
     /// Bytes that may still be moved this turn.
     bytes: usize,
     /// Handoffs that may still be made this turn.
@@ -61,7 +61,7 @@ impl Default for TurnBudget {
 
 impl TurnBudget {
     /// A full budget.
-    pub fn new() -> TurnBudget {
+    pub(crate) fn new() -> TurnBudget {
         TurnBudget {
             bytes: TURN_BYTES,
             handoffs: TURN_HANDOFFS,
@@ -70,7 +70,8 @@ impl TurnBudget {
     }
 
     /// A budget of `bytes` and `handoffs` (tests use small ones).
-    pub fn with_limits(bytes: usize, handoffs: usize) -> TurnBudget {
+    #[cfg(test)]
+    pub(crate) fn with_limits(bytes: usize, handoffs: usize) -> TurnBudget {
         TurnBudget {
             bytes,
             handoffs,
@@ -79,40 +80,41 @@ impl TurnBudget {
     }
 
     /// Starts a new turn.
-    pub fn refill(&mut self) {
+    pub(crate) fn refill(&mut self) {
         self.bytes = TURN_BYTES;
         self.handoffs = TURN_HANDOFFS;
     }
 
     /// Records `n` bytes read or written.
-    pub fn spend_bytes(&mut self, n: usize) {
+    pub(crate) fn spend_bytes(&mut self, n: usize) {
         self.bytes = self.bytes.saturating_sub(n);
         self.spent += n as u64;
     }
 
     /// Bytes spent so far, across turns: a running total to take
     /// differences of.
-    pub fn spent(&self) -> u64 {
+    pub(crate) fn spent(&self) -> u64 {
         self.spent
     }
 
     /// Records one visit to a connection (see `VISIT_COST`).
-    pub fn spend_visit(&mut self) {
+    pub(crate) fn spend_visit(&mut self) {
         self.spend_bytes(VISIT_COST);
     }
 
     /// Records one message handed to one member.
-    pub fn spend_handoff(&mut self) {
+    pub(crate) fn spend_handoff(&mut self) {
         self.handoffs = self.handoffs.saturating_sub(1);
     }
 
     /// True once either allowance is used up: stop and poll again.
-    pub fn exhausted(&self) -> bool {
+    pub(crate) fn exhausted(&self) -> bool {
         self.bytes == 0 || self.handoffs == 0
     }
 
     /// Bytes that may still be moved this turn.
-    pub fn bytes_left(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes_left(&self) -> usize {
         self.bytes
     }
 }

@@ -8,27 +8,31 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::ConfigError;
 
 /// The protocol a server speaks on every connection (see `protocol/`).
+/// With the `cli` feature it is also the `--mode` flag's list of values
+/// (clap's `ValueEnum`; each variant's first doc line is its `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Mode {
     /// Every byte back, in order, exactly once.
     #[default]
     Echo,
     /// ASCII letters upper-cased, every other byte unchanged.
     Upper,
-    /// `u32` big-endian length + payload frames, each echoed whole.
+    /// u32 big-endian length + payload frames, each echoed whole.
     Framed,
     /// Newline-delimited lines broadcast to every other client.
     Chat,
-    /// File download from `root`.
+    /// File download from the --root directory.
     Files,
 }
 
 /// Everything `Server::bind` needs. Start from `Config::default()` and change
-/// what you need; the defaults are the command line's.
-#[derive(Debug, Clone)]
+/// what you need; the defaults are the command line's (`main.rs` takes its
+/// defaults from here, so they are defined once).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// TCP listen address.
     pub listen: SocketAddr,
@@ -38,10 +42,12 @@ pub struct Config {
     pub mode: Mode,
     /// Most connections open at once; also clamped below the open-files limit.
     pub max_conns: usize,
-    /// Per-connection high-water mark of unsent output: past it the server
-    /// stops reading that connection (backpressure).
+    /// Per-connection high-water mark of unsent output: once a connection is
+    /// owed this many bytes or more (`>=`), the server stops reading it
+    /// (backpressure) until it drains to `low_water()` (`<=`).
     pub max_pending: usize,
-    /// Close connections idle this long; `None` never does.
+    /// Close a connection once no bytes moved either way for this long
+    /// (`>=`); `None` never does.
     pub idle_timeout: Option<Duration>,
     /// On shutdown, how long connections may keep flushing.
     pub drain_timeout: Duration,
@@ -65,10 +71,10 @@ pub struct Config {
     /// metrics listener and records nothing per turn.
     pub metrics: Option<SocketAddr>,
     /// Server-wide bound on the bytes held for clients: unsent output,
-    /// partial frames and lines, unanswered file requests. Past it the
-    /// connections holding the most stop being read until the total falls
-    /// back (see `memory.rs`). With several reactors each gets an equal
-    /// share.
+    /// partial frames and lines, unanswered file requests. Past it (more
+    /// than this held) the connections holding the most stop being read
+    /// until the total falls to 3/4 of it (`<=`; see `memory.rs`). With
+    /// several reactors each gets an equal share.
     pub max_memory: usize,
     /// Turn SIGINT/SIGTERM into a graceful shutdown, and a second one into
     /// an immediate exit (see `signals.rs`). The binary sets it; an embedder
@@ -87,35 +93,37 @@ pub struct Config {
 
 /// Longest accepted duration setting: a year is "never" for every practical
 /// purpose, and keeps `Instant + duration` from overflowing.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+// `ConfigError::DurationTooLong` spells it out.
+const _: () = assert!(MAX_DURATION.as_secs() == 31_536_000);
 
 /// Most `--reactors`: far more threads than cores only adds switching.
-pub const MAX_REACTORS: usize = 256;
+pub(crate) const MAX_REACTORS: usize = 256;
 
 /// Largest `--max-pending`: memory is bounded by connections x this, so a
 /// value that large is a mistake, not a setting.
-pub const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
+pub(crate) const MAX_PENDING_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Largest `--max-line`: a line buffer is per connection, so this bounds it.
-pub const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_LINE_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Default `--udp-batch` (see `udp_batch.rs` and the README's performance
+/// Default `--udp-batch` (see `udp/batch.rs` and the README's performance
 /// section for the measurements behind it).
-pub const DEFAULT_UDP_BATCH: usize = 32;
+pub(crate) const DEFAULT_UDP_BATCH: usize = 32;
 
 /// Largest `--udp-batch`: the per-event cap on datagrams (more would only be
 /// cut by it), and each slot reserves 64 KiB of address space.
-pub const MAX_UDP_BATCH: usize = 256;
+pub(crate) const MAX_UDP_BATCH: usize = 256;
 
 /// Default `--max-conns`.
-pub const DEFAULT_MAX_CONNS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNS: usize = 10_000;
 
 /// Smallest `--max-memory`: below this even a few ordinary connections
 /// would keep the server at its limit.
-pub const MIN_MAX_MEMORY: usize = 1024 * 1024;
+pub(crate) const MIN_MAX_MEMORY: usize = 1024 * 1024;
 
 /// Default TCP (and UDP) address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 impl Default for Config {
     fn default() -> Config {
@@ -144,72 +152,73 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Checks settings that would make the server unusable.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |what: &str| Err(Error::Config(what.to_string()));
-        if self.max_conns == 0 {
-            return bad("--max-conns must be at least 1");
-        }
-        if self.max_pending == 0 {
-            return bad("--max-pending must be at least 1 byte");
-        }
-        if self.backlog == 0 {
-            return bad("--backlog must be at least 1");
-        }
-        if self.max_line == 0 {
-            return bad("--max-line must be at least 1 byte");
-        }
-        if self.max_frame == 0 {
-            return bad("--max-frame must be at least 1 byte");
-        }
-        if self.max_frame > u32::MAX as usize {
-            return bad("--max-frame cannot exceed 4294967295 (a u32 length)");
-        }
-        if self.max_memory < MIN_MAX_MEMORY {
-            return bad("--max-memory must be at least 1048576 (1 MiB)");
-        }
+    /// Checks settings that would make the server unusable; the error names
+    /// the first one found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::{TooLarge, TooSmall};
+        let at_least = |flag, value: usize, min: usize| {
+            if value < min {
+                return Err(TooSmall {
+                    flag,
+                    min: min as u64,
+                });
+            }
+            Ok(())
+        };
+        let at_most = |flag, value: usize, max: usize| {
+            if value > max {
+                return Err(TooLarge {
+                    flag,
+                    max: max as u64,
+                });
+            }
+            Ok(())
+        };
+        at_least("max-conns", self.max_conns, 1)?;
+        at_least("max-pending", self.max_pending, 1)?;
+        at_least("backlog", self.backlog as usize, 1)?;
+        at_least("max-line", self.max_line, 1)?;
+        at_least("max-frame", self.max_frame, 1)?;
+        // A frame's length prefix is a u32.
+        at_most("max-frame", self.max_frame, u32::MAX as usize)?;
+        at_least("max-memory", self.max_memory, MIN_MAX_MEMORY)?;
         if self.mode == Mode::Files && self.root.is_none() {
-            return bad("--mode files needs --root DIR");
+            return Err(ConfigError::MissingRoot);
         }
-        if self.reactors == 0 || self.reactors > MAX_REACTORS {
-            return bad("--reactors must be between 1 and 256");
-        }
+        at_least("reactors", self.reactors, 1)?;
+        at_most("reactors", self.reactors, MAX_REACTORS)?;
         if self.reactors > 1 && self.mode == Mode::Chat {
-            return bad("--mode chat needs --reactors 1 (the room lives in one reactor)");
+            return Err(ConfigError::ChatNeedsOneReactor);
         }
         if self.max_conns < self.reactors {
-            return bad("--max-conns must be at least --reactors");
+            return Err(ConfigError::FewerConnsThanReactors {
+                reactors: self.reactors,
+            });
         }
-        if self.max_pending > MAX_PENDING_LIMIT {
-            return bad("--max-pending cannot exceed 1073741824 (1 GiB)");
-        }
+        at_most("max-pending", self.max_pending, MAX_PENDING_LIMIT)?;
         if self.root.is_some() && self.mode != Mode::Files {
-            return bad("--root only applies to --mode files");
+            return Err(ConfigError::RootWithoutFiles);
         }
-        if self.max_line > MAX_LINE_LIMIT {
-            return bad("--max-line cannot exceed 67108864 (64 MiB)");
-        }
-        if self.udp_batch == 0 || self.udp_batch > MAX_UDP_BATCH {
-            return bad("--udp-batch must be between 1 and 256");
-        }
+        at_most("max-line", self.max_line, MAX_LINE_LIMIT)?;
+        at_least("udp-batch", self.udp_batch, 1)?;
+        at_most("udp-batch", self.udp_batch, MAX_UDP_BATCH)?;
         // Deadlines are `now + duration`; keep them far from overflowing.
-        let too_long = |d: Option<Duration>| d.is_some_and(|d| d > MAX_DURATION);
-        if too_long(self.idle_timeout) {
-            return bad("--idle-timeout cannot exceed 31536000 seconds (a year); 0 means never");
-        }
-        if too_long(Some(self.drain_timeout)) {
-            return bad("--drain-timeout cannot exceed 31536000 seconds (a year)");
-        }
-        if too_long(self.stats_interval) {
-            return bad("--stats-interval cannot exceed 31536000 seconds (a year)");
+        for (flag, d) in [
+            ("idle-timeout", self.idle_timeout),
+            ("drain-timeout", Some(self.drain_timeout)),
+            ("stats-interval", self.stats_interval),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(ConfigError::DurationTooLong { flag });
+            }
         }
         Ok(())
     }
 
-    /// Output below this many bytes lets a paused connection read again. Half
-    /// the high-water mark, so a paused connection does not flap between
-    /// paused and reading on every write.
-    pub fn low_water(&self) -> usize {
+    /// Output of at most this many bytes (`<=`) lets a paused connection read
+    /// again. Half the high-water mark, so a paused connection does not flap
+    /// between paused and reading on every write.
+    pub(crate) fn low_water(&self) -> usize {
         self.max_pending / 2
     }
 }
@@ -219,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_match_the_cli() {
+    fn defaults_are_valid() {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
@@ -228,71 +237,121 @@ mod tests {
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
     }
 
+    /// Each unusable setting is refused with the variant naming it.
     #[test]
     fn rejects_unusable_settings() {
-        let mut c = Config {
+        let refused = |c: Config| c.validate().unwrap_err();
+        let min = |flag, min| ConfigError::TooSmall { flag, min };
+        let max = |flag, max| ConfigError::TooLarge { flag, max };
+        let d = Config::default;
+        assert_eq!(
+            refused(Config {
+                max_conns: 0,
+                ..d()
+            }),
+            min("max-conns", 1)
+        );
+        let files = Config {
+            mode: Mode::Files,
+            ..d()
+        };
+        assert_eq!(refused(files), ConfigError::MissingRoot);
+        let root = Config {
+            root: Some("/".into()),
+            ..d()
+        };
+        assert_eq!(refused(root), ConfigError::RootWithoutFiles);
+        assert_eq!(
+            refused(Config {
+                max_frame: 0,
+                ..d()
+            }),
+            min("max-frame", 1)
+        );
+        let big_frame = u32::MAX as usize + 1;
+        assert_eq!(
+            refused(Config {
+                max_frame: big_frame,
+                ..d()
+            }),
+            max("max-frame", u64::from(u32::MAX))
+        );
+        let tiny_memory = Config {
+            max_memory: MIN_MAX_MEMORY - 1,
+            ..d()
+        };
+        assert_eq!(
+            refused(tiny_memory),
+            min("max-memory", MIN_MAX_MEMORY as u64)
+        );
+        assert_eq!(
+            refused(Config {
+                udp_batch: 0,
+                ..d()
+            }),
+            min("udp-batch", 1)
+        );
+        let big_batch = Config {
+            udp_batch: MAX_UDP_BATCH + 1,
+            ..d()
+        };
+        assert_eq!(refused(big_batch), max("udp-batch", MAX_UDP_BATCH as u64));
+        let chat = Config {
+            mode: Mode::Chat,
+            reactors: 2,
+            ..d()
+        };
+        assert_eq!(refused(chat), ConfigError::ChatNeedsOneReactor);
+        let few = Config {
+            max_conns: 2,
+            reactors: 3,
+            ..d()
+        };
+        assert_eq!(
+            refused(few),
+            ConfigError::FewerConnsThanReactors { reactors: 3 }
+        );
+    }
+
+    /// The messages name the flag to change.
+    #[test]
+    fn messages_name_the_flag() {
+        let e = Config {
             max_conns: 0,
             ..Config::default()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--max-conns"));
-        c.max_conns = 1;
-        c.mode = Mode::Files;
-        assert!(c.validate().unwrap_err().to_string().contains("--root"));
-        let zero_frame = Config {
-            max_frame: 0,
-            ..Config::default()
-        };
-        let msg = zero_frame.validate().unwrap_err().to_string();
-        assert!(msg.contains("--max-frame"), "{msg}");
-        let tiny_memory = Config {
-            max_memory: MIN_MAX_MEMORY - 1,
-            ..Config::default()
-        };
-        let msg = tiny_memory.validate().unwrap_err().to_string();
-        assert!(msg.contains("--max-memory"), "{msg}");
-        for udp_batch in [0, MAX_UDP_BATCH + 1] {
-            let c = Config {
-                udp_batch,
-                ..Config::default()
-            };
-            assert!(c
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--udp-batch"));
-        }
+        let msg = e.validate().unwrap_err().to_string();
+        assert_eq!(msg, "--max-conns must be at least 1");
     }
 
     #[test]
     fn rejects_durations_that_would_overflow_a_deadline() {
         let huge = Some(Duration::from_secs(u64::MAX));
+        let too_long = |flag| ConfigError::DurationTooLong { flag };
         let c = Config {
             idle_timeout: huge,
             ..Config::default()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--idle-timeout"));
+        assert_eq!(c.validate().unwrap_err(), too_long("idle-timeout"));
         let c = Config {
             stats_interval: huge,
             ..Config::default()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--stats-interval"));
+        assert_eq!(c.validate().unwrap_err(), too_long("stats-interval"));
+        let c = Config {
+            drain_timeout: MAX_DURATION + Duration::from_secs(1),
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err(), too_long("drain-timeout"));
         let c = Config {
             drain_timeout: MAX_DURATION,
             max_line: MAX_LINE_LIMIT + 1,
             ..Config::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("--max-line"));
+        let line = ConfigError::TooLarge {
+            flag: "max-line",
+            max: MAX_LINE_LIMIT as u64,
+        };
+        assert_eq!(c.validate().unwrap_err(), line);
     }
 }

@@ -13,8 +13,8 @@
 //! writable (the kernel's send buffer has room). Each registration carries a
 //! [`mio::Token`]; the reactor's loop is a single `match` on it: the listener,
 //! the UDP socket, signals, the shutdown waker, or a connection, whose token is
-//! its key in a [`slab::Slab`] (offset so it never collides with the fixed
-//! tokens).
+//! its key in a [`slab::Slab`] plus 16 (`token.rs`: the fixed tokens sit
+//! below 16, so the two ranges never collide).
 //!
 //! ## Edge-triggered: drain until `WouldBlock`
 //!
@@ -38,11 +38,12 @@
 //! ## Backpressure
 //!
 //! A client that sends but never reads would make an echo server buffer
-//! without end. When a connection's unsent output reaches `max_pending`, the
-//! reactor stops reading it (drops READABLE interest): the client's bytes wait
-//! in the kernel, its TCP window closes, and it is slowed down instead of us
-//! growing. Once the output drains below the low-water mark, reading resumes,
-//! immediately, because the edge for bytes that arrived meanwhile is gone.
+//! without end. When a connection's unsent output reaches `max_pending`
+//! (`>=`), the reactor stops reading it (drops READABLE interest): the
+//! client's bytes wait in the kernel, its TCP window closes, and it is slowed
+//! down instead of us growing. Once the output drains to the low-water mark
+//! (`<=`, half of `max_pending`), reading resumes, immediately, because the
+//! edge for bytes that arrived meanwhile is gone.
 //!
 //! ## Bounded turns
 //!
@@ -102,17 +103,21 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `config.rs` | [`Config`], defaults and validation (no IO) |
-//! | `server.rs` | [`Server`]: binding sockets (socket2) per reactor, addresses, `run` |
-//! | `reactor/mod.rs` | the event loop: tokens, dispatch, the turn, visits |
+//! | `config.rs` | [`Config`], [`Mode`], defaults and validation (no IO) |
+//! | `error.rs` | [`Error`] and [`ConfigError`]: what failed, and what to change |
+//! | `server.rs` | [`Server`]: `bind` (per reactor), addresses, `run` on threads |
+//! | `bind.rs` | one reactor's sockets (socket2), the hand-over to the reactor |
+//! | `token.rs` | which `Token` means which socket; connection = slab key + 16 |
+//! | `reactor/mod.rs` | the event loop: the turn, dispatch, visits |
+//! | `reactor/accept.rs` | `Acceptor`: the listener, `max_conns`, EMFILE back-off |
+//! | `reactor/drain.rs` | `Drain`: the graceful shutdown's deadline and checks |
 //! | `reactor/runq.rs` | the run queue: fresh and old lanes |
 //! | `reactor/conns.rs` | bookkeeping after IO: interest, timers, deferred close |
-//! | `reactor/room.rs` | chat fan-out, spread over turns |
-//! | `reactor/account.rs` | the memory budget in the loop |
-//! | `reactor/accept.rs` | accepting: `max_conns`, EMFILE back-off |
 //! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats |
-//! | `reactor/drain.rs` | the graceful shutdown |
+//! | `reactor/room.rs` | chat fan-out, spread over turns |
+//! | `reactor/account.rs` | `Memory`: the memory budget in the loop |
 //! | `reactor/metrics.rs` | the loop's side of `--metrics`: scrape events, turn histograms, gauges |
+//! | `reactor/tests.rs` | idle timers and the drain on virtual time |
 //! | `budget.rs` | the work one turn may do |
 //! | `memory.rs` | the server-wide memory budget's policy |
 //! | `ready.rs` | readiness not served yet |
@@ -120,13 +125,17 @@
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
-//! | `udp_batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
-//! | `sys.rs` | Linux: the FFI for `recvmmsg`, `sendmmsg`, `sendfile` (all its `unsafe`) |
+//! | `udp/batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
+//! | `sys/` | every `unsafe` of the crate: the open-files limit; on Linux `recvmmsg`, `sendmmsg`, `sendfile`, socket queue ioctls |
 //! | `protocol/` | one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
 //! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
 //! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
+//!
+//! Arrows point one way: `server` uses `bind` and `reactor`, both use
+//! `token`; nothing below imports what is above it (`tests/structure.rs`
+//! checks that no two modules import each other).
 //!
 //! ## Example
 //!
@@ -145,34 +154,43 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Every `unsafe` block lives in `sys/` (the only module allowed it), and
+// each carries a `SAFETY:` comment; CI's `-D warnings` enforces both.
+#![deny(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
-pub mod budget;
+// The public API is what the re-exports below name; every module is
+// private to the crate, so its items need docs for readers, not for rustdoc.
+mod bind;
+mod budget;
+// Public only for `benches/buffer.rs`; not part of the API.
+#[doc(hidden)]
 pub mod buffer;
-pub mod config;
-pub mod conn;
-pub mod error;
-pub mod memory;
+mod config;
+mod conn;
+mod error;
+mod memory;
 mod metrics;
-pub mod protocol;
+mod protocol;
 mod reactor;
-pub mod ready;
-pub mod server;
-pub mod shutdown;
+mod ready;
+mod server;
+mod shutdown;
 mod signals;
-pub mod stats;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+mod stats;
+#[allow(unsafe_code)]
 mod sys;
-pub mod timer;
-pub mod udp;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod udp_batch;
+mod timer;
+mod token;
+mod udp;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
 pub use config::{Config, Mode};
-pub use error::Error;
-pub use server::Server;
+pub use error::{ConfigError, Error};
+pub use server::{raise_fd_limit, Server};
 pub use shutdown::ShutdownHandle;
 pub use stats::{Stats, StatsSnapshot};

@@ -1,13 +1,26 @@
 //! The `echoloop` binary: parse the command line into a `Config`, set up
 //! logging, bind, run. Everything else lives in the library.
 
+// The binary needs no `unsafe`: the library's `sys` module holds all of it.
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use echoloop::{Config, Error, Mode, Server};
+use clap::Parser;
+use echoloop::{Config, Mode, Server};
+
+/// Every flag's default comes from here: `Config::default()` is the one
+/// definition (the test at the end pins that parsing no flags gives it).
+static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
+
+/// A duration setting in whole seconds, 0 for "off" (`None`).
+fn whole_secs(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| d.as_secs())
+}
 
 /// A single-threaded, non-blocking TCP and UDP echo server (mio reactor).
 ///
@@ -21,7 +34,7 @@ use echoloop::{Config, Error, Mode, Server};
 #[command(version, about, long_about)]
 struct Cli {
     /// TCP address to listen on (IPv4 or IPv6, e.g. [::1]:7878; port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = echoloop::config::DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULTS.listen)]
     listen: SocketAddr,
 
     /// UDP address [default: the same address as --listen].
@@ -33,41 +46,43 @@ struct Cli {
     no_udp: bool,
 
     /// Protocol spoken on every connection.
-    #[arg(long, value_enum, default_value_t = CliMode::Echo)]
-    mode: CliMode,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.mode)]
+    mode: Mode,
 
     /// Most connections at once; further clients wait in the backlog. Also
     /// clamped below the open-files limit.
-    #[arg(long, value_name = "N", default_value_t = echoloop::config::DEFAULT_MAX_CONNS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_conns)]
     max_conns: usize,
 
-    /// Per-connection high-water mark of unsent output, in bytes; past it the
-    /// server stops reading that client until it drains to half.
-    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    /// Per-connection high-water mark of unsent output, in bytes: once a
+    /// client is owed this many or more (>=), the server stops reading it
+    /// until at most half that is left (<=).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_pending)]
     max_pending: usize,
 
-    /// Close connections idle this many seconds; 0 = never.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Close a connection once no bytes moved either way for this many
+    /// seconds (>=); 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 
     /// On shutdown, seconds connections get to flush what they are owed.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.drain_timeout.as_secs())]
     drain_timeout: u64,
 
     /// Listen backlog (pending connections the kernel queues for us).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.backlog)]
     backlog: u32,
 
     /// Log the counters every N seconds; 0 = only at shutdown.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.stats_interval))]
     stats_interval: u64,
 
     /// framed mode: largest frame payload in bytes; longer frames are refused.
-    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_frame)]
     max_frame: usize,
 
     /// chat and files modes: longest line in bytes (newline excluded).
-    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_line)]
     max_line: usize,
 
     /// files mode: the directory to serve (required there).
@@ -75,18 +90,19 @@ struct Cli {
     root: Option<PathBuf>,
 
     /// Server-wide bound on the bytes held for clients: unsent output,
-    /// partial frames and lines, unanswered file requests. Past it the
-    /// connections holding the most stop being read (nobody is dropped)
-    /// until the total falls to 3/4 of it; a small request from anyone else
+    /// partial frames and lines, unanswered file requests. Past it (more
+    /// than BYTES held) the connections holding the most stop being read
+    /// (nobody is dropped) until the total falls to 3/4 of it (<=); a small
+    /// request from anyone else
     /// is still served. Split evenly between reactors. At least 1048576.
-    #[arg(long, value_name = "BYTES", default_value_t = echoloop::memory::DEFAULT_MAX_MEMORY)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_memory)]
     max_memory: usize,
 
     /// Independent reactor threads sharing the port (SO_REUSEPORT), each
     /// with its own poller and connections; the kernel picks one per client
     /// by address hash, and max-conns is split between them. 1 is the
     /// classic single-threaded server. Not with --mode chat.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.reactors)]
     reactors: usize,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (text format 0.0.4),
@@ -104,7 +120,7 @@ struct Cli {
     /// in one sendmmsg, which cuts the server's syscalls and CPU per datagram
     /// under load. 1 runs the plain recvfrom/sendto loop (the only one on
     /// other platforms). At most 256.
-    #[arg(long, value_name = "N", default_value_t = echoloop::config::DEFAULT_UDP_BATCH)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.udp_batch)]
     udp_batch: usize,
 
     /// files mode: copy bodies through user space (read + write) instead of
@@ -114,23 +130,10 @@ struct Cli {
     no_sendfile: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CliMode {
-    /// Every byte back, in order.
-    Echo,
-    /// ASCII letters upper-cased.
-    Upper,
-    /// u32 big-endian length + payload frames, echoed whole.
-    Framed,
-    /// Lines broadcast to every other client.
-    Chat,
-    /// File download from --root.
-    Files,
-}
-
 impl Cli {
     fn into_config(self) -> Config {
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        // Only the settings a flag sets: the rest keep their one default.
         Config {
             listen: self.listen,
             udp: if self.no_udp {
@@ -138,13 +141,7 @@ impl Cli {
             } else {
                 Some(self.udp.unwrap_or(self.listen))
             },
-            mode: match self.mode {
-                CliMode::Echo => Mode::Echo,
-                CliMode::Upper => Mode::Upper,
-                CliMode::Framed => Mode::Framed,
-                CliMode::Chat => Mode::Chat,
-                CliMode::Files => Mode::Files,
-            },
+            mode: self.mode,
             max_conns: self.max_conns,
             max_pending: self.max_pending,
             idle_timeout: secs(self.idle_timeout),
@@ -157,6 +154,7 @@ impl Cli {
             reactors: self.reactors,
             metrics: self.metrics,
             max_memory: self.max_memory,
+            // The binary owns the process, so it takes over the signals.
             handle_signals: true,
             udp_batch: self.udp_batch,
             sendfile: !self.no_sendfile,
@@ -174,14 +172,15 @@ fn main() -> ExitCode {
                 println!("configuration ok: {config:?}");
                 ExitCode::SUCCESS
             }
+            // Worded as `run` would word it: "invalid setting: --flag ...".
             Err(e) => {
-                eprintln!("echoloop: {e}");
+                eprintln!("echoloop: {}", echoloop::Error::from(e));
                 ExitCode::from(2)
             }
         };
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    echoloop::server::raise_fd_limit();
+    echoloop::raise_fd_limit();
     let run = Server::bind(config).and_then(|server| {
         // The bound addresses on stdout, whatever RUST_LOG says: with port 0
         // this is how a script learns where to connect.
@@ -196,14 +195,36 @@ fn main() -> ExitCode {
     });
     match run {
         Ok(_) => ExitCode::SUCCESS,
-        // A setting that cannot work is a usage error, like a bad flag (2).
-        Err(e @ Error::Config(_)) => {
-            eprintln!("echoloop: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
             eprintln!("echoloop: {e}");
-            ExitCode::FAILURE
+            // A setting that cannot work is a usage error, like a bad flag.
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parsing no flags gives `Config::default()` (with the signals the
+    /// binary always handles): the defaults are defined once.
+    #[test]
+    fn parsed_defaults_are_config_default() {
+        let parsed = Cli::parse_from(["echoloop"]).into_config();
+        let expected = Config {
+            handle_signals: true,
+            ..Config::default()
+        };
+        assert_eq!(parsed, expected);
+    }
+
+    /// A duration flag of 0 turns the setting off; others are whole seconds.
+    #[test]
+    fn zero_seconds_means_off() {
+        let cli = Cli::parse_from(["echoloop", "--idle-timeout", "0", "--stats-interval", "7"]);
+        let config = cli.into_config();
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.stats_interval, Some(Duration::from_secs(7)));
     }
 }

@@ -32,15 +32,15 @@
 /// honest use: 4,000 slow readers each at the default `--max-pending`, or
 /// a thousand 1 MiB frames in flight at once. On a machine with less than
 /// ~4 GiB to spare, set it lower.
-pub const DEFAULT_MAX_MEMORY: usize = 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_MEMORY: usize = 1024 * 1024 * 1024;
 
 /// Over the budget, a connection holding less than this may still read
 /// (at most up to this much): enough for any small request.
-pub const SMALL_HOLDING: usize = 4096;
+pub(crate) const SMALL_HOLDING: usize = 4096;
 
 /// One reactor's share of `--max-memory`, and what it holds now.
 #[derive(Debug, Clone)]
-pub struct MemoryBudget {
+pub(crate) struct MemoryBudget {
     limit: usize,
     /// Three quarters of `limit`: reads resume at or below it.
     low_water: usize,
@@ -52,7 +52,7 @@ pub struct MemoryBudget {
 
 /// What a change in the total did to the budget's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pressure {
+pub(crate) enum Pressure {
     /// Nothing changed.
     Same,
     /// The total just passed the limit: big holders stop reading.
@@ -62,7 +62,7 @@ pub enum Pressure {
 }
 
 impl MemoryBudget {
-    pub fn new(limit: usize) -> MemoryBudget {
+    pub(crate) fn new(limit: usize) -> MemoryBudget {
         MemoryBudget {
             limit,
             low_water: limit / 4 * 3,
@@ -72,17 +72,17 @@ impl MemoryBudget {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.held
     }
 
     /// True while reads are restricted.
-    pub fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         self.over
     }
 
     /// One connection's holding went from `before` to `after` bytes.
-    pub fn update(&mut self, before: usize, after: usize) -> Pressure {
+    pub(crate) fn update(&mut self, before: usize, after: usize) -> Pressure {
         self.held = (self.held + after).saturating_sub(before);
         if !self.over && self.held > self.limit {
             self.over = true;
@@ -97,7 +97,7 @@ impl MemoryBudget {
 
     /// How many bytes a connection holding `held` may read now: unlimited
     /// under the budget, a small top-up over it, 0 for the big holders.
-    pub fn read_allowance(&self, held: usize) -> usize {
+    pub(crate) fn read_allowance(&self, held: usize) -> usize {
         if self.over {
             SMALL_HOLDING.saturating_sub(held)
         } else {

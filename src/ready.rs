@@ -12,27 +12,27 @@ use std::ops::BitOrAssign;
 
 /// Readable and/or writable, not yet served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// Input may be waiting (or the peer closed, or an error is pending).
-    pub read: bool,
+    pub(crate) read: bool,
     /// The socket may take more output (or an error is pending).
-    pub write: bool,
+    pub(crate) write: bool,
 }
 
 impl Ready {
     /// Readable only.
-    pub const READ: Ready = Ready {
+    pub(crate) const READ: Ready = Ready {
         read: true,
         write: false,
     };
     /// Writable only.
-    pub const WRITE: Ready = Ready {
+    pub(crate) const WRITE: Ready = Ready {
         read: false,
         write: true,
     };
 
     /// True when there is nothing to serve.
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         !self.read && !self.write
     }
 }

@@ -3,25 +3,25 @@
 //! Binding and running are separate steps so a caller can learn the real
 //! addresses (port 0 picks a free port) and take a shutdown handle before the
 //! server starts blocking its thread.
+//!
+//! How each reactor's sockets are built is `bind.rs`; what a reactor does
+//! with them is `reactor/`. This file decides how many there are, shares
+//! `max_conns` and the open-files limit out, and runs them on threads.
 
-use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, UdpSocket};
-use mio::{Poll, Waker};
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
+use crate::bind::{bind_metrics, bind_shard, check_root, probe_addresses, Addrs, Shard};
 use crate::config::{Config, Mode, DEFAULT_MAX_CONNS};
 use crate::error::Error;
 use crate::metrics::{LoopMetrics, MetricsShard};
-use crate::reactor::{Reactor, SIGNALS, WAKER};
+use crate::reactor::Reactor;
 use crate::shutdown::ShutdownHandle;
-use crate::signals::SignalSet;
 use crate::stats::{Stats, StatsSnapshot};
+use crate::sys;
 
 /// File descriptors kept back from `--max-conns` for the listener, the UDP
 /// socket, epoll, signal pipes, logging and the like.
@@ -30,12 +30,6 @@ const RESERVED_FDS: u64 = 32;
 /// Descriptors each reactor holds besides its connections: epoll, the
 /// waker, the listener and the UDP socket.
 const FDS_PER_REACTOR: u64 = 4;
-
-/// Listen backlog of the metrics endpoint: scrapers are few.
-const METRICS_BACKLOG: u32 = 64;
-
-/// Requested UDP socket buffer size, each way (see `udp_socket`).
-const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A bound, not yet running, echoloop server.
 #[derive(Debug)]
@@ -52,30 +46,6 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
 }
 
-/// What one reactor owns: its poller and its own sockets. With several
-/// reactors every shard's listener (and UDP socket) is bound to the same
-/// address with SO_REUSEPORT, and the kernel spreads clients across them.
-#[derive(Debug)]
-pub(crate) struct Shard {
-    pub(crate) poll: Poll,
-    pub(crate) listener: TcpListener,
-    pub(crate) udp: Option<UdpSocket>,
-    /// This reactor's share of `max_conns`.
-    pub(crate) max_conns: usize,
-    /// 0 for the first reactor, which also handles signals and logs stats.
-    pub(crate) index: usize,
-    /// `--metrics`: every reactor records; the first serves the endpoint.
-    pub(crate) metrics: Option<MetricsShard>,
-    /// How many reactors there are (each takes this share of `max_memory`).
-    pub(crate) reactors: usize,
-    /// SIGINT/SIGTERM, for the first reactor when `handle_signals`.
-    /// Installed by `bind`, not `run`: `main` prints the bound address
-    /// between the two, and a script that signals the server as soon as it
-    /// reads that line must find the handlers in place (a signal before
-    /// them killed the process outright: no drain, no final counters).
-    pub(crate) signals: Option<SignalSet>,
-}
-
 impl Server {
     /// Validates `config`, binds the TCP listener and the UDP socket (one of
     /// each per reactor), and sets up the pollers. Does not serve anything
@@ -89,24 +59,25 @@ impl Server {
         let n = config.reactors;
         config.max_conns = clamp_to_fd_limit(config.max_conns, config.mode, n);
         if config.max_conns < n {
-            return Err(Error::Config(format!(
-                "the open-files limit leaves room for {} connections, fewer than --reactors {n} (raise it with ulimit -n)",
-                config.max_conns
-            )));
+            return Err(Error::FdLimit {
+                allowed: config.max_conns,
+                reactors: n,
+            });
         }
         let reuse_port = n > 1;
-        let (mut tcp_addr, mut udp_addr) = (config.listen, config.udp);
+        let mut addrs = Addrs {
+            tcp: config.listen,
+            udp: config.udp,
+        };
         if reuse_port {
             // SO_REUSEPORT would let us share a port another server holds;
             // bind once without it first, so "address in use" is still an
             // error, and so port 0 resolves to one port for every reactor.
-            (tcp_addr, udp_addr) = probe_addresses(&config)?;
+            addrs = probe_addresses(&config)?;
         }
         let (mut metrics_listener, metrics_addr) = match config.metrics {
             Some(addr) => {
-                let listener = tcp_listener(addr, METRICS_BACKLOG, false)
-                    .map_err(|source| Error::BindMetrics { addr, source })?;
-                let bound = listener.local_addr()?;
+                let (listener, bound) = bind_metrics(addr)?;
                 (Some(listener), Some(bound))
             }
             None => (None, None),
@@ -115,61 +86,24 @@ impl Server {
         let mut shards = Vec::with_capacity(n);
         let mut wakers = Vec::with_capacity(n);
         for index in 0..n {
-            let listener =
-                tcp_listener(tcp_addr, config.backlog, reuse_port).map_err(|source| {
-                    Error::BindTcp {
-                        addr: tcp_addr,
-                        source,
-                    }
-                })?;
-            tcp_addr = listener.local_addr()?;
-            let udp = match udp_addr {
-                Some(addr) => {
-                    let socket = udp_socket(addr, reuse_port)
-                        .map_err(|source| Error::BindUdp { addr, source })?;
-                    udp_addr = Some(socket.local_addr()?);
-                    Some(socket)
-                }
-                None => None,
-            };
-            let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), WAKER)?);
-            // Signals go to one reactor, which passes them on to the others.
-            let signals = if config.handle_signals && index == 0 {
-                Some(SignalSet::install(poll.registry(), SIGNALS)?)
-            } else {
-                None
-            };
-            // Share max_conns out; the first reactors take the remainder.
-            let max_conns = config.max_conns / n + usize::from(index < config.max_conns % n);
-            shards.push(Shard {
-                poll,
-                listener,
-                udp,
-                max_conns,
-                index,
-                metrics: loop_metrics.as_ref().map(|m| MetricsShard {
-                    listener: metrics_listener.take(),
-                    loop_metrics: m.clone(),
-                }),
-                reactors: n,
-                signals,
+            let metrics = loop_metrics.as_ref().map(|m| MetricsShard {
+                listener: metrics_listener.take(),
+                loop_metrics: m.clone(),
             });
+            // Each bind learns the real ports (port 0) for the next.
+            let (shard, waker) = bind_shard(&config, index, &mut addrs, metrics)?;
+            shards.push(shard);
+            wakers.push(waker);
         }
-        let shutdown = ShutdownHandle {
-            wakers: wakers.into(),
-            requested: Arc::new(AtomicBool::new(false)),
-            abort: Arc::new(AtomicBool::new(false)),
-            running: Arc::new(AtomicUsize::new(n)),
-        };
+        let shutdown = ShutdownHandle::new(wakers);
         Ok(Server {
             config,
             shards,
             shutdown,
             stats: Stats::default(),
             root,
-            tcp_addr,
-            udp_addr,
+            tcp_addr: addrs.tcp,
+            udp_addr: addrs.udp,
             metrics_addr,
         })
     }
@@ -249,14 +183,14 @@ impl Server {
             let mut others = Vec::new();
             let mut results = Vec::new();
             for shard in shards {
-                let name = format!("echoloop-reactor-{}", shard.index);
+                let index = shard.index;
                 let spawned = std::thread::Builder::new()
-                    .name(name)
+                    .name(format!("echoloop-reactor-{index}"))
                     .spawn_scoped(scope, || serve(shard));
                 match spawned {
-                    Ok(thread) => others.push(thread),
-                    Err(e) => {
-                        results.push(Err(Error::Poll(e)));
+                    Ok(thread) => others.push((index, thread)),
+                    Err(source) => {
+                        results.push(Err(Error::Spawn { index, source }));
                         break;
                     }
                 }
@@ -267,8 +201,8 @@ impl Server {
                 // Those already started see the abort at their first poll.
                 shutdown.abort();
             }
-            for thread in others {
-                let panicked = || Err(Error::Poll(io::Error::other("a reactor thread panicked")));
+            for (index, thread) in others {
+                let panicked = || Err(Error::ReactorPanicked { index });
                 results.push(thread.join().unwrap_or_else(|_| panicked()));
             }
             results
@@ -290,96 +224,6 @@ impl Drop for AbortOnPanic<'_> {
             self.0.abort();
         }
     }
-}
-
-/// Binds the TCP and UDP addresses once without SO_REUSEPORT and releases
-/// them, returning the ports actually bound. There is a window between the
-/// probe and the real binds in which another process could take the port;
-/// the real binds then fail, or (if it too uses SO_REUSEPORT) share it.
-fn probe_addresses(config: &Config) -> Result<(SocketAddr, Option<SocketAddr>), Error> {
-    let tcp = tcp_listener(config.listen, config.backlog, false)
-        .and_then(|l| l.local_addr())
-        .map_err(|source| Error::BindTcp {
-            addr: config.listen,
-            source,
-        })?;
-    let udp = match config.udp {
-        Some(addr) => Some(
-            udp_socket(addr, false)
-                .and_then(|u| u.local_addr())
-                .map_err(|source| Error::BindUdp { addr, source })?,
-        ),
-        None => None,
-    };
-    Ok((tcp, udp))
-}
-
-/// A listening TCP socket built with socket2, so we can set SO_REUSEADDR (a
-/// restarted server can bind while old connections sit in TIME_WAIT) and the
-/// backlog before `listen`.
-fn tcp_listener(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    if addr.is_ipv6() {
-        // [::1] means IPv6 only, not also IPv4-mapped addresses.
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    // Several reactors: each has its own listener on the same port, and the
-    // kernel spreads incoming connections across them.
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
-fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(SockProtocol::UDP),
-    )?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    // UDP has no flow control: datagrams that arrive while the receive
-    // buffer is full are dropped by the kernel (counted in /proc/net/snmp as
-    // RcvbufErrors), before we ever see them. The default buffer (~208 KiB)
-    // overflows at a few hundred small datagrams in flight, so ask for more;
-    // the kernel caps the request at net.core.rmem_max / wmem_max, and a
-    // smaller buffer still works, so failure here is not an error.
-    if let Err(e) = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER) {
-        debug!("udp SO_RCVBUF not raised error={e}");
-    }
-    if let Err(e) = socket.set_send_buffer_size(UDP_SOCKET_BUFFER) {
-        debug!("udp SO_SNDBUF not raised error={e}");
-    }
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(UdpSocket::from_std(socket.into()))
-}
-
-/// `--root` must be a readable directory; returns its canonical path.
-fn check_root(path: &Path) -> Result<PathBuf, Error> {
-    let fail = |reason: String| Error::Root {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let canonical = path.canonicalize().map_err(|e| fail(e.to_string()))?;
-    if !canonical.is_dir() {
-        return Err(fail("not a directory".into()));
-    }
-    std::fs::read_dir(&canonical).map_err(|e| fail(e.to_string()))?;
-    Ok(canonical)
 }
 
 /// Keeps `max_conns` below the open-files limit: a server that accepts past it
@@ -408,43 +252,100 @@ fn clamp_to_fd_limit(max_conns: usize, mode: Mode, reactors: usize) -> usize {
     max_conns
 }
 
-/// The soft RLIMIT_NOFILE, if it can be read.
-// rlim_t is u64 on Linux but not on every platform: the casts are for those.
-#[allow(clippy::unnecessary_cast)]
+/// The soft RLIMIT_NOFILE, if it can be read and is finite.
 fn open_files_limit() -> Option<u64> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass, which is valid and
-    // properly aligned for the duration of the call.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
-    (rc == 0 && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as u64)
-}
-
-/// Raises the soft open-files limit to the hard limit, so the server can hold
-/// as many connections as the administrator allows. Called by the binary, not
-/// by the library: changing process limits is the embedder's decision.
-#[allow(clippy::unnecessary_cast)]
-pub fn raise_fd_limit() -> Option<u64> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: as above; setrlimit reads the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return None;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: rl.rlim_max,
-                rlim_max: rl.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                rl.rlim_cur = rl.rlim_max;
-            }
+    match sys::fd_limit() {
+        Ok(limit) => limit.soft,
+        Err(e) => {
+            debug!("cannot read the open-files limit error={e}");
+            None
         }
     }
-    Some(rl.rlim_cur as u64)
+}
+
+/// Raises the soft open-files limit to the hard limit, so the server can
+/// hold as many connections as the administrator allows, and returns the
+/// soft limit then in force (`None`: unlimited, or unreadable). Called by
+/// the binary, not by [`Server::bind`]: changing process limits is the
+/// embedder's decision.
+pub fn raise_fd_limit() -> Option<u64> {
+    let limit = match sys::fd_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("cannot read the open-files limit error={e}");
+            return None;
+        }
+    };
+    let below_hard = match (limit.soft, limit.hard) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !below_hard {
+        return limit.soft;
+    }
+    match sys::set_soft_fd_limit(limit.hard, limit.hard) {
+        Ok(()) => limit.hard,
+        Err(e) => {
+            warn!(
+                "cannot raise the open-files limit soft={:?} hard={:?} error={e}",
+                limit.soft, limit.hard
+            );
+            limit.soft
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ConfigError;
+
+    /// An address another socket holds is a `BindTcp` (or `BindUdp`) error
+    /// naming that address, not a generic IO error.
+    #[test]
+    fn an_address_in_use_names_the_socket_and_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = Config {
+            listen: addr,
+            udp: None,
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(
+            matches!(err, Error::BindTcp { addr: a, .. } if a == addr),
+            "{err}"
+        );
+
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            udp: Some(addr),
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(
+            matches!(err, Error::BindUdp { addr: a, .. } if a == addr),
+            "{err}"
+        );
+    }
+
+    /// A setting that cannot work is refused before any socket is opened,
+    /// as a usage error.
+    #[test]
+    fn an_unusable_setting_is_a_usage_error() {
+        let config = Config {
+            backlog: 0,
+            ..Config::default()
+        };
+        let err = Server::bind(config).unwrap_err();
+        assert!(err.is_usage());
+        let expected = ConfigError::TooSmall {
+            flag: "backlog",
+            min: 1,
+        };
+        assert!(matches!(&err, Error::Config(e) if *e == expected), "{err}");
+    }
 }

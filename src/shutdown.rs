@@ -18,18 +18,29 @@ use mio::Waker;
 pub struct ShutdownHandle {
     /// One waker per reactor (`--reactors`), each registered under `WAKER`
     /// in its reactor's poll.
-    pub(crate) wakers: Arc<[Waker]>,
+    wakers: Arc<[Waker]>,
     /// Set once a graceful shutdown was asked for.
-    pub(crate) requested: Arc<AtomicBool>,
+    requested: Arc<AtomicBool>,
     /// Set by a second signal, or when a reactor fails: every reactor
     /// returns at once.
-    pub(crate) abort: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
     /// Reactors still running. The first reactor owns the signal handlers
     /// and keeps them (and so a second Ctrl-C working) until it is the last.
-    pub(crate) running: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
 }
 
 impl ShutdownHandle {
+    /// A handle on the reactors whose wakers these are, all running.
+    pub(crate) fn new(wakers: Vec<Waker>) -> ShutdownHandle {
+        let running = wakers.len();
+        ShutdownHandle {
+            wakers: wakers.into(),
+            requested: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicUsize::new(running)),
+        }
+    }
+
     /// Stops accepting, lets connections flush for up to the drain timeout,
     /// then makes `Server::run` return.
     pub fn shutdown(&self) {
@@ -56,7 +67,9 @@ impl ShutdownHandle {
     pub(crate) fn reactor_done(&self) {
         self.running.fetch_sub(1, Ordering::AcqRel);
         if let Some(first) = self.wakers.first() {
-            let _ = first.wake();
+            if let Err(e) = first.wake() {
+                log::warn!("shutdown: cannot wake the first reactor error={e}");
+            }
         }
     }
 

@@ -24,34 +24,34 @@ use std::time::{Duration, Instant};
 
 /// A due entry: which slab key, and which connection id it was meant for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Due {
-    pub key: usize,
-    pub id: u64,
+pub(crate) struct Due {
+    pub(crate) key: usize,
+    pub(crate) id: u64,
 }
 
 /// Pending deadlines, earliest first.
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, Due)>>,
 }
 
 impl Timers {
-    pub fn new() -> Timers {
+    pub(crate) fn new() -> Timers {
         Timers::default()
     }
 
     /// Adds a deadline for connection `id` in slab slot `key`.
-    pub fn schedule(&mut self, at: Instant, key: usize, id: u64) {
+    pub(crate) fn schedule(&mut self, at: Instant, key: usize, id: u64) {
         self.heap.push(Reverse((at, Due { key, id })));
     }
 
     /// The earliest deadline, if any.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Removes and returns one entry due at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, d))| d),
             _ => None,
@@ -59,25 +59,20 @@ impl Timers {
     }
 
     /// Keeps only the entries for which `live` returns true (drops stale ones).
-    pub fn retain(&mut self, mut live: impl FnMut(&Due) -> bool) {
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(&Due) -> bool) {
         self.heap.retain(|Reverse((_, due))| live(due));
     }
 
     /// Number of entries, stale ones included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
-    }
-
-    /// True when no deadline is pending.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 
 /// How long `poll` may sleep: until the earliest of `deadlines`, or forever
 /// when there is none. Rounds up to whole milliseconds (epoll's resolution),
 /// so the loop does not wake a hair early and spin once with nothing due.
-pub fn poll_timeout(now: Instant, deadlines: &[Option<Instant>]) -> Option<Duration> {
+pub(crate) fn poll_timeout(now: Instant, deadlines: &[Option<Instant>]) -> Option<Duration> {
     let next = deadlines.iter().flatten().min()?;
     let wait = next.saturating_duration_since(now);
     let ms = wait.as_nanos().div_ceil(1_000_000);

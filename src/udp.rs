@@ -9,7 +9,7 @@
 //! hint, so reads always go on until `WouldBlock` (or the fairness cap).
 //!
 //! On Linux, with `--udp-batch N` above 1, reading and answering go through
-//! `udp_batch.rs` instead: up to N datagrams per `recvmmsg` and their replies
+//! `udp/batch.rs` instead: up to N datagrams per `recvmmsg` and their replies
 //! in one `sendmmsg`. The queue, the cap and the WouldBlock rules are the
 //! same; only the number of syscalls changes. This file keeps the plain
 //! one-datagram-per-syscall loop, used with `--udp-batch 1` and on every
@@ -21,7 +21,10 @@ use std::net::SocketAddr;
 
 use log::{debug, trace};
 use mio::net::UdpSocket;
-use mio::Interest;
+use mio::{Interest, Registry};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod batch;
 
 use crate::budget::TurnBudget;
 use crate::config::Mode;
@@ -31,26 +34,26 @@ use crate::stats::{self, Counters};
 /// Datagrams read per readiness event before yielding to TCP connections.
 pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
 /// Most replies waiting for WRITABLE.
-pub const MAX_QUEUED: usize = 1024;
+pub(crate) const MAX_QUEUED: usize = 1024;
 /// Most bytes waiting for WRITABLE (64 full-size datagrams).
-pub const MAX_QUEUED_BYTES: usize = 64 * 65_536;
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 
 /// The server's UDP endpoint.
 #[derive(Debug)]
-pub struct Udp {
-    pub socket: UdpSocket,
+pub(crate) struct Udp {
+    pub(crate) socket: UdpSocket,
     mode: Mode,
     queue: ReplyQueue,
     /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
     /// runs the plain loop below.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    batch: Option<crate::udp_batch::Batch>,
+    batch: Option<batch::Batch>,
 }
 
 impl Udp {
     /// `batch` is `--udp-batch`: datagrams per syscall, 1 for the plain loop
     /// (the only one off Linux).
-    pub fn new(socket: UdpSocket, mode: Mode, batch: usize) -> Udp {
+    pub(crate) fn new(socket: UdpSocket, mode: Mode, batch: usize) -> Udp {
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = batch;
         Udp {
@@ -58,12 +61,12 @@ impl Udp {
             mode,
             queue: ReplyQueue::default(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            batch: (batch > 1).then(|| crate::udp_batch::Batch::new(batch)),
+            batch: (batch > 1).then(|| batch::Batch::new(batch)),
         }
     }
 
     /// The interest this socket needs now.
-    pub fn interest(&self) -> Interest {
+    pub(crate) fn interest(&self) -> Interest {
         if self.queue.is_empty() {
             Interest::READABLE
         } else {
@@ -74,7 +77,7 @@ impl Udp {
     /// READABLE: answer datagrams until the socket is drained. Returns true if
     /// the fairness cap or the turn's budget stopped it first (the reactor
     /// calls again, since no new edge comes for datagrams already queued).
-    pub fn on_readable(
+    pub(crate) fn on_readable(
         &mut self,
         scratch: &mut [u8],
         stats: &Counters,
@@ -110,8 +113,24 @@ impl Udp {
         true
     }
 
+    /// Shutting down: no more datagrams are read or answered. The socket
+    /// is deregistered; replies still queued stay until `abandon`.
+    pub(crate) fn stop(&mut self, registry: &Registry) {
+        if let Err(e) = registry.deregister(&mut self.socket) {
+            debug!("udp deregister error={e}");
+        }
+    }
+
+    /// The reactor is finishing: the replies still queued will never be
+    /// sent. Counts them in `datagrams_dropped`, like replies dropped at the
+    /// queue's bound, so every datagram received is either answered or
+    /// counted.
+    pub(crate) fn abandon(&self, stats: &Counters) {
+        stats::add(&stats.datagrams_dropped, self.queue.len() as u64);
+    }
+
     /// WRITABLE: send queued replies until the socket would block again.
-    pub fn on_writable(&mut self, stats: &Counters) {
+    pub(crate) fn on_writable(&mut self, stats: &Counters) {
         self.queue.flush(&self.socket, stats);
     }
 
@@ -153,6 +172,11 @@ impl ReplyQueue {
         self.items.is_empty()
     }
 
+    /// Replies waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
     /// Queues a copy of `data` for `to`; at the bound it is dropped and
     /// counted instead.
     pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8], stats: &Counters) {
@@ -184,5 +208,28 @@ impl ReplyQueue {
         }
         // Give the queue's memory back once it drained.
         self.items = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// Replies still queued when the reactor finishes are never sent: they
+    /// count as dropped, like those refused at the queue's bound.
+    #[test]
+    fn replies_abandoned_at_shutdown_count_as_dropped() {
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = socket.local_addr().unwrap();
+        let mut udp = Udp::new(socket, Mode::Echo, 1);
+        let stats = Counters::default();
+        for _ in 0..3 {
+            udp.queue.push(to, b"reply", &stats);
+        }
+        assert_eq!(udp.interest(), Interest::READABLE | Interest::WRITABLE);
+        assert_eq!(stats.datagrams_dropped.load(Relaxed), 0);
+        udp.abandon(&stats);
+        assert_eq!(stats.datagrams_dropped.load(Relaxed), 3);
     }
 }

@@ -10,35 +10,36 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{read_n, self_rss_kib, start, test_config, Rng, Running};
-use echoloop::{Config, Mode, Server};
+use echoloop::{Config, ConfigError, Error, Mode, Server};
 use serde_json::{json, Value};
 
-/// A fresh directory `<tmp>/echoloop-<pid>-<test>` holding `root/` (served)
-/// and `outside/` (not), removed on drop even if the test fails.
-struct TempDir(PathBuf);
+/// A fresh temporary directory (tempfile) holding `root/` (served) and
+/// `outside/` (not), removed on drop even if the test fails.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("echoloop-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("root")).unwrap();
-        std::fs::create_dir_all(dir.join("outside")).unwrap();
-        std::fs::write(dir.join("outside/secret.txt"), b"top secret").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("echoloop-{test}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        std::fs::create_dir(path.join("root")).unwrap();
+        std::fs::create_dir(path.join("outside")).unwrap();
+        std::fs::write(path.join("outside/secret.txt"), b"top secret").unwrap();
         TempDir(dir)
     }
 
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
     fn root(&self) -> PathBuf {
-        self.0.join("root")
+        self.path().join("root")
     }
 
     fn outside(&self) -> PathBuf {
-        self.0.join("outside")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.path().join("outside")
     }
 }
 
@@ -226,15 +227,24 @@ fn missing_root_is_a_bind_error() {
         ..files_config(&dir.root())
     });
     let err = unset.expect_err("files mode without --root must not bind");
-    assert!(err.to_string().contains("--root"), "{err}");
+    assert!(
+        matches!(err, Error::Config(ConfigError::MissingRoot)),
+        "{err}"
+    );
 
-    let missing = dir.0.join("does-not-exist");
+    let missing = dir.path().join("does-not-exist");
     let err = Server::bind(files_config(&missing)).expect_err("missing root must not bind");
-    assert!(err.to_string().contains("does-not-exist"), "{err}");
+    assert!(
+        matches!(&err, Error::Root { path, .. } if *path == missing),
+        "{err}"
+    );
 
     let file = dir.outside().join("secret.txt");
     let err = Server::bind(files_config(&file)).expect_err("a file as root must not bind");
-    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert!(
+        matches!(&err, Error::RootNotDir { path } if *path == file),
+        "{err}"
+    );
 }
 
 /// A 256 MiB file to a client that reads 64 KiB at a time with pauses is

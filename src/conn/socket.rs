@@ -42,30 +42,17 @@ impl StreamSocket for mio::net::TcpStream {
         mio::net::TcpStream::take_error(self)
     }
 
+    // The ioctls are in `sys`, the crate's one home for `unsafe`; a failed
+    // one counts as 0, as on platforms that cannot tell.
     #[cfg(target_os = "linux")]
     fn unacked(&self) -> usize {
         // SIOCOUTQ (= TIOCOUTQ): bytes in the send queue, not yet acked.
-        ioctl_count(self, libc::TIOCOUTQ)
+        crate::sys::unacked_bytes(self).unwrap_or(0)
     }
 
     #[cfg(target_os = "linux")]
     fn queued_input(&self) -> usize {
         // SIOCINQ (= FIONREAD): bytes in the receive queue.
-        ioctl_count(self, libc::FIONREAD)
-    }
-}
-
-/// An ioctl that reports a byte count through an `int`; 0 if it fails.
-#[cfg(target_os = "linux")]
-fn ioctl_count(socket: &mio::net::TcpStream, request: libc::Ioctl) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: both requests write one int through the pointer, which points
-    // at `n` for the duration of the call; the fd is open while we hold it.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut n) };
-    if rc == 0 {
-        usize::try_from(n).unwrap_or(0)
-    } else {
-        0
+        crate::sys::queued_input_bytes(self).unwrap_or(0)
     }
 }

@@ -10,14 +10,39 @@
 use log::{debug, info, warn};
 
 use super::runq::Lane;
-use super::{Reactor, FIRST_CONN};
-use crate::memory::Pressure;
+use super::Reactor;
+use crate::memory::{MemoryBudget, Pressure};
 use crate::ready::Ready;
 use crate::stats;
+use crate::token::FIRST_CONN;
 
-/// Stale entries tolerated in `memory_paused` (connections that closed
+/// Stale entries tolerated in `Memory::paused` (connections that closed
 /// while paused) before it is compacted.
 const STALE_PAUSED_SLACK: usize = 1024;
+
+/// The memory budget's side of one reactor.
+#[derive(Debug)]
+pub(super) struct Memory {
+    /// This reactor's share of `--max-memory`, and what is held now.
+    pub(super) budget: MemoryBudget,
+    /// Connections (slab key, id) the budget stopped reading; all resume
+    /// when the total falls to the low-water mark. May hold stale entries
+    /// (skipped on resume, compacted past `STALE_PAUSED_SLACK`).
+    paused: Vec<(usize, u64)>,
+    /// `room.bytes()` at its last accounting (see `account_room`).
+    room_held: usize,
+}
+
+impl Memory {
+    /// A budget of `max` bytes for this reactor.
+    pub(super) fn new(max: usize) -> Memory {
+        Memory {
+            budget: MemoryBudget::new(max),
+            paused: Vec::new(),
+            room_held: 0,
+        }
+    }
+}
 
 impl Reactor {
     /// Counts what connection `key` holds now.
@@ -37,8 +62,8 @@ impl Reactor {
     /// what a member has not read yet counts in its own output).
     pub(super) fn account_room(&mut self) {
         let held = self.room.bytes();
-        if held != self.room_held {
-            let before = std::mem::replace(&mut self.room_held, held);
+        if held != self.memory.room_held {
+            let before = std::mem::replace(&mut self.memory.room_held, held);
             self.track(before, held);
         }
     }
@@ -55,10 +80,10 @@ impl Reactor {
         } else {
             stats::sub(gauge, (before - after) as u64);
         }
-        if self.memory.update(before, after) == Pressure::Engaged {
+        if self.memory.budget.update(before, after) == Pressure::Engaged {
             warn!(
                 "memory budget reached, pausing reads of the biggest holders held={} max_memory={}",
-                self.memory.held(),
+                self.memory.budget.held(),
                 self.config.max_memory
             );
         }
@@ -84,12 +109,13 @@ impl Reactor {
             debug!("memory pause token={} held={}", key + FIRST_CONN, slot.held);
         }
         let id = slot.conn.id;
-        if self.memory_paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {
+        if self.memory.paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {
             let conns = &self.conns;
-            self.memory_paused
+            self.memory
+                .paused
                 .retain(|&(k, i)| conns.get(k).is_some_and(|s| s.conn.id == i));
         }
-        self.memory_paused.push((key, id));
+        self.memory.paused.push((key, id));
         false
     }
 
@@ -97,15 +123,15 @@ impl Reactor {
     /// reads again: queued with read readiness, since the bytes that waited
     /// raised their edges long ago.
     pub(super) fn resume_if_released(&mut self) {
-        if self.memory.is_over() || self.memory_paused.is_empty() {
+        if self.memory.budget.is_over() || self.memory.paused.is_empty() {
             return;
         }
         info!(
             "memory budget: below low water, resuming reads held={} paused={}",
-            self.memory.held(),
-            self.memory_paused.len()
+            self.memory.budget.held(),
+            self.memory.paused.len()
         );
-        for (key, id) in std::mem::take(&mut self.memory_paused) {
+        for (key, id) in std::mem::take(&mut self.memory.paused) {
             let Some(slot) = self.conns.get_mut(key) else {
                 continue;
             };

@@ -4,19 +4,20 @@
 //! close what asked to be closed (never in the middle of a batch, so a
 //! reused slab key cannot receive an event meant for its predecessor).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, trace, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::accept::AcceptState;
-use super::{Reactor, FIRST_CONN};
+use super::Reactor;
 use crate::budget::TurnBudget;
 use crate::conn::{CloseReason, Conn, Ctx};
-use crate::protocol::Outbox;
+use crate::protocol::{Outbox, Protocol};
 use crate::ready::Ready;
 use crate::stats::{self, Counters};
+use crate::token::{conn_key, conn_token, FIRST_CONN};
 
 /// A connection in the slab, with the interest registered for it (so we call
 /// `reregister` only when it changes), the earliest timer entry it has, the
@@ -73,6 +74,34 @@ impl Shared {
 }
 
 impl Reactor {
+    /// A client the acceptor took: set it up, give it a slot and an id, run
+    /// its handler's `on_open`, and register it.
+    pub(super) fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Echo traffic is request/response: do not let Nagle hold back a
+        // small reply waiting for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("set_nodelay peer={peer} error={e}");
+        }
+        stats::add(&self.shared.stats.accepted, 1);
+        stats::add(&self.shared.stats.active, 1);
+        self.next_id += 1;
+        let id = self.next_id;
+        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
+        let ctx = &mut self.shared.ctx(self.now, 0, false);
+        let conn = Conn::new(stream, peer, id, proto, ctx);
+        let key = self.conns.insert(Slot {
+            conn,
+            registered: None,
+            timer: None,
+            reported: Default::default(),
+            ready: Ready::default(),
+            held: 0,
+            heavy_until: None,
+        });
+        debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
+        self.after_conn_io(key);
+    }
+
     /// After a connection did IO: send its chat messages to the room, count
     /// what it holds, sync its interest with what it needs, keep its timer,
     /// and queue it for closing if done.
@@ -84,6 +113,7 @@ impl Reactor {
         for msg in self.shared.outbox.drain() {
             self.room.send(sender, msg, self.next_id);
         }
+        debug_assert!(self.shared.outbox.is_empty(), "outbox drained");
         self.account_room();
         self.account(key);
         let Some(slot) = self.conns.get_mut(key) else {
@@ -97,7 +127,7 @@ impl Reactor {
         }
         let wanted = slot.conn.interest();
         if wanted != slot.registered {
-            let token = Token(key + FIRST_CONN);
+            let token = conn_token(key);
             let registry = self.poll.registry();
             let result = match (slot.registered, wanted) {
                 (None, Some(i)) => registry.register(&mut slot.conn.socket, token, i),
@@ -157,11 +187,12 @@ impl Reactor {
             // Dropping the socket closes it.
         }
         self.compact_timers();
-        if self.conns.len() < self.config.max_conns - self.config.max_conns / 10 {
-            self.full_logged = false;
-        }
-        if self.accept == AcceptState::Full && self.conns.len() < self.config.max_conns {
-            self.resume_accepting();
+        if self
+            .acceptor
+            .on_closed(self.poll.registry(), self.conns.len())
+        {
+            // Clients that waited in the backlog raised no new edge.
+            self.accept_all();
         }
     }
 
@@ -169,11 +200,7 @@ impl Reactor {
     /// read loop does not stop at a short read before the EOF (no new edge
     /// would come for it).
     pub(super) fn note_read_closed(&mut self, token: Token) {
-        if let Some(slot) = token
-            .0
-            .checked_sub(FIRST_CONN)
-            .and_then(|k| self.conns.get_mut(k))
-        {
+        if let Some(slot) = conn_key(token).and_then(|k| self.conns.get_mut(k)) {
             slot.conn.note_read_closed();
         }
     }

@@ -2,25 +2,44 @@
 //! timers coming due, periodic stats, and how long each turn took. The poll
 //! timeout *is* the timer: the loop sleeps until the earliest deadline, then
 //! `fire_timers` runs what is due.
+//!
+//! Every decision here takes `now` as a parameter (the loop reads the clock
+//! once per turn), so the tests in `reactor/tests.rs` drive idle timers, the
+//! accept back-off and the drain through hours of virtual time without
+//! sleeping.
 
 use std::time::{Duration, Instant};
 
 use log::{debug, info, trace};
 
-use super::accept::AcceptState;
 use super::runq::Lane;
-use super::{Reactor, FIRST_CONN};
+use super::Reactor;
 use crate::conn::CloseReason;
 use crate::stats;
 use crate::timer::poll_timeout;
+use crate::token::FIRST_CONN;
 
 /// Stale timer entries tolerated before compacting (see `compact_timers`).
 const STALE_TIMERS_SLACK: usize = 1024;
 /// Turns longer than this (microseconds) are logged at debug level.
 const LONG_TURN_US: u128 = 10_000;
-/// During a drain, how often to check whether peers acknowledged our last
-/// bytes (see `Reactor::drain_done`).
-const DRAIN_CHECK: Duration = Duration::from_millis(5);
+
+/// What one turn did, for the log of long turns.
+#[derive(Debug, Default)]
+pub(super) struct Turn {
+    /// The budget's running total (`TurnBudget::spent`) and the visits made
+    /// when this turn began.
+    start: (u64, u64),
+    /// Visits made since start (a running total).
+    pub(super) visits: u64,
+}
+
+impl Turn {
+    /// A turn begins, with the budget's running total at `spent`.
+    pub(super) fn begin(&mut self, spent: u64) {
+        self.start = (spent, self.visits);
+    }
+}
 
 impl Reactor {
     /// Drops timer entries of closed connections once they outnumber the
@@ -38,36 +57,32 @@ impl Reactor {
         trace!("timers compacted len={}", self.timers.len());
     }
 
-    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+    /// How long `poll` may sleep at `now`: not at all while work is left
+    /// from the last turn, else until the earliest deadline of any kind.
+    pub(super) fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         // Work left from the last turn: look for new events, but do not sleep.
         let udp = !self.udp_ready.is_empty();
-        if !self.runq.is_empty() || !self.room.is_idle() || udp || self.accept_requeue {
+        if !self.runq.is_empty() || !self.room.is_idle() || udp || self.acceptor.has_requeue() {
             return Some(Duration::ZERO);
         }
-        let backoff = match self.accept {
-            AcceptState::Backoff(at) => Some(at),
-            _ => None,
-        };
-        let now = Instant::now();
+        let has_conns = !self.conns.is_empty();
         poll_timeout(
             now,
             &[
                 self.timers.next_deadline(),
-                backoff,
-                // Once its own connections are gone, a reactor waiting for
-                // the others sleeps until woken (see `drain_done`).
-                self.draining.filter(|_| !self.conns.is_empty()),
-                self.drain_waiting.then(|| now + DRAIN_CHECK),
+                self.acceptor.deadline(),
+                self.drain.as_ref().and_then(|d| d.wake_at(now, has_conns)),
                 self.next_stats,
                 self.metrics_deadline(),
             ],
         )
     }
 
-    /// Closes idle (or lingering) connections whose deadline passed; entries
-    /// for connections that were active since are pushed to their new deadline.
-    pub(super) fn fire_timers(&mut self) {
-        while let Some(due) = self.timers.pop_due(self.now) {
+    /// Closes idle (or lingering) connections whose deadline passed by
+    /// `now`; entries for connections that were active since are pushed to
+    /// their new deadline. Ends an accept back-off that is over.
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(due) = self.timers.pop_due(now) {
             let Some(slot) = self.conns.get_mut(due.key) else {
                 continue;
             };
@@ -76,7 +91,9 @@ impl Reactor {
             }
             slot.timer = None;
             match slot.conn.deadline(self.config.idle_timeout) {
-                Some((at, reason)) if at <= self.now => {
+                // Due: compared with `<=`, so a deadline of exactly `now`
+                // fires now rather than one (rounded-up) poll later.
+                Some((at, reason)) if at <= now => {
                     if reason == CloseReason::Idle {
                         stats::add(&self.shared.stats.idle_closes, 1);
                     }
@@ -91,21 +108,21 @@ impl Reactor {
                 None => {}
             }
         }
-        if let AcceptState::Backoff(at) = self.accept {
-            if at <= self.now {
-                self.resume_accepting();
-            }
+        if self.acceptor.backoff_over(now) {
+            // Clients that queued meanwhile raised no new edge.
+            self.accept_all();
         }
         self.close_batch();
     }
 
-    pub(super) fn log_stats(&mut self) {
+    /// Logs the counters if `--stats-interval` came round by `now`.
+    pub(super) fn log_stats(&mut self, now: Instant) {
         let (Some(at), Some(every)) = (self.next_stats, self.config.stats_interval) else {
             return;
         };
-        if at <= self.now {
+        if at <= now {
             info!("stats {}", self.shared.stats.snapshot());
-            self.next_stats = Some(self.now + every);
+            self.next_stats = Some(now + every);
         }
     }
 
@@ -119,8 +136,8 @@ impl Reactor {
         if took > LONG_TURN_US {
             debug!(
                 "long turn us={took} moved={} visits={} queued={} deliveries={}",
-                self.shared.budget.spent() - self.turn_start.0,
-                self.visits - self.turn_start.1,
+                self.shared.budget.spent() - self.turn.start.0,
+                self.turn.visits - self.turn.start.1,
                 self.runq.len(Lane::Fresh) + self.runq.len(Lane::Old),
                 self.room.len(),
             );

@@ -6,15 +6,96 @@
 //! connection flushes what it owes and closes once the peer has
 //! acknowledged it, or when `--drain-timeout` runs out. A second signal
 //! ends the process at once from its handler (`signals.rs`).
+//!
+//! [`Drain`] holds the drain's own state (its deadline, whether some peer
+//! still owes an acknowledgement, whether chat input is still held) and
+//! decides, given `now`, what happens to each connection; the reactor
+//! applies that to its slab. Time comes in as `now`, so the deadline and
+//! the wake-ups are tested without sleeping.
+
+use std::time::{Duration, Instant};
 
 use log::info;
 
-use super::accept::AcceptState;
 use super::runq::Lane;
 use super::Reactor;
 use crate::config::Mode;
 use crate::conn::CloseReason;
 use crate::stats;
+
+/// During a drain, how often to check whether peers acknowledged our last
+/// bytes: no event announces an acknowledgement.
+const DRAIN_CHECK: Duration = Duration::from_millis(5);
+
+/// A graceful shutdown in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Drain {
+    /// When the drain gives up: connections still open then are closed,
+    /// and those still owed bytes are counted as `drain_aborts`.
+    deadline: Instant,
+    /// Some connection sent everything but the peer has not acknowledged it
+    /// all yet (set by the last `Reactor::drain_done`).
+    waiting: bool,
+    /// Chat: some member still holds input it had when the drain began.
+    /// Those are lines for the others, who must not be closed (or sent
+    /// their FIN) before they get them.
+    room_input_held: bool,
+}
+
+impl Drain {
+    /// A drain that began at `now` and may last `timeout`. In chat, until
+    /// the first pass has seen who holds input, assume someone does.
+    pub(super) fn new(now: Instant, timeout: Duration, chat: bool) -> Drain {
+        Drain {
+            deadline: now + timeout,
+            waiting: false,
+            room_input_held: chat,
+        }
+    }
+
+    /// True once the drain timeout ran out.
+    pub(super) fn out_of_time(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+
+    /// The earliest time the loop must wake for the drain: its deadline
+    /// while this reactor still has connections (once they are gone, a
+    /// reactor waiting for the others sleeps until woken), and soon if a
+    /// peer's acknowledgement is awaited.
+    pub(super) fn wake_at(&self, now: Instant, conns_left: bool) -> Option<Instant> {
+        let deadline = conns_left.then_some(self.deadline);
+        let check = self.waiting.then(|| now + DRAIN_CHECK);
+        deadline.into_iter().chain(check).min()
+    }
+
+    /// What becomes of one connection at this check: closed (and why), or
+    /// kept. `delivered`: the peer acknowledged all we owe it; `queued`: it
+    /// still has readiness to serve (input to process or discard);
+    /// `room_busy`: chat lines are still on their way to members.
+    pub(super) fn verdict(
+        out_of_time: bool,
+        delivered: bool,
+        queued: bool,
+        room_busy: bool,
+    ) -> Option<CloseReason> {
+        if delivered && !queued && !room_busy {
+            Some(CloseReason::Shutdown)
+        } else if out_of_time {
+            Some(if delivered {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::Timeout
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Chat: some member holds input that will become lines.
+    pub(super) fn room_input_held(&self) -> bool {
+        self.room_input_held
+    }
+}
 
 impl Reactor {
     /// The first SIGINT/SIGTERM. (A second one never gets here: its handler
@@ -35,7 +116,7 @@ impl Reactor {
     /// input already held for them, flush what they owe, then close. `run`
     /// returns when all are gone or the drain timeout passes.
     pub(super) fn begin_shutdown(&mut self) {
-        if self.draining.is_some() {
+        if self.drain.is_some() {
             return;
         }
         info!(
@@ -43,23 +124,21 @@ impl Reactor {
             self.conns.len(),
             self.config.drain_timeout
         );
-        self.draining = Some(self.now + self.config.drain_timeout);
+        // In chat, until the pass below has seen who holds input, every
+        // member holds back its FIN: another member's held input is lines
+        // for it.
+        let chat = self.config.mode == Mode::Chat;
+        self.drain = Some(Drain::new(self.now, self.config.drain_timeout, chat));
         if let Some(signals) = &self.signals {
             signals.arm(); // however it began, a signal now exits at once
         }
-        if self.accept != AcceptState::Full {
-            let _ = self.poll.registry().deregister(&mut self.listener);
-        }
-        self.accept = AcceptState::Stopped;
+        self.acceptor.stop(self.poll.registry());
         if let Some(udp) = self.udp.as_mut() {
-            let _ = self.poll.registry().deregister(&mut udp.socket);
+            udp.stop(self.poll.registry());
         }
         // One pass over the connections (an ioctl each, to learn how much
         // input the kernel holds); the reading itself goes through the run
-        // queue, within the turns' budgets. In chat, until that pass has
-        // seen who holds input, every member holds back its FIN: another
-        // member's held input is lines for it.
-        self.room_input_held = self.config.mode == Mode::Chat;
+        // queue, within the turns' budgets.
         let hold_fin = self.hold_fin();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -79,34 +158,33 @@ impl Reactor {
     /// get a reset for its unread bytes, and the reset discards whatever of
     /// ours the kernel still holds. No event announces the acknowledgement,
     /// so while some connection waits for one, `poll` wakes every
-    /// `DRAIN_CHECK` to look again.
-    pub(super) fn drain_done(&mut self) -> bool {
-        let Some(deadline) = self.draining else {
+    /// `DRAIN_CHECK` to look again (see `Drain::wake_at`).
+    pub(super) fn drain_done(&mut self, now: Instant) -> bool {
+        let Some(drain) = self.drain.as_mut() else {
             return false;
         };
-        let out_of_time = self.now >= deadline;
-        self.drain_waiting = false;
+        let out_of_time = drain.out_of_time(now);
+        drain.waiting = false;
         // A queued connection still has input to process or discard, and
         // chat lines on their way, or still in a member's held input, must
         // reach their members first; those close on a later turn.
-        self.room_input_held =
+        drain.room_input_held =
             self.config.mode == Mode::Chat && self.conns.iter().any(|(_, s)| s.conn.holds_input());
-        let room_busy = !self.room.is_idle() || self.room_input_held;
+        let room_busy = !self.room.is_idle() || drain.room_input_held;
         for (key, slot) in self.conns.iter_mut() {
             let delivered = slot.conn.shutdown_done();
-            if (delivered && slot.ready.is_empty() && !room_busy) || out_of_time {
-                let reason = if delivered {
-                    CloseReason::Shutdown
-                } else {
-                    stats::add(&self.shared.stats.drain_aborts, 1);
-                    CloseReason::Timeout
-                };
-                slot.conn.set_close(reason);
-                self.to_close.push((key, slot.conn.id));
-            } else {
+            let queued = !slot.ready.is_empty();
+            match Drain::verdict(out_of_time, delivered, queued, room_busy) {
+                Some(reason) => {
+                    if reason == CloseReason::Timeout {
+                        stats::add(&self.shared.stats.drain_aborts, 1);
+                    }
+                    slot.conn.set_close(reason);
+                    self.to_close.push((key, slot.conn.id));
+                }
                 // Output still queued here raises WRITABLE when it moves;
                 // only bytes waiting for an acknowledgement need the timer.
-                self.drain_waiting |= !slot.conn.has_pending();
+                None => drain.waiting |= !slot.conn.has_pending(),
             }
         }
         self.close_batch();
@@ -131,6 +209,10 @@ impl Reactor {
         for (_, slot) in self.conns.iter() {
             super::metrics::release_gauges(stats, slot);
         }
+        if let Some(udp) = &self.udp {
+            // Replies still queued are never sent: count them as dropped.
+            udp.abandon(stats);
+        }
         stats::add(&stats.closed, remaining);
         stats::sub(&stats.active, remaining);
         self.shutdown.reactor_done();
@@ -142,4 +224,54 @@ impl Reactor {
 pub(super) enum Exit {
     No,
     Now,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deadline is `timeout` after the drain began; the loop wakes for
+    /// it only while connections are left, and every `DRAIN_CHECK` while an
+    /// acknowledgement is awaited.
+    #[test]
+    fn wakes_for_the_deadline_and_for_acknowledgements() {
+        let t0 = Instant::now();
+        let mut d = Drain::new(t0, Duration::from_secs(5), false);
+        let deadline = t0 + Duration::from_secs(5);
+        assert_eq!(d.wake_at(t0, true), Some(deadline));
+        assert_eq!(d.wake_at(t0, false), None);
+        d.waiting = true;
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(d.wake_at(later, true), Some(later + DRAIN_CHECK));
+        assert_eq!(d.wake_at(later, false), Some(later + DRAIN_CHECK));
+        // The check never goes past the deadline's turn.
+        let near = deadline - Duration::from_millis(1);
+        assert_eq!(d.wake_at(near, true), Some(deadline));
+        assert!(!d.out_of_time(near));
+        assert!(d.out_of_time(deadline));
+    }
+
+    /// A connection closes as soon as everything it owes was acknowledged
+    /// and it has nothing left to process, and no later than the deadline;
+    /// only one still owed bytes then counts as aborted (`Timeout`).
+    #[test]
+    fn verdicts() {
+        use CloseReason::{Shutdown, Timeout};
+        // (out_of_time, delivered, queued, room_busy)
+        assert_eq!(Drain::verdict(false, true, false, false), Some(Shutdown));
+        assert_eq!(Drain::verdict(false, false, false, false), None);
+        assert_eq!(Drain::verdict(false, true, true, false), None);
+        assert_eq!(Drain::verdict(false, true, false, true), None);
+        assert_eq!(Drain::verdict(true, true, true, true), Some(Shutdown));
+        assert_eq!(Drain::verdict(true, false, false, false), Some(Timeout));
+    }
+
+    /// Chat starts out assuming held input, so no member sends its FIN
+    /// before the first check has looked.
+    #[test]
+    fn chat_holds_fin_until_the_first_check() {
+        let t0 = Instant::now();
+        assert!(Drain::new(t0, Duration::ZERO, true).room_input_held());
+        assert!(!Drain::new(t0, Duration::ZERO, false).room_input_held());
+    }
 }

@@ -14,16 +14,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::{Reactor, Slot, FIRST_CONN, WAKER};
-use crate::error::Error;
-use crate::metrics::{Endpoint, LoopMetrics, MetricsShard, FIRST_SCRAPE, MAX_SCRAPES, METRICS};
+use super::{Reactor, Slot};
+use crate::metrics::{Endpoint, LoopMetrics, MetricsShard};
 use crate::stats::{self, Counters};
-
-// The metrics tokens sit between the fixed ones and the connections'.
-const _: () = {
-    assert!(METRICS.0 > WAKER.0 && METRICS.0 < FIRST_SCRAPE);
-    assert!(FIRST_SCRAPE + MAX_SCRAPES <= FIRST_CONN);
-};
 
 /// A reactor's metrics, when `--metrics` is on.
 #[derive(Debug)]
@@ -39,7 +32,7 @@ impl MetricsState {
         shard: MetricsShard,
         registry: &Registry,
         counters: &Arc<Counters>,
-    ) -> Result<MetricsState, Error> {
+    ) -> std::io::Result<MetricsState> {
         let endpoint = match shard.listener {
             Some(listener) => Some(Endpoint::new(
                 listener,

@@ -13,11 +13,15 @@
 //! every other token is a slab key plus `FIRST_CONN`, so the two ranges
 //! never collide.
 //!
-//! This file holds the loop, dispatch and visits; `runq.rs` the run queue,
-//! `conns.rs` the bookkeeping around a connection's IO and the deferred
-//! close, `accept.rs` the listener's states and limits, `deadlines.rs` what
-//! bounds the poll timeout (idle timers, back-off, stats), `drain.rs` the
-//! shutdown, `room.rs` chat fan-out, `account.rs` the memory budget.
+//! This file holds the loop, dispatch and visits. Each sub-state is a type
+//! of its own with its own methods: the `Acceptor` (`accept.rs`: the
+//! listener, `max_conns`, the EMFILE back-off), the `Drain` (`drain.rs`:
+//! the graceful shutdown's deadline and waiting), the `RunQueue`
+//! (`runq.rs`), the `Room` (`room.rs`: chat fan-out) and `Memory`
+//! (`account.rs`: the memory budget). `conns.rs` holds the bookkeeping
+//! around a connection's IO and the deferred close, `deadlines.rs` what
+//! bounds the poll timeout and fires timers. Every timing decision takes
+//! `now` as a parameter, so `tests.rs` runs them on virtual time.
 
 use std::io;
 use std::path::Path;
@@ -26,22 +30,20 @@ use std::time::{Duration, Instant};
 
 use log::{trace, warn};
 use mio::event::Event;
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::bind::Shard;
 use crate::budget::TurnBudget;
 use crate::config::Config;
-
 use crate::error::Error;
-use crate::memory::MemoryBudget;
 use crate::protocol::Outbox;
 use crate::ready::Ready;
-use crate::server::Shard;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
 use crate::stats::Stats;
 use crate::timer::Timers;
+use crate::token::{conn_key, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
 
 mod accept;
@@ -53,18 +55,13 @@ mod metrics;
 mod room;
 mod runq;
 
-use accept::AcceptState;
+use accept::Acceptor;
+use account::Memory;
 use conns::{Shared, Slot};
-use drain::Exit;
+use deadlines::Turn;
+use drain::{Drain, Exit};
 use room::Room;
 use runq::{Lane, RunQueue};
-
-pub const LISTENER: Token = Token(0);
-pub const UDP: Token = Token(1);
-pub const SIGNALS: Token = Token(2);
-pub const WAKER: Token = Token(3);
-/// Connection tokens start here: `Token(key + FIRST_CONN)`.
-const FIRST_CONN: usize = 16;
 
 /// The reactor-wide read buffer. 64 KiB holds the largest UDP datagram
 /// (65,507 bytes) and amortises syscalls on bulk TCP transfers.
@@ -85,20 +82,14 @@ pub(crate) struct Reactor {
     poll: Poll,
     /// Reused event buffer; at most `EVENTS_CAPACITY` events per `poll`.
     events: Events,
-    /// Registered under `LISTENER` only while `accept` is `Accepting` or
-    /// `Backoff`.
-    listener: TcpListener,
-    accept: AcceptState,
-    /// Logged the current run of accept errors already (log once per burst).
-    accept_error_logged: bool,
-    /// Warned that `max_conns` was reached. Cleared only once connections
-    /// drop below 90% of it, so a server held at its limit (each close lets
-    /// one more in) warns once, not once per freed slot.
-    full_logged: bool,
-    /// The accept loop stopped at its per-turn cap; accept again next turn.
-    accept_requeue: bool,
+    /// The listener (token `LISTENER`): accepting, paused at `max_conns`,
+    /// backing off, or stopped.
+    acceptor: Acceptor,
     /// The UDP socket (token `UDP`) and its bounded reply queue.
     udp: Option<Udp>,
+    /// UDP readiness not served yet (from an event, or left by a read loop
+    /// that stopped at its cap): served in `serve`, after the fresh lane.
+    udp_ready: Ready,
     /// SIGINT/SIGTERM (token `SIGNALS`), when `handle_signals`.
     signals: Option<SignalSet>,
     /// Its waker fires token `WAKER`; its flag says shutdown was asked for.
@@ -109,49 +100,33 @@ pub(crate) struct Reactor {
     conns: Slab<Slot>,
     /// The last connection id handed out; ids are never reused.
     next_id: u64,
+    /// What every connection call borrows (scratch buffer, counters, budget).
     shared: Shared,
     /// Connections with readiness to serve, fresh ones first.
     runq: RunQueue,
     /// Chat lines on their way to the members.
     room: Room,
-    /// This reactor's share of `--max-memory`, and what is held now.
-    memory: MemoryBudget,
-    /// Connections (slab key, id) the memory budget stopped reading; all
-    /// resume when the total falls to the low-water mark.
-    memory_paused: Vec<(usize, u64)>,
+    /// The memory budget, and the connections it paused.
+    memory: Memory,
     /// Idle and linger deadlines (see `timer.rs`); the earliest one bounds
     /// the poll timeout.
     timers: Timers,
     /// Connections (slab key, id) to close after the current batch.
     to_close: Vec<(usize, u64)>,
-    /// UDP readiness not served yet (from an event, or left by a read loop
-    /// that stopped at its cap): served in `serve`, after the fresh lane.
-    udp_ready: Ready,
-    /// `Some(deadline)` once shutdown began.
-    draining: Option<Instant>,
-    /// During a drain: some connection sent everything but the peer has not
-    /// acknowledged it all yet.
-    drain_waiting: bool,
-    /// During a chat drain: some member still holds input it had when the
-    /// drain began. Those are lines for the others, who must not be closed
-    /// (or sent their FIN) before they get them.
-    room_input_held: bool,
-    /// `room.bytes()` at its last accounting (see `account_room`).
-    room_held: usize,
+    /// `Some` once shutdown began.
+    drain: Option<Drain>,
     /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
     config: Config,
     /// `--root`, canonical, shared with every files-mode handler.
     root: Option<Rc<Path>>,
-    /// The time read once after each `poll`: one clock read per batch.
+    /// The time read once after each `poll`: one clock read per batch, and
+    /// the `now` every decision of the turn is given.
     now: Instant,
     /// `--metrics`: the loop's histograms, and (first reactor) the endpoint.
     metrics: Option<metrics::MetricsState>,
-    /// The budget's running total (`TurnBudget::spent`) and the visits made
-    /// when this turn began, to report what a long turn did.
-    turn_start: (u64, u64),
-    /// Visits made since start (a running total).
-    visits: u64,
+    /// What this turn did, for the long-turn log.
+    turn: Turn,
 }
 
 impl Reactor {
@@ -166,7 +141,7 @@ impl Reactor {
     ) -> Result<Reactor, Error> {
         let Shard {
             poll,
-            mut listener,
+            listener,
             udp,
             max_conns,
             index,
@@ -178,18 +153,23 @@ impl Reactor {
             max_conns,
             ..config.clone()
         };
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let register = |what| move |source| Error::Register { what, source };
+        let acceptor = Acceptor::new(listener, poll.registry(), max_conns)
+            .map_err(register("tcp listener"))?;
         let udp = match udp {
             Some(mut socket) => {
                 poll.registry()
-                    .register(&mut socket, UDP, Interest::READABLE)?;
+                    .register(&mut socket, UDP, Interest::READABLE)
+                    .map_err(register("udp socket"))?;
                 Some(Udp::new(socket, config.mode, config.udp_batch))
             }
             None => None,
         };
         let metrics = match metrics {
-            Some(m) => Some(metrics::MetricsState::new(m, poll.registry(), &stats.0)?),
+            Some(m) => Some(
+                metrics::MetricsState::new(m, poll.registry(), &stats.0)
+                    .map_err(register("metrics listener"))?,
+            ),
             None => None,
         };
         // The counters are shared: one reactor logging them is enough.
@@ -198,12 +178,9 @@ impl Reactor {
         Ok(Reactor {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
-            listener,
-            accept: AcceptState::Accepting,
-            accept_error_logged: false,
-            full_logged: false,
-            accept_requeue: false,
+            acceptor,
             udp,
+            udp_ready: Ready::default(),
             signals,
             shutdown: shutdown.clone(),
             conns: Slab::new(),
@@ -219,22 +196,16 @@ impl Reactor {
             runq: RunQueue::default(),
             room: Room::default(),
             // Shared nothing: each reactor keeps an equal share.
-            memory: MemoryBudget::new(config.max_memory / reactors),
-            memory_paused: Vec::new(),
+            memory: Memory::new(config.max_memory / reactors),
             timers: Timers::new(),
             to_close: Vec::new(),
-            udp_ready: Ready::default(),
-            draining: None,
-            drain_waiting: false,
-            room_input_held: false,
-            room_held: 0,
+            drain: None,
             next_stats: stats_interval.map(|d| now + d),
             root: root.map(Rc::from),
             config,
             now,
             metrics,
-            turn_start: (0, 0),
-            visits: 0,
+            turn: Turn::default(),
         })
     }
 
@@ -242,43 +213,52 @@ impl Reactor {
     /// the shared `Stats`).
     pub(crate) fn run(mut self) -> Result<(), Error> {
         loop {
-            let timeout = self.poll_timeout();
+            let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 // A signal interrupted epoll_wait: not an error, poll again.
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 self.finish();
-                return Err(Error::Poll(e));
+                return Err(Error::Wait(e));
             }
-            self.now = Instant::now();
-            self.shared.budget.refill();
-            self.turn_start = (self.shared.budget.spent(), self.visits);
-            // Take the events out so dispatch may borrow `self` mutably; an
-            // empty `Events` does not allocate, and the buffer goes back after.
-            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-            for event in events.iter() {
-                let (token, ready) = readiness(event);
-                if event.is_read_closed() {
-                    self.note_read_closed(token);
-                }
-                if self.dispatch(token, ready) == Exit::Now {
-                    self.finish();
-                    return Ok(());
-                }
-            }
-            self.events = events;
-            self.serve();
-            self.close_batch();
-            self.fire_timers();
-            self.resume_if_released();
-            self.log_stats();
-            self.end_turn();
-            if self.drain_done() {
+            if self.turn(Instant::now()) == Exit::Now {
                 self.finish();
                 return Ok(());
             }
         }
+    }
+
+    /// One turn on the events `poll` just returned, at time `now` (the one
+    /// clock read of the turn; tests pass virtual times). `Exit::Now` once
+    /// the reactor must return: aborted, or the drain is done.
+    fn turn(&mut self, now: Instant) -> Exit {
+        self.now = now;
+        self.shared.budget.refill();
+        self.turn.begin(self.shared.budget.spent());
+        // Take the events out so dispatch may borrow `self` mutably; an
+        // empty `Events` does not allocate, and the buffer goes back after.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            let (token, ready) = readiness(event);
+            if event.is_read_closed() {
+                self.note_read_closed(token);
+            }
+            if self.dispatch(token, ready) == Exit::Now {
+                return Exit::Now;
+            }
+        }
+        self.events = events;
+        self.serve();
+        self.close_batch();
+        self.fire_timers(now);
+        self.resume_if_released();
+        self.log_stats(now);
+        self.end_turn();
+        if self.drain_done(now) {
+            return Exit::Now;
+        }
+        Exit::No
     }
 
     /// One event, one call. Connection events only queue the connection:
@@ -298,9 +278,9 @@ impl Reactor {
             }
             t if crate::metrics::owns(t) => self.metrics_event(t),
             // Every other token is a slab key offset by FIRST_CONN.
-            Token(t) => match t.checked_sub(FIRST_CONN) {
+            t => match conn_key(t) {
                 Some(key) => self.queue(key, ready, Lane::Fresh),
-                None => trace!("event for unknown token={t}"),
+                None => trace!("event for unknown token={}", t.0),
             },
         }
         Exit::No
@@ -333,37 +313,12 @@ impl Reactor {
                 self.visit(key, id);
             }
         }
-        if std::mem::take(&mut self.accept_requeue) {
+        if self.acceptor.take_requeue() {
             self.accept_all();
         }
     }
 
     // ----- connections -----------------------------------------------------
-
-    /// Records readiness for connection `key` and queues it in `lane`, unless
-    /// it is queued already (then it keeps its place, with the readiness
-    /// added). A connection that recently made a heavy visit goes to the
-    /// old lane even from an event, as fq_codel keeps a bulk flow that
-    /// drained for a moment among the old flows: otherwise a hundred bulk
-    /// senders that each drain their socket now and then would fill the
-    /// fresh lane, and a light client would wait behind them again.
-    fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            // The connection closed earlier (an event for a vacant key is
-            // spurious, and harmless).
-            trace!("event for vacant token={}", key + FIRST_CONN);
-            return;
-        };
-        if ready.is_empty() {
-            return;
-        }
-        if slot.ready.is_empty() {
-            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
-            let lane = if heavy { Lane::Old } else { lane };
-            self.runq.push(lane, key, slot.conn.id);
-        }
-        slot.ready |= ready;
-    }
 
     /// Serves one connection's recorded readiness: one bounded share of
     /// work. What it did not use up is queued again in the old lane.
@@ -379,7 +334,7 @@ impl Reactor {
         if slot.conn.close_reason().is_some() {
             return;
         }
-        let allowance = self.memory.read_allowance(slot.held);
+        let allowance = self.memory.budget.read_allowance(slot.held);
         if self.memory_gate(key, allowance) {
             // Unpaused: input that waited meanwhile raised no new edge.
             ready.read = true;
@@ -388,7 +343,7 @@ impl Reactor {
             return;
         };
         self.shared.budget.spend_visit();
-        self.visits += 1;
+        self.turn.visits += 1;
         let before = self.shared.budget.spent();
         let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
         let mut left = Ready::default();
@@ -415,7 +370,7 @@ impl Reactor {
         if ready.write {
             udp.on_writable(&self.shared.stats);
         }
-        if ready.read && self.draining.is_none() {
+        if ready.read && self.drain.is_none() {
             let (scratch, stats) = (&mut self.shared.scratch, &self.shared.stats);
             if udp.on_readable(scratch, stats, &mut self.shared.budget) {
                 self.udp_ready |= Ready::READ; // stopped early: more next turn
@@ -437,3 +392,6 @@ fn readiness(e: &Event) -> (Token, Ready) {
     let write = e.is_writable() || e.is_write_closed() || e.is_error();
     (e.token(), Ready { read, write })
 }
+
+#[cfg(test)]
+mod tests;

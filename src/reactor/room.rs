@@ -172,7 +172,7 @@ impl Reactor {
                 self.room.put_back(d);
             }
             self.account_room();
-            if self.room.is_idle() && self.draining.is_some() {
+            if self.room.is_idle() && self.drain.is_some() {
                 // Connections held back their FIN for lines still on their
                 // way: let them finish now.
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -248,7 +248,8 @@ impl Reactor {
     /// members still hold input that will become lines: members hold back
     /// their FIN, or those lines would be lost.
     pub(super) fn hold_fin(&self) -> bool {
-        self.draining.is_some() && (!self.room.is_idle() || self.room_input_held)
+        let busy = |d: &super::drain::Drain| !self.room.is_idle() || d.room_input_held();
+        self.drain.as_ref().is_some_and(busy)
     }
 }
 

@@ -27,12 +27,21 @@
 //!
 //! A slab key can be closed and reused while queued; entries carry the
 //! connection id, and a stale one is skipped when it comes up.
+//!
+//! `Reactor::queue` (below) is the one way onto the queue: it records the
+//! readiness in the connection's slot and picks the lane.
 
 use std::collections::VecDeque;
 
+use log::trace;
+
+use super::Reactor;
+use crate::ready::Ready;
+use crate::token::FIRST_CONN;
+
 /// Which lane a connection waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     Fresh,
     Old,
 }
@@ -42,13 +51,13 @@ pub enum Lane {
 /// entry, and has one exactly while its slot's recorded readiness is
 /// non-empty.
 #[derive(Debug, Default)]
-pub struct RunQueue {
+pub(crate) struct RunQueue {
     fresh: VecDeque<(usize, u64)>,
     old: VecDeque<(usize, u64)>,
 }
 
 impl RunQueue {
-    pub fn push(&mut self, lane: Lane, key: usize, id: u64) {
+    pub(crate) fn push(&mut self, lane: Lane, key: usize, id: u64) {
         match lane {
             Lane::Fresh => self.fresh.push_back((key, id)),
             Lane::Old => self.old.push_back((key, id)),
@@ -56,7 +65,7 @@ impl RunQueue {
     }
 
     /// The next entry of `lane`.
-    pub fn pop(&mut self, lane: Lane) -> Option<(usize, u64)> {
+    pub(crate) fn pop(&mut self, lane: Lane) -> Option<(usize, u64)> {
         match lane {
             Lane::Fresh => self.fresh.pop_front(),
             Lane::Old => self.old.pop_front(),
@@ -64,15 +73,42 @@ impl RunQueue {
     }
 
     /// Entries waiting in `lane`.
-    pub fn len(&self, lane: Lane) -> usize {
+    pub(crate) fn len(&self, lane: Lane) -> usize {
         match lane {
             Lane::Fresh => self.fresh.len(),
             Lane::Old => self.old.len(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.old.is_empty()
+    }
+}
+
+impl Reactor {
+    /// Records readiness for connection `key` and queues it in `lane`, unless
+    /// it is queued already (then it keeps its place, with the readiness
+    /// added). A connection that recently made a heavy visit goes to the
+    /// old lane even from an event, as fq_codel keeps a bulk flow that
+    /// drained for a moment among the old flows: otherwise a hundred bulk
+    /// senders that each drain their socket now and then would fill the
+    /// fresh lane, and a light client would wait behind them again.
+    pub(super) fn queue(&mut self, key: usize, ready: Ready, lane: Lane) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            // The connection closed earlier (an event for a vacant key is
+            // spurious, and harmless).
+            trace!("event for vacant token={}", key + FIRST_CONN);
+            return;
+        };
+        if ready.is_empty() {
+            return;
+        }
+        if slot.ready.is_empty() {
+            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
+            let lane = if heavy { Lane::Old } else { lane };
+            self.runq.push(lane, key, slot.conn.id);
+        }
+        slot.ready |= ready;
     }
 }
 

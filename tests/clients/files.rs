@@ -12,26 +12,31 @@ use echoloop::{Config, Mode};
 use super::common::{start, test_config, wait_until, Rng};
 use super::{run_in, Client};
 
-/// A fresh directory `<tmp>/echoloop-client-<pid>-<test>` holding `root/`
-/// (served) and `out/` (the client's working directory), removed on drop.
-struct TempDir(PathBuf);
+/// A fresh temporary directory (tempfile) holding `root/` (served) and
+/// `out/` (the client's working directory), removed on drop.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(test: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("echoloop-client-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("root")).unwrap();
-        fs::create_dir_all(dir.join("out")).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("echoloop-client-{test}-"))
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        fs::create_dir(dir.path().join("out")).unwrap();
         TempDir(dir)
     }
 
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
     fn root(&self) -> PathBuf {
-        self.0.join("root")
+        self.path().join("root")
     }
 
     fn out(&self) -> PathBuf {
-        self.0.join("out")
+        self.path().join("out")
     }
 
     /// The names in `out/`, sorted.
@@ -42,12 +47,6 @@ impl TempDir {
             .collect();
         names.sort();
         names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -130,7 +129,7 @@ fn downloads_from_the_shipped_example_root() {
 fn error_headers_are_reported_and_the_rest_download() {
     let dir = TempDir::new("refused");
     fs::write(dir.root().join("ok.txt"), b"fine").unwrap();
-    fs::write(dir.0.join("secret.txt"), b"outside the root").unwrap();
+    fs::write(dir.path().join("secret.txt"), b"outside the root").unwrap();
     let server = start(files_config(&dir.root()));
     let addr = server.tcp.to_string();
     let out = run_in(
@@ -225,7 +224,7 @@ fn header_naming_another_file_is_refused() {
         r#"the server broke the protocol: asked for "innocent.txt", the header is for "../evil.txt""#,
     );
     assert!(dir.downloaded().is_empty());
-    assert!(!dir.0.join("evil.txt").exists());
+    assert!(!dir.path().join("evil.txt").exists());
 }
 
 /// Asking an echo server for a file: the "header length" is the echo of

@@ -1,11 +1,13 @@
 //! The Linux syscalls that std, mio and socket2 do not wrap: `recvmmsg` and
-//! `sendmmsg` (many datagrams per call, for `udp_batch.rs`) and `sendfile`
-//! (file bodies without a copy through user space, for `protocol/files.rs`).
+//! `sendmmsg` (many datagrams per call, for `udp/batch.rs`), `sendfile`
+//! (file bodies without a copy through user space, for `protocol/files.rs`)
+//! and the two ioctls that count a socket's queued bytes (for
+//! `conn/socket.rs`).
 //!
-//! All the `unsafe` of those features lives here, behind safe functions
-//! that take ordinary borrows. Each call says why it is sound in a
-//! `SAFETY:` comment, and every return value is checked and turned into an
-//! `io::Result`. (The well-kept wrappers were weighed first: `nix` has
+//! Safe functions that take ordinary borrows; each `unsafe` block says why
+//! it is sound in a `SAFETY:` comment, and every return value is checked
+//! and turned into an `io::Result`. (The well-kept wrappers were weighed
+//! first: `nix` has
 //! `recvmmsg`/`sendmmsg`, but learning how many replies its `sendmmsg` sent
 //! means iterating results that read address storage it never initialised;
 //! quinn-udp sends to one address per call.)
@@ -255,6 +257,31 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
         }
         _ => None,
     }
+}
+
+/// Bytes in `socket`'s send queue that the peer has not acknowledged
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`).
+pub(crate) fn unacked_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
+    ioctl_count(socket, libc::TIOCOUTQ)
+}
+
+/// Bytes in `socket`'s receive queue, received but not read yet
+/// (`SIOCINQ`, which is `FIONREAD`).
+pub(crate) fn queued_input_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
+    ioctl_count(socket, libc::FIONREAD)
+}
+
+/// An ioctl that reports a byte count through an `int`.
+fn ioctl_count(socket: &impl AsRawFd, request: libc::Ioctl) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: both requests write one int through the pointer, which points
+    // at `n` for the duration of the call; the fd is open while we borrow
+    // its owner.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut n) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    usize::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// One `sendfile`: up to `count` bytes of `file` from `*offset` to

@@ -60,12 +60,12 @@ use std::ops::Range;
 use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 
+use super::{ReplyQueue, MAX_RECVS_PER_EVENT};
 use crate::budget::TurnBudget;
 use crate::config::Mode;
 use crate::protocol::datagram_reply;
 use crate::stats::{self, Counters};
 use crate::sys::Mmsg;
-use crate::udp::{ReplyQueue, MAX_RECVS_PER_EVENT};
 
 /// Bytes per slot: the largest UDP payload (65,507 over IPv4, 65,527 over
 /// IPv6) fits, so a datagram is never truncated.

@@ -1,0 +1,183 @@
+//! The reactor's timing decisions on virtual time: idle timers, the drain's
+//! deadline. Real sockets on 127.0.0.1, but no sleeping: the clock the
+//! reactor sees is whatever `now` the test passes to `turn`, `fire_timers`
+//! and `drain_done` (smoltcp's `set_now`, in spirit). Only waiting for the
+//! kernel to deliver loopback bytes takes wall-clock time, bounded by
+//! `PATIENCE`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::{Exit, Reactor};
+use crate::bind::{bind_shard, Addrs};
+use crate::config::Config;
+use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
+
+/// How long a test waits for loopback IO before failing.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// The idle timeout the tests use (virtual: nobody waits for it).
+const IDLE: Duration = Duration::from_secs(300);
+
+/// A reactor listening on 127.0.0.1:0 (no UDP), with its address.
+fn reactor(config: Config) -> (Reactor, SocketAddr) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: None,
+        ..config
+    };
+    let mut addrs = Addrs {
+        tcp: config.listen,
+        udp: None,
+    };
+    let (shard, waker) = bind_shard(&config, 0, &mut addrs, None).unwrap();
+    let shutdown = ShutdownHandle::new(vec![waker]);
+    let reactor = Reactor::new(shard, &config, &shutdown, &Stats::default(), None).unwrap();
+    (reactor, addrs.tcp)
+}
+
+/// Runs turns at virtual time `now` until `done` holds; each waits up to
+/// 50 ms of real time for the kernel's events.
+fn turns_until(r: &mut Reactor, now: Instant, mut done: impl FnMut(&Reactor) -> bool) {
+    let start = Instant::now();
+    while !done(r) {
+        assert!(start.elapsed() < PATIENCE, "the condition never held");
+        r.poll
+            .poll(&mut r.events, Some(Duration::from_millis(50)))
+            .unwrap();
+        assert_eq!(r.turn(now), Exit::No);
+    }
+}
+
+/// Connects a client and lets the reactor accept it at `now`.
+fn connect(r: &mut Reactor, addr: SocketAddr, now: Instant) -> TcpStream {
+    let client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let before = r.conns.len();
+    turns_until(r, now, |r| r.conns.len() > before);
+    client
+}
+
+/// A reactor with `--idle-timeout` `IDLE`, and a client it accepted at `t0`.
+fn idle_reactor_with_client(t0: Instant) -> (Reactor, TcpStream) {
+    let config = Config {
+        idle_timeout: Some(IDLE),
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    let client = connect(&mut r, addr, t0);
+    (r, client)
+}
+
+fn counter(
+    r: &Reactor,
+    pick: impl Fn(&crate::stats::Counters) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    pick(&r.shared.stats).load(Relaxed)
+}
+
+/// A silent connection is closed exactly `IDLE` after it was accepted, not
+/// a millisecond before, and the poll timeout says so in advance.
+#[test]
+fn a_silent_connection_closes_at_its_idle_deadline() {
+    let t0 = Instant::now();
+    let (mut r, mut client) = idle_reactor_with_client(t0);
+    assert_eq!(r.poll_timeout(t0), Some(IDLE));
+    r.fire_timers(t0 + IDLE - Duration::from_millis(1));
+    assert_eq!(r.conns.len(), 1);
+    r.fire_timers(t0 + IDLE);
+    assert_eq!(r.conns.len(), 0);
+    assert_eq!(counter(&r, |c| &c.idle_closes), 1);
+    // The client sees the close.
+    assert_eq!(client.read(&mut [0; 8]).unwrap(), 0);
+}
+
+/// Traffic moves the deadline: the timer entry that comes due at the old
+/// deadline finds the connection active since, and is pushed to `IDLE`
+/// after the last bytes moved.
+#[test]
+fn traffic_pushes_the_idle_deadline() {
+    let t0 = Instant::now();
+    let (mut r, mut client) = idle_reactor_with_client(t0);
+    let t1 = t0 + Duration::from_secs(100);
+    client.write_all(b"ping").unwrap();
+    turns_until(&mut r, t1, |r| counter(r, |c| &c.bytes_out) == 4);
+    let mut echo = [0; 4];
+    client.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping");
+    r.fire_timers(t0 + IDLE);
+    assert_eq!(r.conns.len(), 1, "active at t1: not idle at t0 + IDLE");
+    assert_eq!(r.poll_timeout(t0 + IDLE), Some(t1 + IDLE - (t0 + IDLE)));
+    r.fire_timers(t1 + IDLE);
+    assert_eq!(r.conns.len(), 0);
+    assert_eq!(counter(&r, |c| &c.idle_closes), 1);
+}
+
+/// With `--idle-timeout 0` no timer is ever set: nothing bounds the poll.
+#[test]
+fn no_idle_timeout_means_no_timer() {
+    let config = Config {
+        idle_timeout: None,
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    let t0 = Instant::now();
+    let _client = connect(&mut r, addr, t0);
+    assert_eq!(r.poll_timeout(t0), None);
+    r.fire_timers(t0 + Duration::from_secs(365 * 24 * 3600));
+    assert_eq!(r.conns.len(), 1);
+}
+
+/// A connection that owes nothing closes as delivered as soon as the peer
+/// acknowledged our FIN, long before the drain timeout: the reactor is done
+/// with the virtual clock still at the drain's start.
+#[test]
+fn a_drain_with_nothing_owed_ends_without_waiting_for_the_deadline() {
+    let (mut r, addr) = reactor(Config::default());
+    let t0 = Instant::now();
+    let mut client = connect(&mut r, addr, t0);
+    r.begin_shutdown();
+    let start = Instant::now();
+    while r.turn(t0) == Exit::No {
+        assert!(start.elapsed() < PATIENCE, "the drain never ended");
+        // While it waits for an acknowledgement it asks to be woken soon.
+        let timeout = r.poll_timeout(t0).expect("a drain always wakes");
+        assert!(timeout < Duration::from_secs(1), "{timeout:?}");
+        r.poll.poll(&mut r.events, Some(timeout)).unwrap();
+    }
+    assert_eq!(r.conns.len(), 0);
+    assert_eq!(counter(&r, |c| &c.drain_aborts), 0);
+    assert_eq!(client.read(&mut [0; 8]).unwrap(), 0);
+}
+
+/// Input the kernel held when the drain began keeps the connection open
+/// (it is still to be processed), but not past the drain timeout: at
+/// exactly the deadline it is closed and counted as aborted.
+#[test]
+fn the_drain_timeout_closes_what_is_left() {
+    let drain_timeout = Duration::from_secs(5);
+    let config = Config {
+        drain_timeout,
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    let t0 = Instant::now();
+    let mut client = connect(&mut r, addr, t0);
+    client.write_all(b"held").unwrap();
+    // Wait (bounded) until the kernel holds the bytes for the server.
+    let (_, slot) = r.conns.iter().next().unwrap();
+    let start = Instant::now();
+    while crate::sys::queued_input_bytes(&slot.conn.socket).unwrap() < 4 {
+        assert!(start.elapsed() < PATIENCE, "bytes never arrived");
+        std::thread::yield_now();
+    }
+    r.begin_shutdown();
+    assert!(!r.drain_done(t0), "held input is still to be processed");
+    assert!(!r.drain_done(t0 + drain_timeout - Duration::from_millis(1)));
+    assert_eq!(r.conns.len(), 1);
+    assert!(r.drain_done(t0 + drain_timeout));
+    assert_eq!(r.conns.len(), 0);
+    assert_eq!(counter(&r, |c| &c.drain_aborts), 1);
+}
