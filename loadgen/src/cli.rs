@@ -337,7 +337,11 @@ mod tests {
         assert_eq!(ok("2.5ms"), Ok(Duration::from_micros(2500)));
         assert_eq!(ok(".5s"), Ok(Duration::from_millis(500)));
         assert_eq!(ok(".5"), Ok(Duration::from_millis(500)));
-        assert_eq!(ok("0.1s"), Ok(Duration::from_millis(100)), "exact, no float");
+        assert_eq!(
+            ok("0.1s"),
+            Ok(Duration::from_millis(100)),
+            "exact, no float"
+        );
         assert_eq!(ok("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(ok(" 2s "), Ok(Duration::from_secs(2)));
         assert_eq!(ok("500ms"), Ok(Duration::from_millis(500)));

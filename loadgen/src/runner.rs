@@ -11,12 +11,13 @@ use crate::collect::{Collected, Collector};
 use crate::config::{ConfigError, Protocol, RunConfig};
 use crate::connections::ConnectionReport;
 use crate::driver::{run_worker, WorkerSpec, WAKER};
+use crate::endline::EndLine;
 use crate::error::Error;
 use crate::hlog::HlogWriter;
 use crate::msg::WorkerMsg;
 use crate::phase::Phase;
 use crate::report::{Report, ScheduleReport};
-use crate::{clock, endline, payload, settings, source, start, sys, tcp, udp};
+use crate::{clock, payload, settings, source, start, sys, tcp, udp};
 
 /// Descriptors beyond one per connection: stdio, the output files, and per thread a
 /// poller, its waker and a timer.
@@ -88,10 +89,22 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     };
     // Last: the end line says the log is whole, and whether the run passed.
     if let Some(sink) = hlog {
-        sink.end(&endline::EndLine::of(cfg, &outcome))
-            .map_err(io_err)?;
+        sink.end(&end_line(cfg, &outcome)).map_err(io_err)?;
     }
     outcome
+}
+
+/// The `.hlog` end line of a run of `cfg` that ended with `outcome`: the report's verdict,
+/// or the error that left no report (a failed run, with nothing measured).
+fn end_line(cfg: &RunConfig, outcome: &Result<Report, Error>) -> EndLine {
+    match outcome {
+        Ok(r) => {
+            let start = r.started_at.map(start::unix_secs);
+            let window = start.map(|s| (s, s + r.duration.as_secs_f64()));
+            EndLine::new(cfg, r.passed(), r.failures(), r.messages(), window)
+        }
+        Err(e) => EndLine::new(cfg, false, vec![e.to_string()], 0, None),
+    }
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.

@@ -107,11 +107,19 @@ fn usage_errors_exit_2() {
 /// bad one is a usage error naming the flag and showing what would work.
 #[test]
 fn durations_take_fractions_and_bad_ones_name_the_flag() {
-    for (text, shown) in [("1.5s", "1.5s"), ("1.5", "1.5s"), ("0.5m", "30s"), (".5s", "500ms")] {
+    for (text, shown) in [
+        ("1.5s", "1.5s"),
+        ("1.5", "1.5s"),
+        ("0.5m", "30s"),
+        (".5s", "500ms"),
+    ] {
         let out = loadgen(&["--check", "--duration", text]);
         let said = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{text}: {out:?}");
-        assert!(said.contains(&format!("duration {shown},")), "{text}: {said}");
+        assert!(
+            said.contains(&format!("duration {shown},")),
+            "{text}: {said}"
+        );
     }
     let out = loadgen(&["--warmup", "1.5 parsecs"]);
     let err = String::from_utf8_lossy(&out.stderr);
