@@ -60,7 +60,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     // The connect phase's end is printed by the collector only if a connection opened,
     // so a refused target gets its one error line and nothing else.
     let times = (wall, start_ns, cfg.warmup, cfg.duration);
-    let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
+    let mut collector = Collector::new(cfg.threads, phase, hlog, cfg.progress, times);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
         source,
@@ -77,12 +77,13 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     let hlog = run.hlog.take();
     let outcome = if let Some((thread, source)) = failure {
         Err(Error::Reactor { thread, source })
-    } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
+    } else if let (0, Some(reason)) = (run.stats.opened, run.stats.connect_failure.take()) {
+        // Every connect failed (or loadgen gave up after GIVE_UP_AFTER of them).
         Err(Error::Connect {
             target: cfg.target,
             failed: run.stats.failed,
             asked: cfg.owned() as u64,
-            reason: run.stats.conn_error.clone().unwrap_or_default(),
+            reason,
         })
     } else {
         Ok(build_report(cfg, wire, (wall, start_ns), run))

@@ -122,7 +122,7 @@ impl<C: Client> Table<C> {
             }
             Err(e) => {
                 self.slots[i] = Slot::Gone;
-                let why = Closed::ConnectFailed(crate::io_text::io_text(&e));
+                let why = Closed::ConnectFailed((&e).into());
                 self.count_close(id, first, why, ctx);
             }
         }
@@ -230,7 +230,9 @@ impl<C: Client> Table<C> {
                 } else {
                     log::log!(first_or_debug(stats.failed), "{line}");
                 }
-                e
+                let text = e.to_string();
+                stats.connect_failure.get_or_insert(e);
+                text
             }
             Closed::Broken(e) => {
                 stats.broken += 1;
