@@ -196,7 +196,7 @@ impl<C: Client> Table<C> {
             let (id, resume) = (client.sender().id, client.sender().next_m());
             client.finish(ctx);
             drop(client); // closes the socket, which leaves epoll with it
-            if matches!(why, Closed::Reconnect) && ctx.now < ctx.measure_end {
+            if matches!(why, Closed::Reconnect) && ctx.now < ctx.timeline.measure_end {
                 self.slots[i] = Slot::Down { id, resume };
                 ramp.reconnect(i);
             } else {
@@ -259,7 +259,7 @@ impl<C: Client> Table<C> {
                 Slot::Live { mut client, .. } => client.finish(ctx),
                 Slot::Down { id, resume } => {
                     if let Some(s) = ctx.schedule {
-                        let upto = s.first_due_from(u64::from(id), ctx.measure_end);
+                        let upto = s.first_due_from(u64::from(id), ctx.timeline.measure_end);
                         crate::send::not_sent(id, resume, upto, ctx);
                     }
                 }

@@ -215,7 +215,7 @@ impl TcpClient {
     /// quoted.
     fn on_eof(&mut self, ctx: &mut Ctx) -> Flow {
         let owed = self.send.window.in_flight();
-        if owed == 0 && ctx.now >= ctx.measure_end {
+        if owed == 0 && ctx.now >= ctx.timeline.measure_end {
             return Flow::Close(Closed::Finished);
         }
         let (id, front) = (self.send.id, self.send.window.front());
