@@ -186,10 +186,7 @@ fn title(report: &Report, h: &Histogram<u64>) -> String {
     match &report.config {
         Some(s) => format!(
             "{} {} x{} {}B: {} messages",
-            match s.protocol {
-                loadgen::Protocol::Tcp => "tcp",
-                loadgen::Protocol::Udp => "udp",
-            },
+            s.protocol,
             s.target,
             s.connections,
             s.size,

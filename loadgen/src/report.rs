@@ -214,15 +214,15 @@ impl Report {
                 None => format!("closed loop, pipeline {}", s.pipeline),
             };
             let framed = if s.framed { ", framed" } else { "" };
-            let proto = match s.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
             let _ = writeln!(
                 t,
-                "loadgen {proto} {}: {} connections, {} B messages{framed}, {mode}, {} thread(s)",
-                s.target, s.connections, s.size, s.threads
+                "loadgen {} {}: {} connections, {} B messages{framed}, {mode}, {} thread(s)",
+                s.protocol, s.target, s.connections, s.size, s.threads
             );
+        }
+        if let Some(m) = &self.merged {
+            let n = m.shards.len();
+            let _ = writeln!(t, "loadgen merge: {n} log{}", if n == 1 { "" } else { "s" });
         }
         let _ = writeln!(t, "  duration     {:.3} s", self.duration.as_secs_f64());
         let bytes = self

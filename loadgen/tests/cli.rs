@@ -482,6 +482,7 @@ fn output_files_and_merge() {
     let out = loadgen(&["merge", paths[2]]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("loadgen merge: 1 log\n"), "{text}");
     assert!(text.contains("  result       PASS\n"), "{text}");
     // Cut short (the end line lost): the merge fails and says why.
     let log = std::fs::read_to_string(&hlog).unwrap();
