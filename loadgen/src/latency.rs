@@ -13,7 +13,7 @@ use crate::config::MAX_DURATION;
 /// Highest latency the histograms hold, ns: the longest a measured message can wait (a
 /// year of `--duration` plus a year of `--udp-timeout`, see `config::MAX_DURATION`) and a
 /// minute to spare. A library caller can go past it; such values are counted
-/// ([`ThreadStats::saturated`]) and reported, never dropped silently.
+/// ([`crate::stats::ThreadStats::saturated`]) and reported, never dropped silently.
 pub(crate) const MAX_LATENCY_NS: u64 = (2 * MAX_DURATION.as_secs() + 60) * 1_000_000_000;
 
 /// A new latency histogram: ns, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
