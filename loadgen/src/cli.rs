@@ -306,7 +306,7 @@ pub fn parse_duration(text: &str) -> Result<humantime::Duration, DurationError> 
 
 /// A `--max-loss` value that is not a number or a percentage.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("'{0}' is not a fraction")]
+#[error("'{0}' is not a fraction (e.g. 0.01 or 1%)")]
 pub struct FractionError(String);
 
 /// Parses "1%" as 0.01 and "0.01" as 0.01.
