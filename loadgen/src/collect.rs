@@ -114,11 +114,9 @@ impl Collector {
 
     /// When the measured time starts, ns since the epoch, once known.
     fn measure_start(&self) -> Option<u64> {
-        if let (Some(start), Some(_)) = (self.start_ns, self.connect_end) {
-            return Some(start);
-        }
-        let warmup = crate::clock::ns(self.progress.warmup);
-        self.connect_end.map(|t| t.saturating_add(warmup))
+        let warmup = self.progress.warmup;
+        self.connect_end
+            .map(|end| crate::timeline::measure_start(end, self.start_ns, warmup))
     }
 
     /// Takes one worker message.

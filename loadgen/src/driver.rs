@@ -35,7 +35,7 @@ use crate::schedule::{Cursor, Schedule};
 use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
-use crate::timeline::{Load, Timeline, Wake};
+use crate::timeline::{measure_start, Load, Timeline, Wake};
 use crate::timer::{self, WakeTimer};
 use crate::udp_batch::UdpBatch;
 
@@ -195,10 +195,8 @@ impl<C: Client> Worker<C> {
             crate::config::Protocol::Udp => cfg.udp_timeout,
             crate::config::Protocol::Tcp => cfg.drain_timeout,
         };
-        self.ctx.timeline = match self.start_ns {
-            Some(start) => Timeline::at(start, cfg.duration, grace),
-            None => Timeline::after(end, cfg.warmup, cfg.duration, grace),
-        };
+        let start = measure_start(end, self.start_ns, cfg.warmup);
+        self.ctx.timeline = Timeline::at(start, cfg.duration, grace);
         self.interval_end = self.ctx.timeline.measure_start.saturating_add(INTERVAL_NS);
         // Traffic starts now: the open-loop schedule from here (with --start-at from
         // --warmup before it, shared by every shard), the closed loop with a first send on

@@ -17,7 +17,7 @@ use crate::hlog::HlogWriter;
 use crate::msg::WorkerMsg;
 use crate::phase::Phase;
 use crate::report::{Report, ScheduleReport};
-use crate::{clock, payload, settings, source, start, sys, tcp, udp};
+use crate::{payload, settings, source, start, sys, tcp, timeline, udp};
 
 /// Descriptors beyond one per connection: stdio, the output files, and per thread a
 /// poller, its waker and a timer.
@@ -187,7 +187,7 @@ fn build_report(
         ..
     } = run;
     let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(clock::ns(cfg.warmup)));
+    let measure_start = timeline::measure_start(connect_end, start_ns, cfg.warmup);
     // --start-at: a connect phase still running at the start left the window short.
     let late_start = start_ns
         .filter(|&s| connect_end > s)
