@@ -19,13 +19,20 @@ fn parse_sources(text: &str) -> Result<Sources, crate::source::BindError> {
     crate::source::parse_bind_item(text).map(Sources)
 }
 
+/// What `--help` ends with: what the exit status means, the one thing scripts need.
+const AFTER_HELP: &str = "Exit status: 0 the run passed (merge: every shard passed); 1 it failed \
+(data errors, lost data, failed or broken connections, a failed, missing or cut-short shard, \
+a file that cannot be written or read); 2 usage error (the message names the flag). \
+More in loadgen/README.md.";
+
 /// `loadgen [run flags]` or `loadgen merge FILE...`.
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// `merge`, or nothing for a load run.

@@ -103,6 +103,24 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// `--help` exits 0, shows the defaults and how durations are written, and ends with what
+/// the exit status means.
+#[test]
+fn help_explains_defaults_durations_and_exit_status() {
+    let out = loadgen(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{help}");
+    for needle in [
+        "[default: 10s]",
+        "1.5s",
+        "merge",
+        "Exit status: 0",
+        "2 usage error",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
 /// A fraction with a unit (`1.5s`, as users write it) and bare seconds are durations; a
 /// bad one is a usage error naming the flag and showing what would work.
 #[test]
