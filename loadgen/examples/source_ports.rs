@@ -40,7 +40,8 @@ fn open(target: SocketAddr, strategy: &str, ip: IpAddr, port: u16) -> io::Result
             s.set_reuse_address(true)?;
             s.bind(&SocketAddr::new(ip, port).into())?;
         }
-        other => panic!("unknown strategy {other}"),
+        // main() accepts only the four strategies above.
+        other => unreachable!("strategy {other} was checked"),
     }
     match s.connect(&target.into()) {
         Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => Err(e),
@@ -48,18 +49,44 @@ fn open(target: SocketAddr, strategy: &str, ip: IpAddr, port: u16) -> io::Result
     }
 }
 
+const USAGE: &str = "usage: source_ports TARGET N STRATEGY FIRST_IP ADDRS ROUNDS [fin|rst]
+  TARGET    ip:port of the server (127.0.0.1:PORT)
+  N         connections per round
+  STRATEGY  kernel | bind | noport | explicit
+  FIRST_IP  first source address (127.0.0.2)
+  ADDRS     source addresses, at least 1
+  ROUNDS    rounds back to back";
+
+const STRATEGIES: [&str; 4] = ["kernel", "bind", "noport", "explicit"];
+
+/// Bad arguments: say what was wrong and how to call it, exit 2 (no panic).
+fn usage(what: &str) -> ! {
+    eprintln!("source_ports: {what}\n{USAGE}");
+    std::process::exit(2);
+}
+
+/// Argument `i`, parsed, or the usage.
+fn arg<T: std::str::FromStr>(a: &[String], i: usize, name: &str) -> T {
+    a.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| usage(&format!("bad or missing {name}")))
+}
+
 fn main() -> io::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    if a.len() < 7 {
-        eprintln!("usage: source_ports TARGET N STRATEGY FIRST_IP ADDRS ROUNDS [fin|rst]");
-        std::process::exit(2);
+    let target: SocketAddr = arg(&a, 1, "TARGET");
+    let n: usize = arg(&a, 2, "N");
+    let strategy: String = arg(&a, 3, "STRATEGY");
+    if !STRATEGIES.contains(&strategy.as_str()) {
+        usage(&format!("unknown STRATEGY {strategy}"));
     }
-    let target: SocketAddr = a[1].parse().expect("TARGET");
-    let n: usize = a[2].parse().expect("N");
-    let strategy = a[3].as_str();
-    let first: Ipv4Addr = a[4].parse().expect("FIRST_IP");
-    let addrs: u32 = a[5].parse().expect("ADDRS");
-    let rounds: usize = a[6].parse().expect("ROUNDS");
+    let strategy = strategy.as_str();
+    let first: Ipv4Addr = arg(&a, 4, "FIRST_IP");
+    let addrs: u32 = arg(&a, 5, "ADDRS");
+    if addrs == 0 {
+        usage("ADDRS must be at least 1");
+    }
+    let rounds: usize = arg(&a, 6, "ROUNDS");
     let rst = a.get(7).map(String::as_str) == Some("rst");
     for round in 1..=rounds {
         let mut calls =

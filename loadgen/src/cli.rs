@@ -19,13 +19,20 @@ fn parse_sources(text: &str) -> Result<Sources, crate::source::BindError> {
     crate::source::parse_bind_item(text).map(Sources)
 }
 
+/// What `--help` ends with: what the exit status means, the one thing scripts need.
+const AFTER_HELP: &str = "Exit status: 0 the run passed (merge: every shard passed); 1 it failed \
+(data errors, lost data, failed or broken connections, a failed, missing or cut-short shard, \
+a file that cannot be written or read); 2 usage error (the message names the flag). \
+More in loadgen/README.md.";
+
 /// `loadgen [run flags]` or `loadgen merge FILE...`.
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// `merge`, or nothing for a load run.
@@ -86,7 +93,8 @@ pub struct RunArgs {
     /// Messages in flight per connection (closed loop).
     #[arg(long, default_value_t = RunConfig::default().pipeline, value_name = "K")]
     pub pipeline: usize,
-    /// Measured time: 500ms, 10s, 2m.
+    /// Measured time: 500ms, 1.5s, 10s, 2m, 1h 30m, or bare seconds (1.5); every DUR
+    /// flag reads the same.
     #[arg(long, default_value_t = RunConfig::default().duration.into(), value_parser = parse_duration, value_name = "DUR")]
     pub duration: humantime::Duration,
     /// Unrecorded time before measuring.
@@ -264,44 +272,48 @@ fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid("target", format!("'{target}' resolves to nothing")))
 }
 
-/// Why a duration flag's value is not a duration.
+/// Why a duration flag's value is not a duration. clap prefixes the flag
+/// (`invalid value 'ten' for '--duration <DUR>': ...`), so the text only says what would work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
-    /// Neither a number of seconds nor a number with a unit.
-    #[error("'{0}' is not a duration (try 500ms, 10s or 2m)")]
+    /// Neither a number of seconds nor numbers with units.
+    #[error("'{0}' is not a duration (e.g. 500ms, 1.5s, 10s, 2m, 1h 30m, or bare seconds: 1.5)")]
     Syntax(String),
     /// More than a `Duration` holds (validation caps every duration at a year anyway).
     #[error("'{0}' is too long (at most 365 days)")]
     TooLong(String),
 }
 
-/// Parses a duration with a unit, as humantime reads it ("500ms", "10s", "2m", "1h",
-/// "250us", "1h 30m"), or a bare number of seconds ("1.5").
+/// Parses a duration as humantime reads it: numbers with units, fractions allowed
+/// ("500ms", "1.5s", "10s", "2m", "1h 30m", "250us"; humantime 2.3 added the fractions,
+/// hence the minimum version in Cargo.toml), or a bare number of seconds ("1.5", ".5").
+/// A leading "." gets its "0" ("0.5s"): humantime wants a digit first, and people write
+/// ".5s" as readily as ".5".
 pub fn parse_duration(text: &str) -> Result<humantime::Duration, DurationError> {
     let text = text.trim();
-    if let Ok(d) = text.parse::<humantime::Duration>() {
-        return Ok(d);
-    }
-    let seconds: f64 = match text.parse() {
-        Ok(s) if s >= 0.0 => s,
-        Ok(_) | Err(_) => {
-            // A number too large for humantime's u64 is still a number: say "too long".
-            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-            let unit = text.trim_start_matches(|c: char| c.is_ascii_digit());
-            if digits || (unit.len() < text.len() && ["s", "ms", "us", "m", "h"].contains(&unit)) {
-                return Err(DurationError::TooLong(text.to_string()));
-            }
-            return Err(DurationError::Syntax(text.to_string()));
-        }
+    let human = match text.strip_prefix('.') {
+        Some(fraction) => format!("0.{fraction}"),
+        None => text.to_string(),
     };
-    Duration::try_from_secs_f64(seconds)
-        .map(Into::into)
-        .map_err(|_| DurationError::TooLong(text.to_string()))
+    match human.parse::<humantime::Duration>() {
+        Ok(d) => return Ok(d),
+        // Digits and a unit that do not fit a u64 of ns are still a duration: "too long".
+        Err(humantime::DurationError::NumberOverflow) if !human.contains('.') => {
+            return Err(DurationError::TooLong(text.to_string()))
+        }
+        Err(_) => {}
+    }
+    match human.parse::<f64>() {
+        Ok(seconds) if seconds >= 0.0 => Duration::try_from_secs_f64(seconds)
+            .map(Into::into)
+            .map_err(|_| DurationError::TooLong(text.to_string())),
+        _ => Err(DurationError::Syntax(text.to_string())),
+    }
 }
 
 /// A `--max-loss` value that is not a number or a percentage.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("'{0}' is not a fraction")]
+#[error("'{0}' is not a fraction (e.g. 0.01 or 1%)")]
 pub struct FractionError(String);
 
 /// Parses "1%" as 0.01 and "0.01" as 0.01.
@@ -321,10 +333,24 @@ pub fn parse_fraction(text: &str) -> Result<f64, FractionError> {
 mod tests {
     use super::*;
 
-    /// Durations accept the units the issue names, and reject junk with a hint.
+    /// Durations accept the units the issue names, fractions with a unit ("1.5s", which
+    /// users write) and bare seconds, and reject junk with examples of what works.
     #[test]
     fn durations_parse() {
         let ok = |text: &str| parse_duration(text).map(Duration::from);
+        assert_eq!(ok("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(ok("0.5m"), Ok(Duration::from_secs(30)));
+        assert_eq!(ok("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(ok("2.5ms"), Ok(Duration::from_micros(2500)));
+        assert_eq!(ok(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(ok(".5"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            ok("0.1s"),
+            Ok(Duration::from_millis(100)),
+            "exact, no float"
+        );
+        assert_eq!(ok("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(ok(" 2s "), Ok(Duration::from_secs(2)));
         assert_eq!(ok("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(ok("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(ok("2m"), Ok(Duration::from_secs(120)));
@@ -335,7 +361,10 @@ mod tests {
         assert_eq!(ok("0"), Ok(Duration::ZERO));
         let syntax = |t: &str| DurationError::Syntax(t.to_string());
         assert_eq!(ok("ten"), Err(syntax("ten")));
-        assert!(syntax("ten").to_string().contains("500ms"));
+        let hint = syntax("ten").to_string();
+        assert!(hint.contains("500ms") && hint.contains("1.5s"), "{hint}");
+        assert_eq!(ok("1.5x"), Err(syntax("1.5x")));
+        assert_eq!(ok(""), Err(syntax("")));
         assert_eq!(ok("3x"), Err(syntax("3x")));
         assert_eq!(ok("-1s"), Err(syntax("-1s")));
         assert_eq!(ok("-1"), Err(syntax("-1")));

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 
 use crate::hlog::HlogWriter;
-use crate::latency::new_histogram;
+use crate::latency::{add_into, new_histogram};
 use crate::msg::{WorkerMsg, INTERVAL_NS};
 use crate::phase::Phase;
 use crate::progress::Progress;
@@ -114,11 +114,9 @@ impl Collector {
 
     /// When the measured time starts, ns since the epoch, once known.
     fn measure_start(&self) -> Option<u64> {
-        if let (Some(start), Some(_)) = (self.start_ns, self.connect_end) {
-            return Some(start);
-        }
-        let warmup = crate::clock::ns(self.progress.warmup);
-        self.connect_end.map(|t| t.saturating_add(warmup))
+        let warmup = self.progress.warmup;
+        self.connect_end
+            .map(|end| crate::timeline::measure_start(end, self.start_ns, warmup))
     }
 
     /// Takes one worker message.
@@ -143,8 +141,7 @@ impl Collector {
             } => {
                 self.errors[thread] = stats.errors.total();
                 self.add_interval(thread, index, &hist);
-                // Same bounds everywhere, so adding cannot fail.
-                let _ = self.connect.add(&connect);
+                add_into(&mut self.connect, &connect);
                 self.done[thread] = true;
                 self.stats.add(&stats);
                 self.end_ns = self.end_ns.max(end_ns);
@@ -187,10 +184,7 @@ impl Collector {
     fn add_interval(&mut self, thread: usize, index: u64, hist: &Histogram<u64>) {
         self.reported[thread] = Some(index);
         let slot = self.pending.entry(index).or_insert_with(new_histogram);
-        // Same bounds everywhere, so adding cannot fail; saturate rather than panic.
-        if slot.add(hist).is_err() {
-            log::warn!("interval histogram out of range; dropped");
-        }
+        add_into(slot, hist);
     }
 
     /// Emits, in order, every interval that no running thread can still add to.
@@ -206,10 +200,7 @@ impl Collector {
                 return Ok(());
             }
             let hist = self.pending.remove(&k).unwrap_or_else(new_histogram);
-            // Same bounds on both sides (`new_histogram`), so every value fits.
-            self.total
-                .add(&hist)
-                .expect("interval histograms share the total's bounds");
+            add_into(&mut self.total, &hist);
             let errors: u64 = self.errors.iter().sum();
             // Every thread done: the run ended at `end_ns`, and if no connection was ever
             // made the run is an error, with no progress to show.

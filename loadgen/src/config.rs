@@ -137,6 +137,16 @@ pub struct RunConfig {
     pub start_at: Option<SystemTime>,
 }
 
+/// `tcp` or `udp`, as reports and the JSON `settings` name it.
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
 impl RunConfig {
     /// The defaults (see [`RunConfig::default`]) aimed at `target`.
     pub fn new(target: SocketAddr) -> Self {

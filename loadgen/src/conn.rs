@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use mio::event::{Event, Source};
 
 use crate::ctx::Ctx;
+use crate::error::ConnectFailure;
 use crate::send::SendState;
 
 /// Why a connection ended.
 #[derive(Debug)]
 pub(crate) enum Closed {
     /// It never got established.
-    ConnectFailed(String),
+    ConnectFailed(ConnectFailure),
     /// It broke after being established: the peer closed or reset it.
     Broken(String),
     /// The server closed it after the measured time with nothing owed: not an error.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::clock::per_sec;
 use crate::config::RunConfig;
 use crate::latency::Latency;
 use crate::stats::ThreadStats;
@@ -36,13 +37,6 @@ pub struct ConnectionReport {
     pub duration: Duration,
     /// `--reconnect-after`, if set.
     pub reconnect_after: Option<u64>,
-}
-
-fn per_sec(n: u64, d: Duration) -> f64 {
-    match d.as_secs_f64() {
-        secs if secs > 0.0 => n as f64 / secs,
-        _ => 0.0,
-    }
 }
 
 impl ConnectionReport {

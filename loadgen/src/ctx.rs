@@ -11,6 +11,7 @@ use crate::latency::record_into;
 use crate::payload::Codec;
 use crate::schedule::Schedule;
 use crate::stats::ThreadStats;
+use crate::timeline::Timeline;
 use crate::udp_batch::UdpBatch;
 
 /// Per-thread state every connection of the thread works with.
@@ -26,12 +27,11 @@ pub(crate) struct Ctx {
     /// The clock as last read, ns since `epoch`. Refreshed after every read syscall, so a
     /// latency never includes time spent on other connections' bytes.
     pub(crate) now: u64,
-    /// Measured time is `[measure_start, measure_end)`, ns since `epoch`; a message is
-    /// recorded when its reference time falls in it. Both are `u64::MAX` during the
-    /// connect phase, whose end decides them (`phase.rs`).
-    pub(crate) measure_start: u64,
-    /// End of the measured time; no new closed-loop sends after it.
-    pub(crate) measure_end: u64,
+    /// The thread's timeline, ns since `epoch`: a message is recorded when its reference
+    /// time falls in `[measure_start, measure_end)`; no new closed-loop sends after
+    /// `measure_end`. [`Timeline::CONNECTING`] until the connect phase ends (`phase.rs`);
+    /// the driver fixes it then, and every decision reads it from here.
+    pub(crate) timeline: Timeline,
     /// One read buffer for all connections of the thread (64 KiB + a datagram's worth).
     pub(crate) scratch: Vec<u8>,
     /// UDP on Linux with `--udp-batch` above 1: the thread's batch buffers
@@ -56,12 +56,12 @@ impl Ctx {
 
     /// Whether the connect phase is over: traffic flows from then on (warm-up first).
     pub(crate) fn started(&self) -> bool {
-        self.measure_start != u64::MAX
+        self.timeline.known()
     }
 
     /// Whether `t` (ns since the epoch) falls in the measured window.
     pub(crate) fn measured(&self, t: u64) -> bool {
-        (self.measure_start..self.measure_end).contains(&t)
+        (self.timeline.measure_start..self.timeline.measure_end).contains(&t)
     }
 
     /// A good echo arrived now for a message whose latency counts from `t_ref`.
@@ -102,8 +102,7 @@ pub(crate) fn test_ctx(change: impl FnOnce(&mut RunConfig)) -> Ctx {
         schedule,
         epoch: Instant::now(),
         now: 0,
-        measure_start: 0,
-        measure_end: u64::MAX,
+        timeline: Timeline::at(0, std::time::Duration::MAX, std::time::Duration::ZERO),
         scratch: Vec::new(),
         udp_batch: None,
         hist: crate::latency::new_histogram(),

@@ -35,7 +35,7 @@ use crate::schedule::{Cursor, Schedule};
 use crate::shard::Lane;
 use crate::stats::ThreadStats;
 use crate::table::Table;
-use crate::timeline::{Load, Timeline, Wake};
+use crate::timeline::{measure_start, Load, Timeline, Wake};
 use crate::timer::{self, WakeTimer};
 use crate::udp_batch::UdpBatch;
 
@@ -76,8 +76,6 @@ pub(crate) struct Worker<C: Client> {
     lane: Lane,
     /// `--start-at` as ns since the epoch, if set.
     start_ns: Option<u64>,
-    /// Known once the connect phase is over.
-    timeline: Timeline,
     /// Open loop: connections that got due messages this turn.
     dirty: Vec<usize>,
     cursor: Option<Cursor>,
@@ -116,8 +114,7 @@ impl<C: Client> Worker<C> {
             schedule,
             epoch: spec.epoch,
             now: 0,
-            measure_start: u64::MAX,
-            measure_end: u64::MAX,
+            timeline: Timeline::CONNECTING,
             scratch: vec![0; SCRATCH_LEN],
             udp_batch: UdpBatch::for_run(&cfg),
             hist: new_histogram(),
@@ -136,7 +133,6 @@ impl<C: Client> Worker<C> {
             start_ns: spec.start_ns,
             phase: spec.phase,
             sources: spec.sources,
-            timeline: Timeline::CONNECTING,
             dirty: Vec::with_capacity(local),
             cursor: None,
             timer,
@@ -184,8 +180,8 @@ impl<C: Client> Worker<C> {
 
     /// Once the connect phase has ended (in any thread), fixes this thread's timeline.
     fn sync_phase(&mut self) {
-        if self.timeline.known() {
-            if self.ctx.now >= self.timeline.measure_end {
+        if self.ctx.timeline.known() {
+            if self.ctx.now >= self.ctx.timeline.measure_end {
                 // Reconnects stop with the measured time: the drain only collects echoes.
                 self.ramp.stop();
             }
@@ -199,13 +195,9 @@ impl<C: Client> Worker<C> {
             crate::config::Protocol::Udp => cfg.udp_timeout,
             crate::config::Protocol::Tcp => cfg.drain_timeout,
         };
-        self.timeline = match self.start_ns {
-            Some(start) => Timeline::at(start, cfg.duration, grace),
-            None => Timeline::after(end, cfg.warmup, cfg.duration, grace),
-        };
-        self.ctx.measure_start = self.timeline.measure_start;
-        self.ctx.measure_end = self.timeline.measure_end;
-        self.interval_end = self.timeline.measure_start.saturating_add(INTERVAL_NS);
+        let start = measure_start(end, self.start_ns, cfg.warmup);
+        self.ctx.timeline = Timeline::at(start, cfg.duration, grace);
+        self.interval_end = self.ctx.timeline.measure_start.saturating_add(INTERVAL_NS);
         // Traffic starts now: the open-loop schedule from here (with --start-at from
         // --warmup before it, shared by every shard), the closed loop with a first send on
         // every connection (once per run, the only pass over them all).
@@ -248,7 +240,7 @@ impl<C: Client> Worker<C> {
             ramp_done: self.ramp.done(),
             owed: self.table.owed(),
         };
-        self.timeline.finished(self.ctx.now, load)
+        self.ctx.timeline.finished(self.ctx.now, load)
     }
 
     /// Open loop: marks every message due by now on its connection, then pumps each
@@ -261,7 +253,7 @@ impl<C: Client> Worker<C> {
         };
         loop {
             let due = cursor.peek();
-            if due.at_ns > self.ctx.now || due.at_ns >= self.timeline.measure_end {
+            if due.at_ns > self.ctx.now || due.at_ns >= self.ctx.timeline.measure_end {
                 break;
             }
             cursor.advance();
@@ -283,7 +275,7 @@ impl<C: Client> Worker<C> {
             });
         }
         let next = cursor.peek().at_ns;
-        if let (Some(timer), true) = (self.timer.as_mut(), next < self.timeline.measure_end) {
+        if let (Some(timer), true) = (self.timer.as_mut(), next < self.ctx.timeline.measure_end) {
             timer.arm(next, self.ctx.now);
         }
     }
@@ -316,7 +308,7 @@ impl<C: Client> Worker<C> {
             connect: self.ramp.next_time(now),
             send: self.cursor.as_ref().map(|c| c.peek().at_ns),
         };
-        self.timeline.poll_timeout(now, wake)
+        self.ctx.timeline.poll_timeout(now, wake)
     }
 
     /// One event batch: each event goes to its connection; closes wait for the end.

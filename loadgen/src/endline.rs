@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::RunConfig;
 use crate::shard::{Shard, ShardError};
 
 /// The comment prefix of the end line (after the `#`).
@@ -51,19 +52,17 @@ pub(crate) struct RunId {
 }
 
 impl EndLine {
-    /// The end line of a run of `cfg` with `outcome`.
-    pub(crate) fn of(
-        cfg: &crate::RunConfig,
-        outcome: &Result<crate::Report, crate::Error>,
+    /// The end line of this process's shard of a run of `cfg`: its verdict and
+    /// `failures`, the `messages` its intervals hold, its measured `window` (Unix seconds,
+    /// `None` if it never began). The runner derives these from the run's outcome, so this
+    /// module knows the format, not the report.
+    pub(crate) fn new(
+        cfg: &RunConfig,
+        passed: bool,
+        failures: Vec<String>,
+        messages: u64,
+        window: Option<(f64, f64)>,
     ) -> EndLine {
-        let (passed, failures, messages, window) = match outcome {
-            Ok(r) => {
-                let start = r.started_at.map(crate::start::unix_secs);
-                let window = start.map(|s| (s, s + r.duration.as_secs_f64()));
-                (r.passed(), r.failures(), r.messages(), window)
-            }
-            Err(e) => (false, vec![e.to_string()], 0, None),
-        };
         EndLine {
             shard: cfg.shard.to_string(),
             passed,

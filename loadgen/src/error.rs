@@ -22,8 +22,8 @@ pub enum Error {
         /// How many connections were asked for (more than failed: loadgen gave up on the
         /// rest, see [`crate::GIVE_UP_AFTER`]).
         asked: u64,
-        /// The first error.
-        reason: String,
+        /// Why the first connect failed.
+        reason: ConnectFailure,
     },
     /// An output file could not be created or written; check the path and permissions.
     /// Every output path is opened before any traffic, so a bad one fails at once.
@@ -70,6 +70,34 @@ pub enum Error {
         /// Which worker thread.
         thread: usize,
     },
+}
+
+/// Why a connect failed: the reason an [`Error::Connect`] gives, and the report's
+/// `conn_error` when some connects failed and others opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectFailure {
+    /// The system failed it: refused (nothing listens on that port), unreachable, out of
+    /// ports or descriptors. `kind` is for matching; `text` is the OS's words.
+    #[error("{text}")]
+    Os {
+        /// What kind of failure, as std classifies it.
+        kind: std::io::ErrorKind,
+        /// The OS's message, without the "(os error N)" suffix.
+        text: String,
+    },
+    /// No answer within `--connect-timeout`: the server's accept queue stays full, or
+    /// something drops the SYNs. Raise the timeout or find why the server does not accept.
+    #[error("connect timed out after {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
+impl From<&std::io::Error> for ConnectFailure {
+    fn from(e: &std::io::Error) -> Self {
+        ConnectFailure::Os {
+            kind: e.kind(),
+            text: io_text(e),
+        }
+    }
 }
 
 /// "50 of 50 connections failed", or when loadgen gave up early, how many it tried.

@@ -1,8 +1,8 @@
 //! The `.hlog` file: an HdrHistogram interval log (V2 deflate-compressed histograms in
 //! base64, one line per second of the measured time), with loadgen's two comments: the
 //! wire size of a message (for `merge` to report MB/s) and, last, the end line with the
-//! run's verdict (`endline.rs`). This module owns the format both ways: [`HlogWriter`]
-//! writes it during a run, [`read`] reads it back for `loadgen merge`.
+//! run's verdict (`endline.rs`). This module owns the format both ways: `HlogWriter`
+//! writes it during a run, `read` reads it back for `loadgen merge`.
 //!
 //! HdrHistogram readers skip comment lines, so the log stays a standard interval log that
 //! other tools (HistogramLogAnalyzer, `hdrhistogram` in other languages) can read.

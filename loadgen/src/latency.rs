@@ -13,12 +13,22 @@ use crate::config::MAX_DURATION;
 /// Highest latency the histograms hold, ns: the longest a measured message can wait (a
 /// year of `--duration` plus a year of `--udp-timeout`, see `config::MAX_DURATION`) and a
 /// minute to spare. A library caller can go past it; such values are counted
-/// ([`ThreadStats::saturated`]) and reported, never dropped silently.
+/// ([`crate::stats::ThreadStats::saturated`]) and reported, never dropped silently.
 pub(crate) const MAX_LATENCY_NS: u64 = (2 * MAX_DURATION.as_secs() + 60) * 1_000_000_000;
 
 /// A new latency histogram: ns, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
 pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant bounds are valid")
+}
+
+/// Adds `h` into `total`, both made by [`new_histogram`]. It cannot fail: with the same
+/// bounds on both sides, and every value recorded within them ([`record_into`]
+/// saturates), `h`'s largest value fits `total`. So the `expect` states an invariant;
+/// nothing is ever dropped here.
+pub(crate) fn add_into(total: &mut Histogram<u64>, h: &Histogram<u64>) {
+    total
+        .add(h)
+        .expect("histograms from new_histogram share their bounds");
 }
 
 /// Records `value` in `hist`; past the histogram's range it is recorded as the highest
@@ -98,5 +108,10 @@ mod tests {
         assert_eq!((saturated, h.len()), (0, 1));
         record_into(&mut h, u64::MAX / 2, &mut saturated);
         assert_eq!((saturated, h.len()), (1, 2));
+        // The saturated value still adds into a total (the collector's invariant).
+        let mut total = new_histogram();
+        add_into(&mut total, &h);
+        add_into(&mut total, &h);
+        assert_eq!((total.len(), total.max()), (4, h.max()));
     }
 }

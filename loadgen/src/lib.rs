@@ -162,7 +162,7 @@ use std::io::Write;
 
 pub use config::{ConfigError, Protocol, RunConfig};
 pub use connections::ConnectionReport;
-pub use error::Error;
+pub use error::{ConnectFailure, Error};
 pub use merged::Merged;
 pub use phase::GIVE_UP_AFTER;
 pub use report::Report;

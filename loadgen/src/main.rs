@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Some(Command::Merge(m)) => Outputs::open(&m.output).and_then(|files| {
+        Some(Command::Merge(m)) => OutputFiles::open(&m.output).and_then(|files| {
             let merged = loadgen::merge::merge_files(&m.files);
             files.finish(merged, &m.output)
         }),
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             cli.run
                 .into_config()
                 .map_err(Error::from)
-                .and_then(|cfg| Outputs::open(&output).map(|files| (cfg, files)))
+                .and_then(|cfg| OutputFiles::open(&output).map(|files| (cfg, files)))
                 .and_then(|(cfg, files)| files.finish(loadgen::run(&cfg), &output))
         }
     };
@@ -117,12 +117,12 @@ fn output_err(path: &Path, source: std::io::Error) -> Error {
 }
 
 /// The report's files, opened up front.
-struct Outputs {
+struct OutputFiles {
     hgrm: Option<OutputFile>,
     plot: Option<OutputFile>,
 }
 
-impl Outputs {
+impl OutputFiles {
     fn open(output: &OutputArgs) -> Result<Self, Error> {
         let hgrm = output.hgrm.as_deref().map(OutputFile::open).transpose()?;
         let plot = match output.plot.as_deref().map(OutputFile::open).transpose() {
@@ -132,7 +132,7 @@ impl Outputs {
                 return Err(e);
             }
         };
-        Ok(Outputs { hgrm, plot })
+        Ok(OutputFiles { hgrm, plot })
     }
 
     /// Prints the report and writes the files, or discards them when there is no report.
@@ -186,10 +186,7 @@ fn title(report: &Report, h: &Histogram<u64>) -> String {
     match &report.config {
         Some(s) => format!(
             "{} {} x{} {}B: {} messages",
-            match s.protocol {
-                loadgen::Protocol::Tcp => "tcp",
-                loadgen::Protocol::Udp => "udp",
-            },
+            s.protocol,
             s.target,
             s.connections,
             s.size,

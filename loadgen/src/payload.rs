@@ -17,6 +17,10 @@
 //!
 //! Encoding appends to a caller-owned buffer and decoding borrows the received bytes: nothing
 //! is allocated per message.
+//!
+//! Public is the wire format ([`Codec::encode_into`], [`Codec::decode`], the sizes), so a
+//! test peer or another tool can build and check loadgen's messages; how a mismatch is
+//! described and how a damaged stream is resynchronised are loadgen's own.
 
 /// Bytes of conn id + seq + check at the start of every payload; the minimum `--size`.
 pub const HEADER_LEN: usize = 16;
@@ -26,7 +30,7 @@ pub const FRAME_PREFIX: usize = 4;
 pub const MAX_DATAGRAM: usize = 65_507;
 
 /// The one read buffer of a reactor thread: 64 KiB of TCP stream or one whole datagram.
-pub const SCRATCH_LEN: usize = 64 * 1024 + MAX_DATAGRAM;
+pub(crate) const SCRATCH_LEN: usize = 64 * 1024 + MAX_DATAGRAM;
 
 /// Bytes of one `size`-byte message on the wire, the `--framed` prefix included.
 pub fn wire_len(size: usize, framed: bool) -> usize {
@@ -129,12 +133,12 @@ impl Codec {
 }
 
 /// Most received bytes a first-error description quotes.
-pub const QUOTE_MAX: usize = 80;
+pub(crate) const QUOTE_MAX: usize = 80;
 
 /// `bytes` (at most [`QUOTE_MAX`] of them) as a quoted, escaped string: printable ASCII as
 /// is, everything else `\n`, `\xNN` and so on, `...` after the quote when cut short. A
 /// server's error message shows as text among the binary.
-pub fn quote(bytes: &[u8]) -> String {
+pub(crate) fn quote(bytes: &[u8]) -> String {
     let shown = &bytes[..bytes.len().min(QUOTE_MAX)];
     let more = if shown.len() < bytes.len() { "..." } else { "" };
     format!("\"{}\"{more}", shown.escape_ascii())
@@ -144,7 +148,7 @@ impl Codec {
     /// How `got` differs from message `(conn, seq)` as sent: the first differing byte
     /// (offset on the wire, framed prefix included), how many differ, and a length
     /// mismatch. Allocates: meant for the first error only.
-    pub fn describe_diff(&self, conn: u32, seq: u64, got: &[u8]) -> String {
+    pub(crate) fn describe_diff(&self, conn: u32, seq: u64, got: &[u8]) -> String {
         let mut want = Vec::with_capacity(self.wire_len());
         self.encode_into(conn, seq, &mut want);
         let pairs = || want.iter().zip(got);
@@ -174,7 +178,7 @@ impl Codec {
 
     /// Bytes from the start of a message on the wire to the end of its header: what must
     /// be seen to recognise a message start.
-    pub fn header_span(&self) -> usize {
+    pub(crate) fn header_span(&self) -> usize {
         HEADER_LEN + if self.framed { FRAME_PREFIX } else { 0 }
     }
 
@@ -182,7 +186,7 @@ impl Codec {
     /// starts, and its seq: its header's conn id and seq agree with its check word (random
     /// bytes pass with odds of about 2^-64). How a damaged stream finds its footing again.
     /// The framed prefix is not checked: damage to it is judged when the message is.
-    pub fn find_header(&self, conn: u32, below: u64, bytes: &[u8]) -> Option<(usize, u64)> {
+    pub(crate) fn find_header(&self, conn: u32, below: u64, bytes: &[u8]) -> Option<(usize, u64)> {
         let skip = self.header_span() - HEADER_LEN;
         let want = conn.to_be_bytes();
         (0..(bytes.len() + 1).saturating_sub(self.header_span())).find_map(|at| {
@@ -197,7 +201,7 @@ impl Codec {
     }
 
     /// Whether `got` is how message `(conn, seq)` begins on the wire (a cut-off echo).
-    pub fn is_prefix_of(&self, conn: u32, seq: u64, got: &[u8]) -> bool {
+    pub(crate) fn is_prefix_of(&self, conn: u32, seq: u64, got: &[u8]) -> bool {
         let mut want = Vec::with_capacity(self.wire_len());
         self.encode_into(conn, seq, &mut want);
         want.starts_with(got)

@@ -78,7 +78,7 @@ impl Report {
 
     /// Measured messages per second.
     pub fn msgs_per_sec(&self) -> f64 {
-        per_sec(self.messages() as f64, self.duration)
+        crate::clock::per_sec(self.messages(), self.duration)
     }
 
     /// Echoed bytes per second (one direction), when the message size is known.
@@ -214,15 +214,15 @@ impl Report {
                 None => format!("closed loop, pipeline {}", s.pipeline),
             };
             let framed = if s.framed { ", framed" } else { "" };
-            let proto = match s.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
             let _ = writeln!(
                 t,
-                "loadgen {proto} {}: {} connections, {} B messages{framed}, {mode}, {} thread(s)",
-                s.target, s.connections, s.size, s.threads
+                "loadgen {} {}: {} connections, {} B messages{framed}, {mode}, {} thread(s)",
+                s.protocol, s.target, s.connections, s.size, s.threads
             );
+        }
+        if let Some(m) = &self.merged {
+            let n = m.shards.len();
+            let _ = writeln!(t, "loadgen merge: {n} log{}", if n == 1 { "" } else { "s" });
         }
         let _ = writeln!(t, "  duration     {:.3} s", self.duration.as_secs_f64());
         let bytes = self
@@ -312,15 +312,6 @@ pub const SCHEDULE_HINT: &str =
     "Latencies still count from the schedule, but the load was burstier than \
 asked. After a server stall that is expected (the backlog comes back at once); otherwise add \
 --threads, lower --rate, or give loadgen its own core.";
-
-fn per_sec(n: f64, d: Duration) -> f64 {
-    let secs = d.as_secs_f64();
-    if secs > 0.0 {
-        n / secs
-    } else {
-        0.0
-    }
-}
 
 #[cfg(test)]
 mod tests {

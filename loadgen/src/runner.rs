@@ -11,12 +11,13 @@ use crate::collect::{Collected, Collector};
 use crate::config::{ConfigError, Protocol, RunConfig};
 use crate::connections::ConnectionReport;
 use crate::driver::{run_worker, WorkerSpec, WAKER};
+use crate::endline::EndLine;
 use crate::error::Error;
 use crate::hlog::HlogWriter;
 use crate::msg::WorkerMsg;
 use crate::phase::Phase;
 use crate::report::{Report, ScheduleReport};
-use crate::{clock, endline, payload, settings, source, start, sys, tcp, udp};
+use crate::{payload, settings, source, start, sys, tcp, timeline, udp};
 
 /// Descriptors beyond one per connection: stdio, the output files, and per thread a
 /// poller, its waker and a timer.
@@ -59,7 +60,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     // The connect phase's end is printed by the collector only if a connection opened,
     // so a refused target gets its one error line and nothing else.
     let times = (wall, start_ns, cfg.warmup, cfg.duration);
-    let mut collector = Collector::new(cfg.threads, phase.clone(), hlog, cfg.progress, times);
+    let mut collector = Collector::new(cfg.threads, phase, hlog, cfg.progress, times);
     let io_err = |source| Error::Output {
         path: cfg.hlog.clone().unwrap_or_default(),
         source,
@@ -76,22 +77,35 @@ pub fn run(cfg: &RunConfig) -> Result<Report, Error> {
     let hlog = run.hlog.take();
     let outcome = if let Some((thread, source)) = failure {
         Err(Error::Reactor { thread, source })
-    } else if run.stats.opened == 0 && (run.stats.failed > 0 || phase.gave_up()) {
+    } else if let (0, Some(reason)) = (run.stats.opened, run.stats.connect_failure.take()) {
+        // Every connect failed (or loadgen gave up after GIVE_UP_AFTER of them).
         Err(Error::Connect {
             target: cfg.target,
             failed: run.stats.failed,
             asked: cfg.owned() as u64,
-            reason: run.stats.conn_error.clone().unwrap_or_default(),
+            reason,
         })
     } else {
         Ok(build_report(cfg, wire, (wall, start_ns), run))
     };
     // Last: the end line says the log is whole, and whether the run passed.
     if let Some(sink) = hlog {
-        sink.end(&endline::EndLine::of(cfg, &outcome))
-            .map_err(io_err)?;
+        sink.end(&end_line(cfg, &outcome)).map_err(io_err)?;
     }
     outcome
+}
+
+/// The `.hlog` end line of a run of `cfg` that ended with `outcome`: the report's verdict,
+/// or the error that left no report (a failed run, with nothing measured).
+fn end_line(cfg: &RunConfig, outcome: &Result<Report, Error>) -> EndLine {
+    match outcome {
+        Ok(r) => {
+            let start = r.started_at.map(start::unix_secs);
+            let window = start.map(|s| (s, s + r.duration.as_secs_f64()));
+            EndLine::new(cfg, r.passed(), r.failures(), r.messages(), window)
+        }
+        Err(e) => EndLine::new(cfg, false, vec![e.to_string()], 0, None),
+    }
 }
 
 /// Creates the `--hlog` file before any traffic, so a bad path fails fast.
@@ -173,7 +187,7 @@ fn build_report(
         ..
     } = run;
     let connect_end = connect_end.unwrap_or(end_ns);
-    let measure_start = start_ns.unwrap_or(connect_end.saturating_add(clock::ns(cfg.warmup)));
+    let measure_start = timeline::measure_start(connect_end, start_ns, cfg.warmup);
     // --start-at: a connect phase still running at the start left the window short.
     let late_start = start_ns
         .filter(|&s| connect_end > s)

@@ -8,8 +8,9 @@
 //!
 //! where `start` is the end of the connect phase: every connection is up by then, so the
 //! schedule starts at full strength and no message comes due on a connection still
-//! connecting. So the total is exactly R per second, each connection sends every N/R seconds, and the
-//! connections are staggered by 1/R so sends are spread evenly instead of bursting together.
+//! connecting. So the total is exactly R per second, each connection sends every N/R
+//! seconds, and the connections are staggered by 1/R so sends are spread evenly instead of
+//! bursting together.
 //! Latency is measured from `intended`, not from when the send actually happened: if the
 //! server stalls, messages keep coming due, and when they are finally answered their latency
 //! includes the stall. That is what avoids coordinated omission.
@@ -17,8 +18,9 @@
 //! A thread owns the connections of a [`Lane`], `c = offset, offset + stride, ...` (thread
 //! `t` of `T` in an unsharded run: `t, t + T, ...`; with `--shard I/N`: see `shard.rs`). Ids
 //! and `N` are the whole run's, so shards in different processes keep one schedule. Its
-//! [`Cursor`] walks that thread's share in due order, one message at a time, so finding the next due message is O(1) and
-//! needs no heap. Everything here is pure arithmetic on nanoseconds, tested without a clock.
+//! [`Cursor`] walks that thread's share in due order, one message at a time, so finding the
+//! next due message is O(1) and needs no heap. Everything here is pure arithmetic on
+//! nanoseconds, tested without a clock.
 
 use crate::shard::Lane;
 

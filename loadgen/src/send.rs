@@ -80,7 +80,7 @@ impl SendState {
             return 0;
         }
         let want = match ctx.schedule {
-            None if ctx.now >= ctx.measure_end => 0,
+            None if ctx.now >= ctx.timeline.measure_end => 0,
             None => ctx.cfg.pipeline.saturating_sub(self.window.in_flight()),
             Some(_) => self.due.saturating_sub(self.next_m()) as usize,
         };
@@ -115,7 +115,7 @@ impl SendState {
 /// they were not sent: counted, and how many of them were due in the measured window.
 pub(crate) fn not_sent(id: u32, from: u64, upto: u64, ctx: &mut Ctx) {
     if let (Some(s), true) = (ctx.schedule, upto > from) {
-        let (lo, hi) = (ctx.measure_start, ctx.measure_end);
+        let (lo, hi) = (ctx.timeline.measure_start, ctx.timeline.measure_end);
         ctx.stats.not_sent += upto - from;
         ctx.stats.not_sent_measured += s.count_due(u64::from(id), from, upto, lo, hi);
     }
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn open_loop_joins_when_up() {
         let mut ctx = test_ctx(|c| (c.rate, c.connections) = (Some(1000.0), 2));
-        ctx.measure_start = 10_000_000; // measuring from 10 ms
+        ctx.timeline.measure_start = 10_000_000; // measuring from 10 ms
         let mut s = SendState::new(1, 0, &ctx);
         ctx.now = 7_500_000; // up at 7.5 ms: messages 0..=2 of conn 1 (1, 3, 5 ms... ) missed
         s.on_connect(&mut ctx);

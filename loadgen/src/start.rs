@@ -55,7 +55,7 @@ pub(crate) fn unix_secs(t: SystemTime) -> f64 {
 }
 
 /// Why `--start-at` does not fit the clock; each says what to pick instead. All are usage
-/// errors ([`ConfigError::StartAt`]).
+/// errors ([`crate::ConfigError::StartAt`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StartAtError {
     /// TIME has passed.
@@ -66,7 +66,7 @@ pub enum StartAtError {
         /// How long ago, seconds.
         ago: f64,
     },
-    /// TIME is more than [`MAX_AHEAD`] away: probably milliseconds given as seconds.
+    /// TIME is more than 24 h away: probably milliseconds given as seconds.
     #[error("{at:.3} is {ahead:.0} s ahead, more than {} h (Unix seconds, not milliseconds?)", MAX_AHEAD.as_secs() / 3600)]
     TooFar {
         /// TIME, Unix seconds.

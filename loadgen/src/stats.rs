@@ -1,6 +1,7 @@
 //! The counters one worker thread keeps, added up by the collector into the run's totals.
 //! Latencies are not here: they go into histograms (`latency::new_histogram`).
 
+use crate::error::ConnectFailure;
 use crate::verify::ErrorCounts;
 
 /// Counters one thread keeps; the collector adds them up.
@@ -34,8 +35,11 @@ pub(crate) struct ThreadStats {
     /// The first data error (corrupt, missing, duplicate, reordered: what fails a run),
     /// described, with when it was seen (ns since the epoch) to pick the earliest thread's.
     pub(crate) first_error: Option<(u64, String)>,
-    /// The first connection error, to explain a failed run.
+    /// The first connection error (a failed connect or a broken connection), to explain
+    /// a failed run.
     pub(crate) conn_error: Option<String>,
+    /// The first failed connect: the reason of [`crate::Error::Connect`] when none opened.
+    pub(crate) connect_failure: Option<ConnectFailure>,
 }
 
 impl ThreadStats {
@@ -63,6 +67,9 @@ impl ThreadStats {
         }
         if self.conn_error.is_none() {
             self.conn_error.clone_from(&o.conn_error);
+        }
+        if self.connect_failure.is_none() {
+            self.connect_failure.clone_from(&o.connect_failure);
         }
     }
 }

@@ -122,7 +122,7 @@ impl<C: Client> Table<C> {
             }
             Err(e) => {
                 self.slots[i] = Slot::Gone;
-                let why = Closed::ConnectFailed(crate::io_text::io_text(&e));
+                let why = Closed::ConnectFailed((&e).into());
                 self.count_close(id, first, why, ctx);
             }
         }
@@ -196,7 +196,7 @@ impl<C: Client> Table<C> {
             let (id, resume) = (client.sender().id, client.sender().next_m());
             client.finish(ctx);
             drop(client); // closes the socket, which leaves epoll with it
-            if matches!(why, Closed::Reconnect) && ctx.now < ctx.measure_end {
+            if matches!(why, Closed::Reconnect) && ctx.now < ctx.timeline.measure_end {
                 self.slots[i] = Slot::Down { id, resume };
                 ramp.reconnect(i);
             } else {
@@ -230,7 +230,9 @@ impl<C: Client> Table<C> {
                 } else {
                     log::log!(first_or_debug(stats.failed), "{line}");
                 }
-                e
+                let text = e.to_string();
+                stats.connect_failure.get_or_insert(e);
+                text
             }
             Closed::Broken(e) => {
                 stats.broken += 1;
@@ -257,7 +259,7 @@ impl<C: Client> Table<C> {
                 Slot::Live { mut client, .. } => client.finish(ctx),
                 Slot::Down { id, resume } => {
                     if let Some(s) = ctx.schedule {
-                        let upto = s.first_due_from(u64::from(id), ctx.measure_end);
+                        let upto = s.first_due_from(u64::from(id), ctx.timeline.measure_end);
                         crate::send::not_sent(id, resume, upto, ctx);
                     }
                 }

@@ -24,6 +24,7 @@ use crate::budget::send_batch;
 use crate::clock::ns;
 use crate::conn::{Client, Closed, Flow};
 use crate::ctx::Ctx;
+use crate::error::ConnectFailure;
 use crate::io_text::io_text;
 use crate::payload::quote;
 use crate::send::SendState;
@@ -78,7 +79,7 @@ impl Client for TcpClient {
                 Ok(true) => {}
                 // Spurious wakeup: the handshake is still going.
                 Ok(false) => return Flow::Continue,
-                Err(e) => return Flow::Close(Closed::ConnectFailed(io_text(&e))),
+                Err(e) => return Flow::Close(Closed::ConnectFailed((&e).into())),
             }
         }
         // EOF or an error may sit behind data reported by the same event: read through them.
@@ -120,11 +121,11 @@ impl Client for TcpClient {
         match self.finish_connect(ctx) {
             Ok(true) => return self.pump(ctx),
             Ok(false) => {}
-            Err(e) => return Flow::Close(Closed::ConnectFailed(io_text(&e))),
+            Err(e) => return Flow::Close(Closed::ConnectFailed((&e).into())),
         }
         let limit = ns(ctx.cfg.connect_timeout);
         if ctx.now.saturating_sub(self.started) >= limit {
-            let why = format!("connect timed out after {:?}", ctx.cfg.connect_timeout);
+            let why = ConnectFailure::TimedOut(ctx.cfg.connect_timeout);
             return Flow::Close(Closed::ConnectFailed(why));
         }
         Flow::Continue
@@ -214,7 +215,7 @@ impl TcpClient {
     /// quoted.
     fn on_eof(&mut self, ctx: &mut Ctx) -> Flow {
         let owed = self.send.window.in_flight();
-        if owed == 0 && ctx.now >= ctx.measure_end {
+        if owed == 0 && ctx.now >= ctx.timeline.measure_end {
             return Flow::Close(Closed::Finished);
         }
         let (id, front) = (self.send.id, self.send.window.front());

@@ -31,25 +31,9 @@ impl Timeline {
         drain_deadline: u64::MAX,
     };
 
-    /// The timeline of a connect phase that ended at `connect_end`, saturating (library
-    /// callers may pass `Duration::MAX` to mean "never").
-    pub(crate) fn after(
-        connect_end: u64,
-        warmup: Duration,
-        duration: Duration,
-        grace: Duration,
-    ) -> Self {
-        let measure_start = connect_end.saturating_add(ns(warmup));
-        let measure_end = measure_start.saturating_add(ns(duration));
-        Timeline {
-            measure_start,
-            measure_end,
-            drain_deadline: measure_end.saturating_add(ns(grace)),
-        }
-    }
-
-    /// The timeline of a run measured from `measure_start` (`--start-at`), whatever the
-    /// connect phase took.
+    /// The timeline of a run measured from `measure_start` ([`measure_start`]) for
+    /// `duration`, then drained for `grace`; saturating (library callers may pass
+    /// `Duration::MAX` to mean "never").
     pub(crate) fn at(measure_start: u64, duration: Duration, grace: Duration) -> Self {
         let measure_end = measure_start.saturating_add(ns(duration));
         Timeline {
@@ -63,6 +47,14 @@ impl Timeline {
     pub(crate) fn known(&self) -> bool {
         self.measure_start != u64::MAX
     }
+}
+
+/// When measuring starts, for a connect phase that ended at `connect_end`: at `start_at`
+/// (`--start-at`, fixed whatever the connect phase took), else `warmup` after the phase.
+/// The one rule: the workers' timelines, the collector's interval log and the report all
+/// take the window's start from here.
+pub(crate) fn measure_start(connect_end: u64, start_at: Option<u64>, warmup: Duration) -> u64 {
+    start_at.unwrap_or(connect_end.saturating_add(ns(warmup)))
 }
 
 /// What a worker holds that decides whether its run is over.
@@ -130,16 +122,17 @@ mod tests {
     #[test]
     fn timeline_after_the_phase() {
         let s = Duration::from_secs(1);
-        let t = Timeline::after(500, s, 2 * s, 3 * s);
+        let t = Timeline::at(measure_start(500, None, s), 2 * s, 3 * s);
         assert_eq!(t.measure_start, 1_000_000_500);
         assert_eq!(t.measure_end, 3_000_000_500);
         assert_eq!(t.drain_deadline, 6_000_000_500);
         assert!(t.known() && !Timeline::CONNECTING.known());
         // --start-at: the window is fixed, whenever the connect phase ended.
+        assert_eq!(measure_start(500, Some(7_000), s), 7_000);
         let fixed = Timeline::at(7_000, 2 * s, 3 * s);
         assert_eq!(fixed.measure_end, 2_000_007_000);
         assert_eq!(fixed.drain_deadline, 5_000_007_000);
-        let never = Timeline::after(500, s, s, Duration::MAX);
+        let never = Timeline::at(measure_start(500, None, s), s, Duration::MAX);
         assert_eq!(never.drain_deadline, u64::MAX);
     }
 
@@ -148,7 +141,7 @@ mod tests {
     /// A run measured over [1 s, 3 s) with drain until 6 s.
     fn timeline() -> Timeline {
         let s = Duration::from_secs(1);
-        Timeline::after(0, s, 2 * s, 3 * s)
+        Timeline::at(measure_start(0, None, s), 2 * s, 3 * s)
     }
 
     fn load(live: usize, ramp_done: bool, owed: usize) -> Load {

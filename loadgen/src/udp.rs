@@ -259,11 +259,10 @@ impl UdpClient {
     /// A socket error (typically ECONNREFUSED: nothing listens on the target port). The
     /// text is the error alone: the report and the connect error already name the target.
     fn failed(&self, e: io::Error) -> Flow {
-        let why = io_text(&e);
         if self.answered {
-            Flow::Close(Closed::Broken(why))
+            Flow::Close(Closed::Broken(io_text(&e)))
         } else {
-            Flow::Close(Closed::ConnectFailed(why))
+            Flow::Close(Closed::ConnectFailed((&e).into()))
         }
     }
 }

@@ -5,7 +5,7 @@
 //! datagram, as the plain server does, so it is the bottleneck and the server, idle part
 //! of the time, wakes for every few datagrams and never sees a full batch (README, "UDP:
 //! batches, GSO and GRO"). Batching changes only how many syscalls carry the datagrams:
-//! each is still encoded, counted as sent (`SendState::push` in `send.rs`, which keeps the open-loop
+//! each is still encoded, counted as sent ([`SendState::push`], which keeps the open-loop
 //! schedule and late-send accounting) and verified on arrival exactly as on the plain path
 //! in `udp.rs`. `--udp-batch 1`, and every other platform, keeps the plain path, so the
 //! two can be compared in one run.
@@ -13,6 +13,8 @@
 //! The buffers are the thread's, not the socket's: a batch to send ([`UdpBatch::out`]) and
 //! the thread's scratch buffer cut into receive slots. Both are bounded by the scratch
 //! buffer's size, so a run's memory does not grow with `--udp-batch`.
+//!
+//! [`SendState::push`]: crate::send::SendState::push
 
 use crate::config::{Protocol, RunConfig};
 use crate::payload::{self, SCRATCH_LEN};

@@ -103,6 +103,50 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// `--help` exits 0, shows the defaults and how durations are written, and ends with what
+/// the exit status means.
+#[test]
+fn help_explains_defaults_durations_and_exit_status() {
+    let out = loadgen(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{help}");
+    for needle in [
+        "[default: 10s]",
+        "1.5s",
+        "merge",
+        "Exit status: 0",
+        "2 usage error",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+/// A fraction with a unit (`1.5s`, as users write it) and bare seconds are durations; a
+/// bad one is a usage error naming the flag and showing what would work.
+#[test]
+fn durations_take_fractions_and_bad_ones_name_the_flag() {
+    for (text, shown) in [
+        ("1.5s", "1.5s"),
+        ("1.5", "1.5s"),
+        ("0.5m", "30s"),
+        (".5s", "500ms"),
+    ] {
+        let out = loadgen(&["--check", "--duration", text]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}: {out:?}");
+        assert!(
+            said.contains(&format!("duration {shown},")),
+            "{text}: {said}"
+        );
+    }
+    let out = loadgen(&["--warmup", "1.5 parsecs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in ["--warmup", "1.5 parsecs", "500ms", "1.5s", "1h 30m"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
 /// Values that used to panic (a duration past what `Duration` holds), spin (a rate so high
 /// every message is due at once), overflow a deadline or allocate without bound (pipeline x
 /// connections) are usage errors: exit 2 at once, naming the flag. The target refuses, so
@@ -456,6 +500,7 @@ fn output_files_and_merge() {
     let out = loadgen(&["merge", paths[2]]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("loadgen merge: 1 log\n"), "{text}");
     assert!(text.contains("  result       PASS\n"), "{text}");
     // Cut short (the end line lost): the merge fails and says why.
     let log = std::fs::read_to_string(&hlog).unwrap();

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{closed_port, quick, tcp_peer, udp_peer, Behaviour, Scratch};
-use loadgen::{Error, Protocol};
+use loadgen::{ConnectFailure, Error, Protocol};
 
 /// Closed loop over TCP with pipelining: messages flow, every echo verifies, all
 /// connections open, and latencies are recorded.
@@ -248,7 +248,14 @@ fn refused_target_is_an_error() {
     let started = Instant::now();
     let err = loadgen::run(&cfg).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(matches!(err, Error::Connect { failed: 4, .. }), "{err}");
+    let refused = ConnectFailure::Os {
+        kind: std::io::ErrorKind::ConnectionRefused,
+        text: "Connection refused".into(),
+    };
+    assert!(
+        matches!(&err, Error::Connect { failed: 4, reason, .. } if *reason == refused),
+        "{err}"
+    );
     assert!(err.to_string().contains("refused"), "{err}");
     assert_eq!(err.exit_code(), 1);
 }
