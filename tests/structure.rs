@@ -307,5 +307,21 @@ fn the_checker_sees_a_cycle_and_expands_use_groups() {
         "x::inner".to_string(),
         (PathBuf::from("x/inner.rs"), "use crate::x::X;".to_string()),
     );
-    assert_eq!(cycles(&Crate { modules }), vec!["x -> y"]);
+    assert_eq!(cycles(&Crate { modules }), vec!["x -> y, y -> x"]);
+
+    // Three modules in a ring, one of them naming the next only in a doc
+    // comment: no cycle. Make it real code and there is one.
+    let ring = |last: &str| {
+        let mut modules = BTreeMap::new();
+        for (m, text) in [
+            ("a", "use crate::b::B;"),
+            ("b", "use crate::c::C;"),
+            ("c", last),
+        ] {
+            modules.insert(m.to_string(), (PathBuf::from(m), text.to_string()));
+        }
+        cycles(&Crate { modules })
+    };
+    assert!(ring("/// See [`crate::a::A`].").is_empty());
+    assert_eq!(ring("use crate::a::A;"), vec!["a -> b, b -> c, c -> a"]);
 }
