@@ -102,7 +102,11 @@ pub struct Conn<S> {
     /// Unique for the server's lifetime: tells a stale timer entry for a
     /// reused slab slot from one for this connection.
     pub id: u64,
-    /// Last time bytes moved either way; the idle timer compares to it.
+    /// Last time bytes moved either way: a read returned bytes (or the
+    /// peer's EOF), or the socket took bytes we wrote, whichever call wrote
+    /// them (a reply, a queued flush, a chat delivery, a file body). A
+    /// readiness event alone is not activity: a spurious WRITABLE moves
+    /// nothing. The idle timer compares to it (see `deadline`).
     pub last_active: Instant,
     /// Bytes owed to the peer that the socket would not take yet. Empty (and
     /// unallocated) for an idle connection.
@@ -187,6 +191,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                     break;
                 }
             };
+            // Input moved (or the peer's FIN arrived): not idle.
             self.last_active = ctx.now;
             if n == 0 {
                 self.on_eof(ctx);
@@ -222,7 +227,6 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             let more = out.flush(MAX_FLUSH_PER_VISIT);
             (Flow::Continue, more)
         });
-        self.last_active = ctx.now;
         self.progress(ctx);
         let mut left = Ready {
             read: false,
@@ -277,7 +281,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     }
 
     /// When the connection's timer should next fire, and why it would close
-    /// then: the idle deadline, or the end of the linger time once we sent FIN.
+    /// then: the idle deadline (`idle` after bytes last moved either way,
+    /// see `last_active`), or the end of the linger time once we sent FIN.
     pub fn deadline(&self, idle: Option<Duration>) -> Option<(Instant, CloseReason)> {
         match self.fin_sent {
             Some(at) => Some((at + LINGER, CloseReason::Timeout)),
@@ -403,6 +408,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         let (flow, r) = f(&mut self.proto, ctx.scratch, &mut out);
         let done = out.finish();
         ctx.budget.spend_bytes(done.bytes);
+        if done.bytes > 0 {
+            // Every write goes through an `Output`, so this is the one place
+            // where output counts as activity (see `last_active`).
+            self.last_active = ctx.now;
+        }
         if let Some(e) = done.error {
             self.fail(e, ctx);
         }

@@ -46,7 +46,10 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
     max_pending: usize,
 
-    /// Close connections idle this many seconds; 0 = never.
+    /// Close a connection once no bytes moved either way for this many
+    /// seconds: nothing read from it (its EOF counts), nothing it was sent
+    /// (replies, chat lines, file bodies all count); readiness alone is not
+    /// activity. 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
 

@@ -35,6 +35,8 @@ struct Env {
     budget: TurnBudget,
     allowance: usize,
     hold_fin: bool,
+    /// The visit's clock: tests move it by hand.
+    now: Instant,
 }
 
 impl Env {
@@ -46,6 +48,7 @@ impl Env {
             budget: TurnBudget::new(),
             allowance: usize::MAX,
             hold_fin: false,
+            now: Instant::now(),
         }
     }
     fn ctx(&mut self, max_pending: usize) -> Ctx<'_> {
@@ -54,7 +57,7 @@ impl Env {
             room: &mut self.room,
             stats: &self.stats,
             budget: &mut self.budget,
-            now: Instant::now(),
+            now: self.now,
             max_pending,
             low_water: max_pending / 2,
             read_allowance: self.allowance,
@@ -317,4 +320,86 @@ fn hold_fin_delays_the_fin() {
     env.hold_fin = false;
     c.on_writable(&mut env.ctx(1024));
     assert_eq!(FIN.with(Cell::get), fins + 1);
+}
+
+fn chat_conn(io: ScriptedIo, env: &mut Env) -> Conn<ScriptedIo> {
+    let peer = "127.0.0.1:9".parse().unwrap();
+    let proto = Protocol::Chat(crate::protocol::chat::Chat::new(peer, 64));
+    Conn::new(io, peer, 1, proto, &mut env.ctx(1024))
+}
+
+/// When the idle timer would close `c`.
+fn idle_deadline(c: &Conn<ScriptedIo>, idle: Duration) -> Instant {
+    let (at, reason) = c.deadline(Some(idle)).unwrap();
+    assert_eq!(reason, CloseReason::Idle);
+    at
+}
+
+/// The idle rule: a chat member that only listens is not idle while the
+/// room's lines flow to it, since bytes move (our writes), though it never
+/// sends a byte nor gets a WRITABLE event.
+#[test]
+fn a_listen_only_member_receiving_lines_is_not_idle() {
+    let idle = Duration::from_secs(10);
+    let mut env = Env::new(64);
+    let start = env.now;
+    let mut c = chat_conn(ScriptedIo::new(vec![Some(1000); 100]), &mut env);
+    let line: Rc<[u8]> = Rc::from(&b"10.0.0.2:7: hi\n"[..]);
+    for second in 1..=30 {
+        env.now = start + Duration::from_secs(second);
+        c.deliver(&line, &mut env.ctx(1024));
+        assert!(idle_deadline(&c, idle) > env.now, "closed at {second} s");
+    }
+    assert_eq!(c.socket.written.len(), 30 * line.len());
+    assert_eq!(idle_deadline(&c, idle), env.now + idle);
+}
+
+/// The idle rule: a member that neither sends nor receives is idle after
+/// the timeout, whatever readiness events it gets; a spurious WRITABLE
+/// (nothing queued) moves no bytes and keeps no one alive. Nor does a
+/// delivery the socket does not take.
+#[test]
+fn a_silent_member_is_idle_spurious_writable_or_not() {
+    let idle = Duration::from_secs(10);
+    let mut env = Env::new(64);
+    let start = env.now;
+    let mut c = chat_conn(ScriptedIo::new(vec![Some(1000); 100]), &mut env);
+    for second in 1..=9 {
+        env.now = start + Duration::from_secs(second);
+        c.on_writable(&mut env.ctx(1024));
+        assert_eq!(idle_deadline(&c, idle), start + idle);
+    }
+    // A line for it that the (full) socket does not take is not activity.
+    c.socket.writes.clear();
+    let line: Rc<[u8]> = Rc::from(&b"10.0.0.2:7: hi\n"[..]);
+    c.deliver(&line, &mut env.ctx(1024));
+    assert_eq!(c.pending_bytes(), line.len());
+    assert_eq!(idle_deadline(&c, idle), start + idle);
+    // Its WRITABLE, when the socket takes the line at last, is.
+    env.now = start + Duration::from_secs(9);
+    c.socket.writes = vec![Some(1000)].into();
+    c.on_writable(&mut env.ctx(1024));
+    assert_eq!(c.pending_bytes(), 0);
+    assert_eq!(idle_deadline(&c, idle), env.now + idle);
+}
+
+/// Both directions count for echo too: a read, and a queued reply going out
+/// later on WRITABLE, each restart the idle time.
+#[test]
+fn reads_and_drained_replies_both_restart_the_idle_time() {
+    let idle = Duration::from_secs(10);
+    let mut env = Env::new(64);
+    let start = env.now;
+    let io = ScriptedIo::new(vec![None])
+        .with_reads(vec![ReadStep::Data(b"ping".to_vec()), ReadStep::WouldBlock]);
+    let mut c = echo_conn(io, &mut env, 1024);
+    env.now = start + Duration::from_secs(3);
+    c.on_readable(&mut env.ctx(1024));
+    assert_eq!(c.pending_bytes(), 4, "the reply waits for WRITABLE");
+    assert_eq!(idle_deadline(&c, idle), env.now + idle);
+    env.now = start + Duration::from_secs(8);
+    c.socket.writes = vec![Some(1000)].into();
+    c.on_writable(&mut env.ctx(1024));
+    assert_eq!(c.socket.written, b"ping");
+    assert_eq!(idle_deadline(&c, idle), env.now + idle);
 }
