@@ -34,8 +34,9 @@ use log::{debug, trace};
 use mio::Interest;
 
 use crate::buffer::OutBuf;
-use crate::protocol::sink::Sink;
-use crate::protocol::{Flow, Output, Protocol};
+use crate::output::sink::Sink;
+use crate::output::Output;
+use crate::protocol::{Flow, Handler};
 use crate::ready::Ready;
 use crate::stats;
 
@@ -111,7 +112,10 @@ pub struct Conn<S> {
     /// Bytes owed to the peer that the socket would not take yet. Empty (and
     /// unallocated) for an idle connection.
     out: OutBuf,
-    proto: Protocol,
+    /// The mode's handler: what the bytes mean (`protocol/`). Boxed: a
+    /// zero-sized handler (echo) allocates nothing, and a mode's state lives
+    /// behind the box instead of in every slab entry.
+    handler: Box<dyn Handler>,
     input: Input,
     /// Reading is paused because `out` passed the high-water mark. Invariant:
     /// only set while `out.len() > low_water`.
@@ -132,14 +136,20 @@ pub struct Conn<S> {
 
 impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// A new connection. Runs the handler's `on_open` (chat's join notice).
-    pub fn new(socket: S, peer: SocketAddr, id: u64, proto: Protocol, ctx: &mut Ctx<'_>) -> Self {
+    pub fn new(
+        socket: S,
+        peer: SocketAddr,
+        id: u64,
+        handler: Box<dyn Handler>,
+        ctx: &mut Ctx<'_>,
+    ) -> Self {
         let mut conn = Conn {
             socket,
             peer,
             id,
             last_active: ctx.now,
             out: OutBuf::new(),
-            proto,
+            handler,
             input: Input::Open,
             paused: false,
             memory_paused: false,
@@ -252,7 +262,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             return None;
         }
         let read = self.can_read();
-        let write = !self.out.is_empty() || self.proto.awaits_writable();
+        let write = !self.out.is_empty() || self.handler.awaits_writable();
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -292,7 +302,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
 
     /// True while the connection still owes output (for the drain at shutdown).
     pub fn has_pending(&self) -> bool {
-        !self.out.is_empty() || self.proto.has_more_output()
+        !self.out.is_empty() || self.handler.has_more_output()
     }
 
     /// Bytes owed to the peer that wait in our output buffer.
@@ -308,7 +318,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Bytes this connection holds in memory for its peer: unsent output
     /// and the handler's partial input. The memory budget adds these up.
     pub fn held(&self) -> usize {
-        self.out.len() + self.proto.held()
+        self.out.len() + self.handler.held()
     }
 
     /// Stops (or resumes) reading for the memory budget. Returns true if
@@ -326,7 +336,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
 
     /// The handler's leave message, when the connection goes.
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
-        self.proto.on_close()
+        self.handler.on_close()
     }
 
     /// True when a read would be useful now.
@@ -339,7 +349,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // Dropped bytes hold no memory and need no room.
             Input::Discard => true,
             Input::Open | Input::Held { .. } => {
-                !self.paused && !self.memory_paused && self.proto.wants_input()
+                !self.paused && !self.memory_paused && self.handler.wants_input()
             }
         }
     }
@@ -350,8 +360,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     fn yielded(&self) -> bool {
         self.close.is_none()
             && self.out.is_empty()
-            && self.proto.has_more_output()
-            && !self.proto.awaits_writable()
+            && self.handler.has_more_output()
+            && !self.handler.awaits_writable()
     }
 
     /// How many bytes the next read may take: the scratch buffer, the
@@ -359,8 +369,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// of the held input. 0 when the allowance is used up.
     fn read_size(&self, scratch: usize, allowance: usize) -> usize {
         if self.input.to_handler() {
-            let allowance = self.proto.input_allowance(allowance);
-            let limit = scratch.min(self.proto.read_limit()).min(allowance);
+            let allowance = self.handler.input_allowance(allowance);
+            let limit = scratch.min(self.handler.read_limit()).min(allowance);
             self.input.read_size(limit)
         } else {
             scratch
@@ -402,10 +412,10 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     fn run_handler<R>(
         &mut self,
         ctx: &mut Ctx<'_>,
-        f: impl FnOnce(&mut Protocol, &mut [u8], &mut Output<'_>) -> (Flow, R),
+        f: impl FnOnce(&mut dyn Handler, &mut [u8], &mut Output<'_>) -> (Flow, R),
     ) -> R {
         let mut out = Output::new(&mut self.socket, &mut self.out, ctx.room, ctx.stats);
-        let (flow, r) = f(&mut self.proto, ctx.scratch, &mut out);
+        let (flow, r) = f(&mut *self.handler, ctx.scratch, &mut out);
         let done = out.finish();
         ctx.budget.spend_bytes(done.bytes);
         if done.bytes > 0 {
@@ -452,7 +462,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.close.is_some() {
             return;
         }
-        if self.out.is_empty() && self.proto.has_more_output() {
+        if self.out.is_empty() && self.handler.has_more_output() {
             self.run_handler(ctx, |p, scratch, out| (p.on_drained(scratch, out), ()));
         }
         if self.paused && self.out.len() <= ctx.low_water {

@@ -118,11 +118,12 @@
 //! | `ready.rs` | readiness not served yet |
 //! | `signals.rs` | SIGINT/SIGTERM, and the second one |
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
+//! | `output.rs`, `output/` | the write path: write first, queue the rest, `sendfile` |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
 //! | `udp_batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
 //! | `sys.rs` | Linux: the FFI for `recvmmsg`, `sendmmsg`, `sendfile` (all its `unsafe`) |
-//! | `protocol/` | one file per `--mode`: what the bytes mean |
+//! | `protocol/` | the `Handler` trait and one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stats.rs` | counters readable while the server runs |
 //! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
@@ -154,6 +155,7 @@ pub mod conn;
 pub mod error;
 pub mod memory;
 mod metrics;
+pub mod output;
 pub mod protocol;
 mod reactor;
 pub mod ready;

@@ -98,8 +98,8 @@ fn parent_for_super(module: &str) -> String {
 /// `a::b::{c, d::e}; ...` -> [`a::b::c`, `a::b::d::e`]; `a::b::C` -> [`a::b::C`].
 fn expand(text: &str) -> Vec<String> {
     let mut path = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
+    let chars = text.char_indices();
+    for (i, c) in chars {
         if c.is_alphanumeric() || c == '_' || c == ':' {
             path.push(c);
         } else if c == '{' {

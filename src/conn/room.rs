@@ -8,7 +8,7 @@ use std::rc::Rc;
 use log::debug;
 
 use super::{CloseReason, Conn, Ctx, StreamSocket, MAX_FLUSH_PER_VISIT};
-use crate::protocol::sink::Sink;
+use crate::output::sink::Sink;
 use crate::protocol::Flow;
 use crate::ready::Ready;
 use crate::stats;
@@ -51,6 +51,6 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// The room handed this connection's last chat message to everyone: it
     /// may read again (the reactor queues it, since its edge has passed).
     pub fn on_delivered(&mut self) {
-        self.proto.on_delivered();
+        self.handler.on_delivered();
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use log::debug;
 
 use super::{Conn, Ctx, Input, StreamSocket};
-use crate::protocol::sink::Sink;
+use crate::output::sink::Sink;
 use crate::ready::Ready;
 
 impl<S: Read + Sink + StreamSocket> Conn<S> {

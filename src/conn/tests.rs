@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::budget::TurnBudget;
+use crate::protocol::echo::Echo;
 use crate::protocol::Outbox;
 use crate::stats::Counters;
 use crate::testutil::{ReadStep, ScriptedIo};
@@ -68,7 +69,7 @@ impl Env {
 
 fn echo_conn(io: ScriptedIo, env: &mut Env, max_pending: usize) -> Conn<ScriptedIo> {
     let peer = "127.0.0.1:9".parse().unwrap();
-    Conn::new(io, peer, 1, Protocol::Echo, &mut env.ctx(max_pending))
+    Conn::new(io, peer, 1, Box::new(Echo), &mut env.ctx(max_pending))
 }
 
 /// Bytes the socket would not take are kept and sent, in order, on WRITABLE.
@@ -284,7 +285,7 @@ fn reads_stay_within_the_memory_allowance() {
 
 fn framed_conn(io: ScriptedIo, env: &mut Env) -> Conn<ScriptedIo> {
     let peer = "127.0.0.1:9".parse().unwrap();
-    let proto = Protocol::Framed(crate::protocol::framed::Framed::new(1 << 20));
+    let proto = Box::new(crate::protocol::framed::Framed::new(1 << 20));
     Conn::new(io, peer, 1, proto, &mut env.ctx(1024))
 }
 
@@ -324,7 +325,7 @@ fn hold_fin_delays_the_fin() {
 
 fn chat_conn(io: ScriptedIo, env: &mut Env) -> Conn<ScriptedIo> {
     let peer = "127.0.0.1:9".parse().unwrap();
-    let proto = Protocol::Chat(crate::protocol::chat::Chat::new(peer, 64));
+    let proto = Box::new(crate::protocol::chat::Chat::new(peer, 64));
     Conn::new(io, peer, 1, proto, &mut env.ctx(1024))
 }
 

@@ -37,7 +37,7 @@
 //! asks the reactor to requeue it, like a read loop stopped by its cap, and
 //! the others are served in between.
 //!
-//! Zero copy: on Linux a body goes out with `sendfile` (see `sink.rs`),
+//! Zero copy: on Linux a body goes out with `sendfile` (see `output/sink.rs`),
 //! straight from the page cache to the socket, under the same per-call cap
 //! (1 MiB of body), which one `sendfile` may cover when the socket has room. Nothing is queued on that path:
 //! when the socket is full, the handler says it awaits WRITABLE
@@ -61,7 +61,8 @@ use std::rc::Rc;
 use log::{debug, warn};
 
 use super::lines::first_line;
-use super::{FileSend, Flow, Output};
+use super::{Flow, Handler};
+use crate::output::{FileSend, Output};
 use crate::stats;
 
 /// Body pieces or answers per `on_drained` call before yielding to other
@@ -227,72 +228,6 @@ impl Files {
         self
     }
 
-    /// True while a body waits for the socket to take more (see `blocked`).
-    pub fn awaits_writable(&self) -> bool {
-        self.blocked && self.body.is_some()
-    }
-
-    /// Queues the request bytes; answering happens in `on_drained`, which
-    /// the connection calls next because `has_more_output` turns true.
-    pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
-        // Only a partial line can be left here (we do not read while a
-        // complete one waits), so this moves at most max_line + 1 bytes.
-        self.input.drain(..self.start);
-        self.start = 0;
-        self.input.extend_from_slice(data);
-        if first_line(&self.input, self.max_line).is_err() {
-            let _ = self.refuse_long_line(out);
-            return Flow::Close;
-        }
-        Flow::Continue
-    }
-
-    /// Streams the body and answers queued requests, in order, while the
-    /// socket takes bytes without queueing them.
-    pub fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
-        self.blocked = false;
-        // Body bytes this call may send: the same 1 MiB whichever path.
-        let mut budget = STEPS_PER_CALL * scratch.len();
-        for _ in 0..STEPS_PER_CALL {
-            if out.pending() > 0 || out.failed() {
-                return Flow::Continue;
-            }
-            let step = if self.body.is_some() {
-                self.send_piece(scratch, &mut budget, out)
-            } else {
-                self.answer_next(out)
-            };
-            match step {
-                Step::More => {}
-                Step::Idle => break,
-                Step::Close => return Flow::Close,
-            }
-        }
-        if self.body.is_none() && self.start == self.input.len() {
-            // Everything answered: give the input's memory back now, not at
-            // the next request (the memory budget counts it).
-            self.input = Vec::new();
-            self.start = 0;
-        }
-        // Out of steps with output still owed: the connection sees
-        // `has_more_output()` with nothing queued and requeues itself.
-        Flow::Continue
-    }
-
-    /// No input while a body streams or a request waits its turn.
-    pub fn wants_input(&self) -> bool {
-        self.body.is_none() && !self.request_queued()
-    }
-
-    pub fn has_more_output(&self) -> bool {
-        self.body.is_some() || self.request_queued()
-    }
-
-    /// Bytes of unanswered request input held, for the memory budget.
-    pub fn held(&self) -> usize {
-        self.input.capacity()
-    }
-
     fn request_queued(&self) -> bool {
         self.input[self.start..].contains(&b'\n')
     }
@@ -425,6 +360,74 @@ impl Files {
         self.input = Vec::new();
         self.start = 0;
         Step::Close
+    }
+}
+
+impl Handler for Files {
+    /// True while a body waits for the socket to take more (see `blocked`).
+    fn awaits_writable(&self) -> bool {
+        self.blocked && self.body.is_some()
+    }
+
+    /// Queues the request bytes; answering happens in `on_drained`, which
+    /// the connection calls next because `has_more_output` turns true.
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+        // Only a partial line can be left here (we do not read while a
+        // complete one waits), so this moves at most max_line + 1 bytes.
+        self.input.drain(..self.start);
+        self.start = 0;
+        self.input.extend_from_slice(data);
+        if first_line(&self.input, self.max_line).is_err() {
+            let _ = self.refuse_long_line(out);
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    /// Streams the body and answers queued requests, in order, while the
+    /// socket takes bytes without queueing them.
+    fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
+        self.blocked = false;
+        // Body bytes this call may send: the same 1 MiB whichever path.
+        let mut budget = STEPS_PER_CALL * scratch.len();
+        for _ in 0..STEPS_PER_CALL {
+            if out.pending() > 0 || out.failed() {
+                return Flow::Continue;
+            }
+            let step = if self.body.is_some() {
+                self.send_piece(scratch, &mut budget, out)
+            } else {
+                self.answer_next(out)
+            };
+            match step {
+                Step::More => {}
+                Step::Idle => break,
+                Step::Close => return Flow::Close,
+            }
+        }
+        if self.body.is_none() && self.start == self.input.len() {
+            // Everything answered: give the input's memory back now, not at
+            // the next request (the memory budget counts it).
+            self.input = Vec::new();
+            self.start = 0;
+        }
+        // Out of steps with output still owed: the connection sees
+        // `has_more_output()` with nothing queued and requeues itself.
+        Flow::Continue
+    }
+
+    /// No input while a body streams or a request waits its turn.
+    fn wants_input(&self) -> bool {
+        self.body.is_none() && !self.request_queued()
+    }
+
+    fn has_more_output(&self) -> bool {
+        self.body.is_some() || self.request_queued()
+    }
+
+    /// Bytes of unanswered request input held, for the memory budget.
+    fn held(&self) -> usize {
+        self.input.capacity()
     }
 }
 

@@ -19,7 +19,7 @@ use super::room::ACCEPT_BELOW_DELIVERIES;
 use super::runq::Lane;
 use super::{Reactor, Slot, FIRST_CONN, LISTENER};
 use crate::conn::Conn;
-use crate::protocol::Protocol;
+use crate::protocol;
 use crate::ready::Ready;
 use crate::stats;
 
@@ -98,9 +98,9 @@ impl Reactor {
         stats::add(&self.shared.stats.active, 1);
         self.next_id += 1;
         let id = self.next_id;
-        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
+        let handler = protocol::handler(&self.config, peer, self.root.as_ref());
         let ctx = &mut self.shared.ctx(self.now, 0, false);
-        let conn = Conn::new(stream, peer, id, proto, ctx);
+        let conn = Conn::new(stream, peer, id, handler, ctx);
         let key = self.conns.insert(Slot {
             conn,
             registered: None,
