@@ -26,7 +26,6 @@
 //! `conn/socket.rs` (the socket trait).
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,7 @@ mod socket;
 
 pub use ctx::Ctx;
 use input::Input;
-pub use socket::StreamSocket;
+pub use socket::{Peer, StreamSocket};
 
 /// Reads per visit before yielding to other connections: with the 64 KiB
 /// scratch buffer, 128 KiB. Enough to amortise the wakeup, small enough that
@@ -95,20 +94,25 @@ pub enum CloseReason {
     SlowConsumer,
 }
 
-/// One TCP connection.
+/// One TCP connection: the common slab entry every connection pays for,
+/// idle or not, so it holds only what every mode needs (see
+/// `tests::an_idle_connection_fits_its_bound` for its size). A mode's own
+/// state is behind `handler`, output behind `out`, and the peer's address
+/// is asked of the socket when a log line needs it.
 #[derive(Debug)]
 pub struct Conn<S> {
     pub socket: S,
-    pub peer: SocketAddr,
     /// Unique for the server's lifetime: tells a stale timer entry for a
     /// reused slab slot from one for this connection.
     pub id: u64,
-    /// Last time bytes moved either way: a read returned bytes (or the
-    /// peer's EOF), or the socket took bytes we wrote, whichever call wrote
-    /// them (a reply, a queued flush, a chat delivery, a file body). A
-    /// readiness event alone is not activity: a spurious WRITABLE moves
-    /// nothing. The idle timer compares to it (see `deadline`).
-    pub last_active: Instant,
+    /// Until our FIN: the last time bytes moved either way, that is, a read
+    /// returned bytes (or the peer's EOF), or the socket took bytes we
+    /// wrote, whichever call wrote them (a reply, a queued flush, a chat
+    /// delivery, a file body). A readiness event alone is not activity: a
+    /// spurious WRITABLE moves nothing. The idle timer compares to it.
+    /// Once `fin_sent`: when we sent FIN, which starts the linger time; the
+    /// idle rule is over then, so one field serves both (see `deadline`).
+    last_active: Instant,
     /// Bytes owed to the peer that the socket would not take yet. Empty (and
     /// unallocated) for an idle connection.
     out: OutBuf,
@@ -123,8 +127,8 @@ pub struct Conn<S> {
     /// Reading is paused by the server-wide memory budget (`memory.rs`);
     /// the reactor clears it when the total falls back.
     memory_paused: bool,
-    /// When we sent FIN; `Some` means no more output will be produced.
-    fin_sent: Option<Instant>,
+    /// We sent FIN (at `last_active`): no more output will be produced.
+    fin_sent: bool,
     /// An event reported the peer's FIN (EPOLLRDHUP) as already queued. The
     /// FIN raised its edge before our read, so no new edge will come for it:
     /// the short-read shortcut must not stop us before we read the EOF.
@@ -136,16 +140,9 @@ pub struct Conn<S> {
 
 impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// A new connection. Runs the handler's `on_open` (chat's join notice).
-    pub fn new(
-        socket: S,
-        peer: SocketAddr,
-        id: u64,
-        handler: Box<dyn Handler>,
-        ctx: &mut Ctx<'_>,
-    ) -> Self {
+    pub fn new(socket: S, id: u64, handler: Box<dyn Handler>, ctx: &mut Ctx<'_>) -> Self {
         let mut conn = Conn {
             socket,
-            peer,
             id,
             last_active: ctx.now,
             out: OutBuf::new(),
@@ -153,7 +150,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             input: Input::Open,
             paused: false,
             memory_paused: false,
-            fin_sent: None,
+            fin_sent: false,
             fin_queued: false,
             close: None,
         };
@@ -202,12 +199,12 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 }
             };
             // Input moved (or the peer's FIN arrived): not idle.
-            self.last_active = ctx.now;
+            self.touch(ctx.now);
             if n == 0 {
                 self.on_eof(ctx);
                 break;
             }
-            trace!("read peer={} n={}", self.peer, n);
+            trace!("read peer={} n={}", self.peer(), n);
             stats::add(&ctx.stats.bytes_in, n as u64);
             ctx.budget.spend_bytes(n);
             if self.input.to_handler() {
@@ -247,6 +244,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         }
         left.write |= self.yielded();
         left
+    }
+
+    /// The peer's address, looked up when displayed (for log lines).
+    pub fn peer(&self) -> Peer<'_, S> {
+        Peer(&self.socket)
     }
 
     /// The event says the peer half-closed (read-closed): the next
@@ -294,9 +296,10 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// then: the idle deadline (`idle` after bytes last moved either way,
     /// see `last_active`), or the end of the linger time once we sent FIN.
     pub fn deadline(&self, idle: Option<Duration>) -> Option<(Instant, CloseReason)> {
-        match self.fin_sent {
-            Some(at) => Some((at + LINGER, CloseReason::Timeout)),
-            None => idle.map(|d| (self.last_active + d, CloseReason::Idle)),
+        if self.fin_sent {
+            Some((self.last_active + LINGER, CloseReason::Timeout))
+        } else {
+            idle.map(|d| (self.last_active + d, CloseReason::Idle))
         }
     }
 
@@ -389,7 +392,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // in our memory.
             debug!(
                 "backpressure pause peer={} pending={}",
-                self.peer,
+                self.peer(),
                 self.out.len()
             );
             stats::add(&ctx.stats.backpressure_pauses, 1);
@@ -398,7 +401,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     }
 
     fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
-        trace!("eof peer={}", self.peer);
+        trace!("eof peer={}", self.peer());
         if self.input == Input::Open {
             self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
         }
@@ -421,7 +424,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if done.bytes > 0 {
             // Every write goes through an `Output`, so this is the one place
             // where output counts as activity (see `last_active`).
-            self.last_active = ctx.now;
+            self.touch(ctx.now);
         }
         if let Some(e) = done.error {
             self.fail(e, ctx);
@@ -430,6 +433,15 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             self.input.close();
         }
         r
+    }
+
+    /// Bytes moved at `now`: the connection is not idle (see `last_active`).
+    /// After our FIN the field holds the FIN's time, which activity must
+    /// not move: the linger time is counted from it.
+    fn touch(&mut self, now: Instant) {
+        if !self.fin_sent {
+            self.last_active = now;
+        }
     }
 
     /// Closes the connection if its socket recorded an error (a reset).
@@ -451,7 +463,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             }
             _ => CloseReason::Error,
         };
-        debug!("io error peer={} error={}", self.peer, e);
+        debug!("io error peer={} error={}", self.peer(), e);
         self.close.get_or_insert(reason);
     }
 
@@ -469,15 +481,16 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             self.paused = false;
         }
         let finished = self.input.is_over() && !self.has_pending();
-        if finished && self.fin_sent.is_none() && self.close.is_none() && !ctx.hold_fin {
+        if finished && !self.fin_sent && self.close.is_none() && !ctx.hold_fin {
             // Everything owed is out: tell the peer we are done sending.
             if let Err(e) = self.socket.shutdown_write() {
                 self.fail(e, ctx);
                 return;
             }
-            self.fin_sent = Some(ctx.now);
+            self.fin_sent = true;
+            self.last_active = ctx.now; // the linger time starts
         }
-        if finished && self.input == Input::Eof && self.fin_sent.is_some() {
+        if finished && self.input == Input::Eof && self.fin_sent {
             self.close.get_or_insert(CloseReason::Done);
         }
     }

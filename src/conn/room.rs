@@ -22,7 +22,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// may release backpressure (and bytes that arrived meanwhile raised
     /// their edge long ago), or stop at its share with more to send.
     pub fn deliver(&mut self, msg: &Rc<[u8]>, ctx: &mut Ctx<'_>) -> Ready {
-        if self.close.is_some() || self.fin_sent.is_some() {
+        if self.close.is_some() || self.fin_sent {
             return Ready::default();
         }
         let could_read = self.can_read();
@@ -33,7 +33,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.close.is_none() && self.out.len() > ctx.max_pending {
             debug!(
                 "slow consumer peer={} pending={}",
-                self.peer,
+                self.peer(),
                 self.out.len()
             );
             stats::add(&ctx.stats.slow_consumers, 1);

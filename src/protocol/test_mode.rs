@@ -60,8 +60,7 @@ mod tests {
             read_allowance: usize::MAX,
             hold_fin: false,
         };
-        let peer = "127.0.0.1:9".parse().unwrap();
-        let mut c = Conn::new(io, peer, 1, Box::new(Count::default()), &mut ctx);
+        let mut c = Conn::new(io, 1, Box::new(Count::default()), &mut ctx);
         c.note_read_closed(); // read on to the EOF past short reads
         for _ in 0..3 {
             if !c.on_readable(&mut ctx).read {

@@ -100,7 +100,7 @@ impl Reactor {
         let id = self.next_id;
         let handler = protocol::handler(&self.config, peer, self.root.as_ref());
         let ctx = &mut self.shared.ctx(self.now, 0, false);
-        let conn = Conn::new(stream, peer, id, handler, ctx);
+        let conn = Conn::new(stream, id, handler, ctx);
         let key = self.conns.insert(Slot {
             conn,
             registered: None,

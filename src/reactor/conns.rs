@@ -145,7 +145,7 @@ impl Reactor {
             debug!(
                 "close token={} peer={} reason={reason:?}",
                 key + FIRST_CONN,
-                slot.conn.peer
+                slot.conn.peer()
             );
             stats::add(&self.shared.stats.closed, 1);
             stats::sub(&self.shared.stats.active, 1);
