@@ -3,11 +3,17 @@
 //! The reactor *visits* a connection when mio reported it ready (or when it
 //! was left with work last turn): [`Conn::on_readable`] and
 //! [`Conn::on_writable`] do a bounded share of work and return the
-//! [`Ready`] they did not use up, which the reactor queues again. Then it
+//! `Ready` they did not use up, which the reactor queues again. Then it
 //! asks [`Conn::interest`] what to register next and [`Conn::close_reason`]
 //! whether to close it after the event batch. All socket IO for a
 //! connection happens here; what the bytes *mean* is the protocol handler's
-//! business (`protocol/`).
+//! business (`protocol/`), and how bytes reach the socket is `output.rs`'s.
+//!
+//! Idle: a connection is idle when no bytes moved either way, nothing read
+//! and nothing written, for `--idle-timeout`. Reads count in the read loop;
+//! every write goes through an `Output`, whose byte count `run_handler`
+//! reads back, so replies, flushes, chat deliveries and file bodies all
+//! count in one place. A readiness event alone does not.
 //!
 //! The type is generic over the socket so unit tests drive it with a scripted
 //! fake that returns short writes and `WouldBlock` on cue.
@@ -20,7 +26,8 @@
 //! the kernel send a reset, and a reset can destroy the error message we
 //! just sent before the peer reads it.
 //!
-//! Also here: `conn/input.rs` (the input's states), `conn/room.rs` (a chat
+//! Also here: `conn/visit.rs` (READABLE, WRITABLE and the interest to
+//! register), `conn/input.rs` (the input's states), `conn/room.rs` (a chat
 //! member receiving the room's messages), `conn/shutdown.rs` (a connection
 //! during the drain), `conn/ctx.rs` (what a visit borrows),
 //! `conn/socket.rs` (the socket trait).
@@ -29,14 +36,12 @@ use std::io::{self, Read};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, trace};
-use mio::Interest;
+use log::debug;
 
 use crate::buffer::OutBuf;
 use crate::output::sink::Sink;
 use crate::output::Output;
 use crate::protocol::{Flow, Handler};
-use crate::ready::Ready;
 use crate::stats;
 
 mod ctx;
@@ -44,36 +49,17 @@ mod input;
 mod room;
 mod shutdown;
 mod socket;
+mod visit;
 
 pub use ctx::Ctx;
 use input::Input;
 pub use socket::{Peer, StreamSocket};
-
-/// Reads per visit before yielding to other connections: with the 64 KiB
-/// scratch buffer, 128 KiB. Enough to amortise the wakeup, small enough that
-/// a bulk sender's visit is a fraction of a turn: the turn's budget
-/// (`budget.rs`) stops a batch, this stops one connection within it (both
-/// chosen from the same measurement). A connection that hits the cap is
-/// queued again by the reactor, because edge-triggered readiness will not
-/// report it again.
-const MAX_READS_PER_VISIT: usize = 2;
-
-/// Bytes one visit may write from the pending buffer (on WRITABLE or a
-/// chat handoff): the same share as reads. A flush stopped here, with the
-/// socket perhaps still writable, is queued again like a capped read.
-const MAX_FLUSH_PER_VISIT: usize = 128 * 1024;
+#[cfg(test)]
+use visit::{MAX_FLUSH_PER_VISIT, MAX_READS_PER_VISIT, SHORT_READ_MEANS_DRAINED};
 
 /// How long a connection we are closing may keep sending us input to discard
 /// after our FIN, before we close it anyway.
 pub const LINGER: Duration = Duration::from_secs(2);
-
-/// On Linux, epoll queues a fresh edge for every arrival of new bytes on a
-/// stream socket, so a read that returned fewer bytes than asked proves the
-/// receive queue was empty: later bytes will wake us again. Stopping there
-/// saves the extra read that would only return `WouldBlock`, one of three
-/// syscalls per echoed message (epoll(7), Q&A 9; tokio does the same).
-/// Elsewhere we read until `WouldBlock`, as edge-triggered readiness demands.
-const SHORT_READ_MEANS_DRAINED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Why a connection was (or will be) closed; logged and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,127 +145,9 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         conn
     }
 
-    /// READABLE: read until the socket is drained (see
-    /// `SHORT_READ_MEANS_DRAINED`) or this visit's share is used up, handing
-    /// each read to the handler, which usually writes its reply straight
-    /// back. Returns the readiness left: `read` when it stopped with input
-    /// maybe left (the cap, the turn's budget, the memory budget, a handler
-    /// that wants no input until its last message is out), `write` when a
-    /// streaming handler yielded (see `Conn::yielded`). No new edge will
-    /// come for either, so the reactor must queue the connection again.
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
-        if self.memory_paused && self.close.is_none() {
-            self.check_error(ctx);
-        }
-        let mut reads = 0;
-        let mut allowance = ctx.read_allowance;
-        // True once we know the kernel holds nothing more for us right now.
-        let mut drained = false;
-        while self.can_read() {
-            if reads == MAX_READS_PER_VISIT || (reads > 0 && ctx.budget.exhausted()) {
-                break;
-            }
-            let want = self.read_size(ctx.scratch.len(), allowance);
-            if want == 0 {
-                break; // the memory budget's allowance is used up
-            }
-            reads += 1;
-            let n = match self.socket.read(&mut ctx.scratch[..want]) {
-                Ok(n) => n,
-                // Drained: the next arrival raises a new edge.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                // A signal arrived before any byte was read: just retry.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fail(e, ctx);
-                    break;
-                }
-            };
-            // Input moved (or the peer's FIN arrived): not idle.
-            self.touch(ctx.now);
-            if n == 0 {
-                self.on_eof(ctx);
-                break;
-            }
-            trace!("read peer={} n={}", self.peer(), n);
-            stats::add(&ctx.stats.bytes_in, n as u64);
-            ctx.budget.spend_bytes(n);
-            if self.input.to_handler() {
-                allowance = allowance.saturating_sub(n);
-                self.handle(n, ctx);
-            }
-            if n < want && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
-                drained = true;
-                break;
-            }
-        }
-        self.progress(ctx);
-        Ready {
-            read: !drained && self.can_read(),
-            write: self.yielded(),
-        }
-    }
-
-    /// WRITABLE: send what is queued (this visit's share of it). If that
-    /// unblocked reading (backpressure released, a file body finished), read
-    /// at once: bytes that arrived while we were not reading raised their
-    /// edge back then, and it will not come again. Returns the readiness
-    /// left, as `on_readable` does.
-    pub fn on_writable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
-        let could_read = self.can_read();
-        let more = self.run_handler(ctx, |_, _, out| {
-            let more = out.flush(MAX_FLUSH_PER_VISIT);
-            (Flow::Continue, more)
-        });
-        self.progress(ctx);
-        let mut left = Ready {
-            read: false,
-            write: more,
-        };
-        if !could_read && self.can_read() {
-            left |= self.on_readable(ctx);
-        }
-        left.write |= self.yielded();
-        left
-    }
-
     /// The peer's address, looked up when displayed (for log lines).
     pub fn peer(&self) -> Peer<'_, S> {
         Peer(&self.socket)
-    }
-
-    /// The event says the peer half-closed (read-closed): the next
-    /// `on_readable` reads on past a short read until it sees the EOF.
-    pub fn note_read_closed(&mut self) {
-        self.fin_queued = true;
-    }
-
-    /// The interest to register now, or `None` when the connection waits for
-    /// nothing (it is about to close).
-    pub fn interest(&self) -> Option<Interest> {
-        if self.close.is_some() {
-            return None;
-        }
-        let read = self.can_read();
-        let write = !self.out.is_empty() || self.handler.awaits_writable();
-        match (read, write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            // Paused by the memory budget with nothing to send: stay
-            // registered, so that a reset from the peer still raises an
-            // event (`on_readable` then finds the error). Deregistered, a
-            // dead connection kept its bytes counted until the idle
-            // timeout, and with every big holder paused the total never
-            // fell: the budget stayed engaged for minutes after the
-            // clients left. An edge per arriving segment is all this
-            // costs, and a paused peer's window soon closes.
-            (false, false) if self.memory_paused => Some(Interest::READABLE),
-            (false, false) => None,
-        }
     }
 
     /// `Some` once the connection should be closed.
@@ -355,57 +223,6 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 !self.paused && !self.memory_paused && self.handler.wants_input()
             }
         }
-    }
-
-    /// A streaming handler (files) stopped at its per-call cap with output
-    /// still to produce but nothing queued: no WRITABLE edge will come for an
-    /// empty buffer, so the reactor must requeue us, after serving others.
-    fn yielded(&self) -> bool {
-        self.close.is_none()
-            && self.out.is_empty()
-            && self.handler.has_more_output()
-            && !self.handler.awaits_writable()
-    }
-
-    /// How many bytes the next read may take: the scratch buffer, the
-    /// handler's limit, the memory allowance, and at shutdown what is left
-    /// of the held input. 0 when the allowance is used up.
-    fn read_size(&self, scratch: usize, allowance: usize) -> usize {
-        if self.input.to_handler() {
-            let allowance = self.handler.input_allowance(allowance);
-            let limit = scratch.min(self.handler.read_limit()).min(allowance);
-            self.input.read_size(limit)
-        } else {
-            scratch
-        }
-    }
-
-    /// Hands `scratch[..n]` to the handler, then applies backpressure.
-    fn handle(&mut self, n: usize, ctx: &mut Ctx<'_>) {
-        self.input.consumed(n);
-        self.run_handler(ctx, |p, scratch, out| {
-            (p.on_data(&mut scratch[..n], out), ())
-        });
-        if !self.paused && self.out.len() >= ctx.max_pending {
-            // The peer is not reading what we send. Stop reading it, so its
-            // bytes wait in the kernel (and its TCP window closes) instead of
-            // in our memory.
-            debug!(
-                "backpressure pause peer={} pending={}",
-                self.peer(),
-                self.out.len()
-            );
-            stats::add(&ctx.stats.backpressure_pauses, 1);
-            self.paused = true;
-        }
-    }
-
-    fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
-        trace!("eof peer={}", self.peer());
-        if self.input == Input::Open {
-            self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
-        }
-        self.input = Input::Eof;
     }
 
     /// Runs a handler call with an `Output` over this connection; charges

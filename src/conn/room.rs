@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::{CloseReason, Conn, Ctx, StreamSocket, MAX_FLUSH_PER_VISIT};
+use super::visit::MAX_FLUSH_PER_VISIT;
+use super::{CloseReason, Conn, Ctx, StreamSocket};
 use crate::output::sink::Sink;
 use crate::protocol::Flow;
 use crate::ready::Ready;

@@ -4,8 +4,10 @@ use super::*;
 use crate::budget::TurnBudget;
 use crate::protocol::echo::Echo;
 use crate::protocol::Outbox;
+use crate::ready::Ready;
 use crate::stats::Counters;
 use crate::testutil::{ReadStep, ScriptedIo};
+use mio::Interest;
 use std::cell::Cell;
 
 impl StreamSocket for ScriptedIo {
