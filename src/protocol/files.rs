@@ -13,6 +13,8 @@
 //! - `{"error":"request line exceeds N bytes"}` for an overlong request line,
 //!   after which the server closes the connection (`protocol_errors`).
 //!
+//! Which names are served, and how they are opened, is `files/open.rs`.
+//!
 //! Several requests on one connection are answered in order. A partial
 //! request line (no newline) at EOF is ignored.
 //!
@@ -51,11 +53,10 @@
 //! connection. Fine for a teaching server; a production one would use a
 //! thread pool or io_uring.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::rc::Rc;
 
 use log::{debug, warn};
@@ -65,89 +66,14 @@ use super::{Flow, Handler};
 use crate::output::{FileSend, Output};
 use crate::stats;
 
+mod open;
+
+pub use open::{open, resolve, Refusal};
+
 /// Body pieces or answers per `on_drained` call before yielding to other
 /// connections: with a 64 KiB scratch buffer, 128 KiB of body (the same cap
 /// `conn.rs` puts on reads per visit).
 const STEPS_PER_CALL: usize = 2;
-
-/// Why a name was not served; the text goes into the `error` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    NotFound,
-    NotAllowed,
-    NotAFile,
-    /// Opening would have to wait for another process to give up a lease.
-    Busy,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::NotFound => "not found",
-            Refusal::NotAllowed => "not allowed",
-            Refusal::NotAFile => "not a file",
-            Refusal::Busy => "busy",
-        }
-    }
-}
-
-/// Resolves a requested name to a canonical path inside `root` (itself
-/// canonical). Refuses empty names, NUL, absolute paths and `..` before
-/// touching the disk, then symlinks whose target leaves the root.
-pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
-    if name.is_empty() || name.contains(&0) {
-        return Err(Refusal::NotAllowed);
-    }
-    let rel = Path::new(std::ffi::OsStr::from_bytes(name));
-    if !rel
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(Refusal::NotAllowed); // `..`, `/...`
-    }
-    let canonical = root.join(rel).canonicalize().map_err(refusal)?;
-    if !canonical.starts_with(root) {
-        return Err(Refusal::NotAllowed); // a symlink led outside
-    }
-    Ok(canonical)
-}
-
-/// Opens a resolved name for reading and returns it with its size.
-pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
-    let path = resolve(root, name)?;
-    // Check before opening: opening a device or FIFO can block or have
-    // side effects.
-    if !std::fs::metadata(&path).map_err(refusal)?.is_file() {
-        return Err(Refusal::NotAFile);
-    }
-    // O_NOFOLLOW: the path is canonical, so a symlink in its last component
-    // was swapped in since `resolve` (a directory above it swapped for a
-    // symlink is not caught: that needs openat2's RESOLVE_BENEATH, and an
-    // attacker who can write inside --root). O_NONBLOCK: a FIFO swapped in
-    // cannot block us, and neither can a file another process holds a lease
-    // on (fcntl F_SETLEASE): a blocking open would wait up to
-    // lease-break-time (45 s) for the holder, stalling every connection;
-    // non-blocking, it fails at once with EWOULDBLOCK, answered "busy".
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(refusal)?;
-    let meta = file.metadata().map_err(refusal)?;
-    if !meta.is_file() {
-        return Err(Refusal::NotAFile);
-    }
-    Ok((file, meta.len()))
-}
-
-fn refusal(e: io::Error) -> Refusal {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => Refusal::NotAllowed,
-        io::ErrorKind::WouldBlock => Refusal::Busy,
-        _ if e.raw_os_error() == Some(libc::ELOOP) => Refusal::NotAllowed,
-        _ => Refusal::NotFound,
-    }
-}
 
 /// Frames a JSON header: `u32` big-endian length, then the JSON.
 pub fn header(json: &serde_json::Value) -> Vec<u8> {
