@@ -42,9 +42,11 @@ use crate::buffer::OutBuf;
 use crate::output::sink::Sink;
 use crate::output::Output;
 use crate::protocol::{Flow, Handler};
+use crate::stamp::Stamp;
 use crate::stats;
 
 mod ctx;
+mod flags;
 mod input;
 mod room;
 mod shutdown;
@@ -52,6 +54,7 @@ mod socket;
 mod visit;
 
 pub use ctx::Ctx;
+use flags::{Flag, Flags};
 use input::Input;
 pub use socket::{Peer, StreamSocket};
 #[cfg(test)]
@@ -96,9 +99,9 @@ pub struct Conn<S> {
     /// wrote, whichever call wrote them (a reply, a queued flush, a chat
     /// delivery, a file body). A readiness event alone is not activity: a
     /// spurious WRITABLE moves nothing. The idle timer compares to it.
-    /// Once `fin_sent`: when we sent FIN, which starts the linger time; the
+    /// Once `Flag::FinSent`: when we sent FIN, which starts the linger time; the
     /// idle rule is over then, so one field serves both (see `deadline`).
-    last_active: Instant,
+    last_active: Stamp,
     /// Bytes owed to the peer that the socket would not take yet. Empty (and
     /// unallocated) for an idle connection.
     out: OutBuf,
@@ -107,18 +110,9 @@ pub struct Conn<S> {
     /// behind the box instead of in every slab entry.
     handler: Box<dyn Handler>,
     input: Input,
-    /// Reading is paused because `out` passed the high-water mark. Invariant:
-    /// only set while `out.len() > low_water`.
-    paused: bool,
-    /// Reading is paused by the server-wide memory budget (`memory.rs`);
-    /// the reactor clears it when the total falls back.
-    memory_paused: bool,
-    /// We sent FIN (at `last_active`): no more output will be produced.
-    fin_sent: bool,
-    /// An event reported the peer's FIN (EPOLLRDHUP) as already queued. The
-    /// FIN raised its edge before our read, so no new edge will come for it:
-    /// the short-read shortcut must not stop us before we read the EOF.
-    fin_queued: bool,
+    /// Paused (backpressure, memory budget), FIN sent, FIN queued: see
+    /// `conn/flags.rs`.
+    flags: Flags,
     /// Set once the connection must close; the reactor closes it after the
     /// event batch, so no later event in the batch reaches a reused slot.
     close: Option<CloseReason>,
@@ -130,14 +124,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         let mut conn = Conn {
             socket,
             id,
-            last_active: ctx.now,
+            last_active: Stamp::new(ctx.now),
             out: OutBuf::new(),
             handler,
             input: Input::Open,
-            paused: false,
-            memory_paused: false,
-            fin_sent: false,
-            fin_queued: false,
+            flags: Flags::default(),
             close: None,
         };
         conn.run_handler(ctx, |p, _, out| (p.on_open(out), ()));
@@ -164,10 +155,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// then: the idle deadline (`idle` after bytes last moved either way,
     /// see `last_active`), or the end of the linger time once we sent FIN.
     pub fn deadline(&self, idle: Option<Duration>) -> Option<(Instant, CloseReason)> {
-        if self.fin_sent {
-            Some((self.last_active + LINGER, CloseReason::Timeout))
+        let since = self.last_active.instant();
+        if self.flags.has(Flag::FinSent) {
+            Some((since + LINGER, CloseReason::Timeout))
         } else {
-            idle.map(|d| (self.last_active + d, CloseReason::Idle))
+            idle.map(|d| (since + d, CloseReason::Idle))
         }
     }
 
@@ -183,7 +175,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
 
     /// True while reading is paused, by backpressure or by the memory budget.
     pub fn is_paused(&self) -> bool {
-        self.paused || self.memory_paused
+        self.flags.has(Flag::Paused) || self.flags.has(Flag::MemoryPaused)
     }
 
     /// Bytes this connection holds in memory for its peer: unsent output
@@ -196,13 +188,13 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// that changed whether the connection reads.
     pub fn set_memory_paused(&mut self, paused: bool) -> bool {
         let before = self.can_read();
-        self.memory_paused = paused;
+        self.flags.set(Flag::MemoryPaused, paused);
         before != self.can_read()
     }
 
     /// True while the memory budget keeps this connection from reading.
     pub fn memory_paused(&self) -> bool {
-        self.memory_paused
+        self.flags.has(Flag::MemoryPaused)
     }
 
     /// The handler's leave message, when the connection goes.
@@ -220,7 +212,9 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // Dropped bytes hold no memory and need no room.
             Input::Discard => true,
             Input::Open | Input::Held { .. } => {
-                !self.paused && !self.memory_paused && self.handler.wants_input()
+                !self.flags.has(Flag::Paused)
+                    && !self.flags.has(Flag::MemoryPaused)
+                    && self.handler.wants_input()
             }
         }
     }
@@ -256,8 +250,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// After our FIN the field holds the FIN's time, which activity must
     /// not move: the linger time is counted from it.
     fn touch(&mut self, now: Instant) {
-        if !self.fin_sent {
-            self.last_active = now;
+        if !self.flags.has(Flag::FinSent) {
+            self.last_active = Stamp::new(now);
         }
     }
 
@@ -294,20 +288,20 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.out.is_empty() && self.handler.has_more_output() {
             self.run_handler(ctx, |p, scratch, out| (p.on_drained(scratch, out), ()));
         }
-        if self.paused && self.out.len() <= ctx.low_water {
-            self.paused = false;
+        if self.flags.has(Flag::Paused) && self.out.len() <= ctx.low_water {
+            self.flags.set(Flag::Paused, false);
         }
         let finished = self.input.is_over() && !self.has_pending();
-        if finished && !self.fin_sent && self.close.is_none() && !ctx.hold_fin {
+        if finished && !self.flags.has(Flag::FinSent) && self.close.is_none() && !ctx.hold_fin {
             // Everything owed is out: tell the peer we are done sending.
             if let Err(e) = self.socket.shutdown_write() {
                 self.fail(e, ctx);
                 return;
             }
-            self.fin_sent = true;
-            self.last_active = ctx.now; // the linger time starts
+            self.flags.set(Flag::FinSent, true);
+            self.last_active = Stamp::new(ctx.now); // the linger time starts
         }
-        if finished && self.input == Input::Eof && self.fin_sent {
+        if finished && self.input == Input::Eof && self.flags.has(Flag::FinSent) {
             self.close.get_or_insert(CloseReason::Done);
         }
     }

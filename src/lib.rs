@@ -162,6 +162,7 @@ pub mod ready;
 pub mod server;
 pub mod shutdown;
 mod signals;
+pub mod stamp;
 pub mod stats;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod sys;

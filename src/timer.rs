@@ -22,6 +22,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use crate::stamp::Stamp;
+
 /// A due entry: which slab key, and which connection id it was meant for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Due {
@@ -29,10 +31,13 @@ pub struct Due {
     pub id: u64,
 }
 
-/// Pending deadlines, earliest first.
+/// Pending deadlines, earliest first. Each is kept as a [`Stamp`] (8 bytes
+/// where an `Instant` takes 16: a live connection has an entry, so this is
+/// part of what an idle connection costs), rounded up to the millisecond,
+/// so an entry that comes due is really due.
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, Due)>>,
+    heap: BinaryHeap<Reverse<(Stamp, Due)>>,
 }
 
 impl Timers {
@@ -42,18 +47,20 @@ impl Timers {
 
     /// Adds a deadline for connection `id` in slab slot `key`.
     pub fn schedule(&mut self, at: Instant, key: usize, id: u64) {
-        self.heap.push(Reverse((at, Due { key, id })));
+        self.heap.push(Reverse((Stamp::new(at), Due { key, id })));
     }
 
     /// The earliest deadline, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap.peek().map(|Reverse((at, _))| at.instant())
     }
 
     /// Removes and returns one entry due at or before `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, d))| d),
+            Some(Reverse((at, _))) if at.instant() <= now => {
+                self.heap.pop().map(|Reverse((_, d))| d)
+            }
             _ => None,
         }
     }
@@ -90,7 +97,8 @@ mod tests {
 
     #[test]
     fn pops_only_due_entries_earliest_first() {
-        let t0 = Instant::now();
+        // On a whole millisecond, so the deadlines read back exactly.
+        let t0 = Stamp::new(Instant::now()).instant();
         let mut t = Timers::new();
         t.schedule(t0 + Duration::from_secs(3), 3, 30);
         t.schedule(t0 + Duration::from_secs(1), 1, 10);

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use log::debug;
 
+use super::flags::Flag;
 use super::visit::MAX_FLUSH_PER_VISIT;
 use super::{CloseReason, Conn, Ctx, StreamSocket};
 use crate::output::sink::Sink;
@@ -23,7 +24,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// may release backpressure (and bytes that arrived meanwhile raised
     /// their edge long ago), or stop at its share with more to send.
     pub fn deliver(&mut self, msg: &Rc<[u8]>, ctx: &mut Ctx<'_>) -> Ready {
-        if self.close.is_some() || self.fin_sent {
+        if self.close.is_some() || self.flags.has(Flag::FinSent) {
             return Ready::default();
         }
         let could_read = self.can_read();

@@ -22,6 +22,7 @@ use std::io::{self, Read};
 use log::{debug, trace};
 use mio::Interest;
 
+use super::flags::Flag;
 use super::input::Input;
 use super::{Conn, Ctx, StreamSocket};
 use crate::output::sink::Sink;
@@ -62,7 +63,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// streaming handler yielded (see `Conn::yielded`). No new edge will
     /// come for either, so the reactor must queue the connection again.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
-        if self.memory_paused && self.close.is_none() {
+        if self.flags.has(Flag::MemoryPaused) && self.close.is_none() {
             self.check_error(ctx);
         }
         let mut reads = 0;
@@ -105,7 +106,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 allowance = allowance.saturating_sub(n);
                 self.handle(n, ctx);
             }
-            if n < want && SHORT_READ_MEANS_DRAINED && !self.fin_queued {
+            if n < want && SHORT_READ_MEANS_DRAINED && !self.flags.has(Flag::FinQueued) {
                 drained = true;
                 break;
             }
@@ -143,7 +144,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// The event says the peer half-closed (read-closed): the next
     /// `on_readable` reads on past a short read until it sees the EOF.
     pub fn note_read_closed(&mut self) {
-        self.fin_queued = true;
+        self.flags.set(Flag::FinQueued, true);
     }
 
     /// The interest to register now, or `None` when the connection waits for
@@ -166,7 +167,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // fell: the budget stayed engaged for minutes after the
             // clients left. An edge per arriving segment is all this
             // costs, and a paused peer's window soon closes.
-            (false, false) if self.memory_paused => Some(Interest::READABLE),
+            (false, false) if self.flags.has(Flag::MemoryPaused) => Some(Interest::READABLE),
             (false, false) => None,
         }
     }
@@ -200,7 +201,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         self.run_handler(ctx, |p, scratch, out| {
             (p.on_data(&mut scratch[..n], out), ())
         });
-        if !self.paused && self.out.len() >= ctx.max_pending {
+        if !self.flags.has(Flag::Paused) && self.out.len() >= ctx.max_pending {
             // The peer is not reading what we send. Stop reading it, so its
             // bytes wait in the kernel (and its TCP window closes) instead of
             // in our memory.
@@ -210,7 +211,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 self.out.len()
             );
             stats::add(&ctx.stats.backpressure_pauses, 1);
-            self.paused = true;
+            self.flags.set(Flag::Paused, true);
         }
     }
 

@@ -16,6 +16,7 @@ use crate::budget::TurnBudget;
 use crate::conn::{CloseReason, Conn, Ctx};
 use crate::protocol::Outbox;
 use crate::ready::Ready;
+use crate::stamp::Stamp;
 use crate::stats::{self, Counters};
 
 /// A connection in the slab, with the interest registered for it (so we call
@@ -24,7 +25,7 @@ use crate::stats::{self, Counters};
 pub(super) struct Slot {
     pub(super) conn: Conn<TcpStream>,
     pub(super) registered: Option<Interest>,
-    pub(super) timer: Option<Instant>,
+    pub(super) timer: Option<Stamp>,
     /// Readiness not served yet. Invariant: non-empty exactly while the
     /// connection has an entry in the run queue.
     pub(super) ready: Ready,
@@ -33,7 +34,7 @@ pub(super) struct Slot {
     /// Until this time its events go to the old lane, behind light clients
     /// (see `Reactor::queue`): set by a visit that moved `HEAVY_VISIT`
     /// bytes or more, for `HEAVY_MEMORY`.
-    pub(super) heavy_until: Option<Instant>,
+    pub(super) heavy_until: Option<Stamp>,
     /// What the pending-bytes and paused gauges count for it.
     pub(super) reported: super::metrics::Reported,
 }
@@ -119,8 +120,9 @@ impl Reactor {
         // Lazy timers: only schedule when the deadline moved *earlier* than
         // the entry already queued (see timer.rs).
         if let Some((at, _)) = slot.conn.deadline(self.config.idle_timeout) {
+            let at = Stamp::new(at);
             if slot.timer.is_none_or(|t| at < t) {
-                self.timers.schedule(at, key, slot.conn.id);
+                self.timers.schedule(at.instant(), key, slot.conn.id);
                 slot.timer = Some(at);
             }
         }

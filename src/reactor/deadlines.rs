@@ -11,6 +11,7 @@ use super::accept::AcceptState;
 use super::runq::Lane;
 use super::{Reactor, FIRST_CONN};
 use crate::conn::CloseReason;
+use crate::stamp::Stamp;
 use crate::stats;
 use crate::timer::poll_timeout;
 
@@ -86,7 +87,7 @@ impl Reactor {
                 }
                 Some((at, _)) => {
                     self.timers.schedule(at, due.key, due.id);
-                    slot.timer = Some(at);
+                    slot.timer = Some(Stamp::new(at));
                 }
                 None => {}
             }

@@ -40,6 +40,7 @@ use crate::ready::Ready;
 use crate::server::Shard;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
+use crate::stamp::Stamp;
 use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::udp::Udp;
@@ -358,7 +359,7 @@ impl Reactor {
             return;
         }
         if slot.ready.is_empty() {
-            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
+            let heavy = slot.heavy_until.is_some_and(|t| self.now < t.instant());
             let lane = if heavy { Lane::Old } else { lane };
             self.runq.push(lane, key, slot.conn.id);
         }
@@ -399,7 +400,7 @@ impl Reactor {
             left |= slot.conn.on_readable(&mut ctx);
         }
         if self.shared.budget.spent() - before >= HEAVY_VISIT as u64 {
-            slot.heavy_until = Some(self.now + HEAVY_MEMORY);
+            slot.heavy_until = Some(Stamp::new(self.now + HEAVY_MEMORY));
         }
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
