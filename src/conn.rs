@@ -128,7 +128,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             out: OutBuf::new(),
             handler,
             input: Input::Open,
-            flags: Flags::default(),
+            flags: {
+                let mut f = Flags::default();
+                f.set(Flag::NewDeadline, true);
+                f
+            },
             close: None,
         };
         conn.run_handler(ctx, |p, _, out| (p.on_open(out), ()));
@@ -161,6 +165,21 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         } else {
             idle.map(|d| (since + d, CloseReason::Idle))
         }
+    }
+
+    /// The deadline to queue a timer entry for, once, when it moved
+    /// earlier than any entry queued for it before (at open, and when our
+    /// FIN starts the linger time). Activity only moves the deadline later,
+    /// which needs no new entry: the old one comes due, finds the connection
+    /// active since, and is queued again at the new deadline. So the timer
+    /// heap is touched per idle period, not per message, and the reactor
+    /// keeps no per-connection record of what it queued.
+    pub fn take_new_deadline(&mut self, idle: Option<Duration>) -> Option<Instant> {
+        if !self.flags.has(Flag::NewDeadline) {
+            return None;
+        }
+        self.flags.set(Flag::NewDeadline, false);
+        self.deadline(idle).map(|(at, _)| at)
     }
 
     /// True while the connection still owes output (for the drain at shutdown).
@@ -300,6 +319,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             }
             self.flags.set(Flag::FinSent, true);
             self.last_active = Stamp::new(ctx.now); // the linger time starts
+            self.flags.set(Flag::NewDeadline, true);
         }
         if finished && self.input == Input::Eof && self.flags.has(Flag::FinSent) {
             self.close.get_or_insert(CloseReason::Done);

@@ -18,6 +18,10 @@ pub(super) enum Flag {
     /// FIN raised its edge before our read, so no new edge will come for it:
     /// the short-read shortcut must not stop us before we read the EOF.
     FinQueued = 8,
+    /// The deadline moved earlier than any timer entry queued for it: a new
+    /// connection's first deadline, or the linger time our FIN started.
+    /// Cleared when the reactor takes it (`Conn::take_new_deadline`).
+    NewDeadline = 16,
 }
 
 /// A set of [`Flag`]s; empty for a new connection.

@@ -432,3 +432,32 @@ fn an_idle_connection_fits_its_bound() {
     assert_eq!(size_of::<crate::protocol::echo::Echo>(), 0);
     assert_eq!(size_of::<OutBuf>(), size_of::<usize>());
 }
+
+/// A timer entry is asked for only when the deadline moves earlier: at
+/// open, and when our FIN starts the linger time; never for activity,
+/// which only moves it later.
+#[test]
+fn a_new_timer_entry_only_when_the_deadline_moves_earlier() {
+    let idle = Some(Duration::from_secs(10));
+    let mut env = Env::new(64);
+    let start = env.now;
+    let io = ScriptedIo::new(vec![Some(100); 4])
+        .with_reads(vec![ReadStep::Data(b"hi".to_vec()), ReadStep::Eof]);
+    let mut c = echo_conn(io, &mut env, 1024);
+    assert_eq!(
+        c.take_new_deadline(idle),
+        Some(start + Duration::from_secs(10))
+    );
+    assert_eq!(c.take_new_deadline(idle), None, "taken once");
+    env.now = start + Duration::from_secs(1);
+    c.on_readable(&mut env.ctx(1024));
+    assert_eq!(c.socket.written, b"hi");
+    assert_eq!(c.close_reason(), None);
+    assert_eq!(c.take_new_deadline(idle), None, "activity: no new entry");
+    // The peer's EOF: everything owed is out, so FIN goes, and lingering
+    // ends earlier than the idle deadline did.
+    env.now = start + Duration::from_secs(2);
+    c.on_readable(&mut env.ctx(1024));
+    assert_eq!(c.close_reason(), Some(CloseReason::Done));
+    assert_eq!(c.take_new_deadline(idle), Some(env.now + LINGER));
+}

@@ -104,7 +104,6 @@ impl Reactor {
         let key = self.conns.insert(Slot {
             conn,
             registered: None,
-            timer: None,
             reported: Default::default(),
             ready: Ready::default(),
             held: 0,

@@ -20,12 +20,12 @@ use crate::stamp::Stamp;
 use crate::stats::{self, Counters};
 
 /// A connection in the slab, with the interest registered for it (so we call
-/// `reregister` only when it changes), the earliest timer entry it has, the
-/// readiness it has not been served for, and what it holds in memory.
+/// `reregister` only when it changes), the readiness it has not been served
+/// for, and what it holds in memory. Every connection pays for one, idle or
+/// not: keep it small (see `conn/tests.rs`, `benches/idle.rs`).
 pub(super) struct Slot {
     pub(super) conn: Conn<TcpStream>,
     pub(super) registered: Option<Interest>,
-    pub(super) timer: Option<Stamp>,
     /// Readiness not served yet. Invariant: non-empty exactly while the
     /// connection has an entry in the run queue.
     pub(super) ready: Ready,
@@ -118,13 +118,9 @@ impl Reactor {
             }
         }
         // Lazy timers: only schedule when the deadline moved *earlier* than
-        // the entry already queued (see timer.rs).
-        if let Some((at, _)) = slot.conn.deadline(self.config.idle_timeout) {
-            let at = Stamp::new(at);
-            if slot.timer.is_none_or(|t| at < t) {
-                self.timers.schedule(at.instant(), key, slot.conn.id);
-                slot.timer = Some(at);
-            }
+        // the entries already queued (see timer.rs).
+        if let Some(at) = slot.conn.take_new_deadline(self.config.idle_timeout) {
+            self.timers.schedule(at, key, slot.conn.id);
         }
     }
 

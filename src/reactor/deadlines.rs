@@ -11,7 +11,6 @@ use super::accept::AcceptState;
 use super::runq::Lane;
 use super::{Reactor, FIRST_CONN};
 use crate::conn::CloseReason;
-use crate::stamp::Stamp;
 use crate::stats;
 use crate::timer::poll_timeout;
 
@@ -75,7 +74,6 @@ impl Reactor {
             if slot.conn.id != due.id {
                 continue; // stale: the slot was reused
             }
-            slot.timer = None;
             match slot.conn.deadline(self.config.idle_timeout) {
                 Some((at, reason)) if at <= self.now => {
                     if reason == CloseReason::Idle {
@@ -87,7 +85,6 @@ impl Reactor {
                 }
                 Some((at, _)) => {
                     self.timers.schedule(at, due.key, due.id);
-                    slot.timer = Some(Stamp::new(at));
                 }
                 None => {}
             }
