@@ -79,7 +79,8 @@ pub enum CloseReason {
     Timeout,
     /// Graceful shutdown: everything owed was delivered.
     Shutdown,
-    /// A chat member whose unread output passed `max_pending`.
+    /// A chat member whose unread output exceeded `max_pending` (more than
+    /// it; exactly `max_pending` is kept).
     SlowConsumer,
 }
 

@@ -6,8 +6,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(super) enum Flag {
-    /// Reading is paused because the output passed the high-water mark.
-    /// Invariant: only set while the output is above the low-water mark.
+    /// Reading is paused because the output reached the high-water mark
+    /// (`>= max_pending`). Invariant: only set while the output is above the
+    /// low-water mark; cleared once it is at or below it.
     Paused = 1,
     /// Reading is paused by the server-wide memory budget (`memory.rs`);
     /// the reactor clears it when the total falls back.

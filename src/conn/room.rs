@@ -18,7 +18,7 @@ use crate::stats;
 impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Hands this member a chat message from the room without copying it,
     /// and sends what the socket takes now (one `writev` for a backlog of
-    /// them). A member whose unread output passes the high-water mark is
+    /// them). A member whose unread output exceeds the high-water mark (`> max_pending`) is
     /// dropped: one slow reader must not stall the room or grow without
     /// bound. Returns the readiness left, as `on_readable` does: the flush
     /// may release backpressure (and bytes that arrived meanwhile raised

@@ -21,7 +21,7 @@
 //! over as many turns as it takes (`reactor/room.rs`), and this member is
 //! not read again until its chunk reached everyone (`wants_input`): a
 //! flooder is slowed to the pace of the room. A member that does not read
-//! is dropped once its queue passes `--max-pending` (the reactor does this,
+//! is dropped once its queue exceeds `--max-pending` (the reactor does this,
 //! in `Conn::deliver`), so one slow reader never stalls the room or grows
 //! memory.
 //!
