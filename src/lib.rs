@@ -125,6 +125,7 @@
 //! | `sys.rs` | Linux: the FFI for `recvmmsg`, `sendmmsg`, `sendfile` (all its `unsafe`) |
 //! | `protocol/` | the `Handler` trait and one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
+//! | `stamp.rs` | 8-byte timestamps for what every connection carries |
 //! | `stats.rs` | counters readable while the server runs |
 //! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
 //! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
