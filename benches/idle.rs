@@ -2,11 +2,12 @@
 //! connection costs the server, measured in-process.
 //!
 //! A counting global allocator tracks the heap bytes live in this process.
-//! An echoloop server runs on its own thread; `IDLE` clients connect and do
+//! An echoloop server runs on its own thread, and clients connect and do
 //! one 1-byte round trip each (so every connection was accepted, registered
-//! and served), and the growth of live heap bytes divided by `IDLE` is
-//! printed as `heap bytes per idle connection`, beside the size of a
-//! connection's own part of its slab entry. The clients' sockets own no
+//! and served). The heap growth of a server full with `IDLE + 1` of them,
+//! minus that of the same server with one, divided by `IDLE`, is printed
+//! as `heap bytes per idle connection`, beside the size of a connection's
+//! own part of its slab entry. The clients' sockets own no
 //! heap memory (a `TcpStream` is a file descriptor), so the growth is the
 //! server's: its slab entries, timer entries and run queue. The kernel's socket
 //! memory is not counted, as it is not in the server's RSS either; for RSS
@@ -32,10 +33,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use echoloop::{Config, Server, ShutdownHandle, Stats, StatsSnapshot};
 
-/// Idle connections held while measuring. With the first one, 256: the
-/// slab and the timer heap grow by doubling, and at a power of two their
-/// capacity equals their use, so the figure is what the entries cost, not
-/// the spare capacity of the last doubling.
+/// Idle connections measured (and held while timing one more).
 const IDLE: usize = 255;
 /// Longest any client call, or the wait for the server's counters, may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,10 +78,11 @@ struct Running {
     thread: JoinHandle<StatsSnapshot>,
 }
 
-fn start() -> Running {
+fn start(max_conns: usize) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         udp: None,
+        max_conns,
         drain_timeout: Duration::from_secs(1),
         ..Config::default()
     };
@@ -128,29 +127,42 @@ fn wait_active(stats: &Stats, n: u64) {
     }
 }
 
-fn idle_footprint(c: &mut Criterion) {
-    let server = start();
-    // One connection first, so one-time allocations (the run queue's first
-    // block, the timer heap's) are not charged to the idle ones.
-    let first = served_client(server.tcp);
-    wait_active(&server.stats, 1);
+/// Heap bytes live in the process after a server allowing `max_conns`
+/// connections started and `held` connections were served, minus before
+/// it started. Everything is dropped again before returning.
+fn heap_growth(max_conns: usize, held: usize) -> isize {
     let before = LIVE.load(Ordering::Relaxed);
-    let held: Vec<TcpStream> = (0..IDLE).map(|_| served_client(server.tcp)).collect();
-    wait_active(&server.stats, IDLE as u64 + 1);
+    let server = start(max_conns);
+    let clients: Vec<TcpStream> = (0..held).map(|_| served_client(server.tcp)).collect();
+    wait_active(&server.stats, held as u64);
     let grown = LIVE.load(Ordering::Relaxed) - before;
+    drop(clients);
+    server.handle.shutdown();
+    server.thread.join().expect("reactor thread panicked");
+    grown
+}
+
+fn idle_footprint(c: &mut Criterion) {
+    // The same server twice, once full with `IDLE + 1` connections and
+    // once with one: what differs is what `IDLE` more connections cost,
+    // including the slab and timer room the reactor reserves per allowed
+    // connection (`max_conns` is set to exactly what is held).
+    let one = heap_growth(1, 1);
+    let full = heap_growth(IDLE + 1, IDLE + 1);
     println!(
         "idle footprint: heap bytes per idle connection {:.0} (over {IDLE}); \
          connection part of the slab entry {} bytes",
-        grown as f64 / IDLE as f64,
+        (full - one) as f64 / IDLE as f64,
         std::mem::size_of::<echoloop::conn::Conn<mio::net::TcpStream>>(),
     );
 
+    let server = start(IDLE + 2);
+    let held: Vec<TcpStream> = (0..IDLE).map(|_| served_client(server.tcp)).collect();
+    wait_active(&server.stats, IDLE as u64);
     c.bench_function("idle/one_more_connection", |b| {
         b.iter(|| drop(served_client(server.tcp)))
     });
-
     drop(held);
-    drop(first);
     server.handle.shutdown();
     server.thread.join().expect("reactor thread panicked");
 }

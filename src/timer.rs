@@ -45,6 +45,14 @@ impl Timers {
         Timers::default()
     }
 
+    /// Room for `n` entries without growing (one per connection; see
+    /// `Slab::with_capacity` in the reactor).
+    pub fn with_capacity(n: usize) -> Timers {
+        Timers {
+            heap: BinaryHeap::with_capacity(n),
+        }
+    }
+
     /// Adds a deadline for connection `id` in slab slot `key`.
     pub fn schedule(&mut self, at: Instant, key: usize, id: u64) {
         self.heap.push(Reverse((Stamp::new(at), Due { key, id })));

@@ -207,7 +207,10 @@ impl Reactor {
             udp,
             signals,
             shutdown: shutdown.clone(),
-            conns: Slab::new(),
+            // Room for every connection allowed, reserved once: the kernel
+            // maps pages only as entries are used, and a slab that grew by
+            // doubling would leave its outgrown blocks resident (idle.rs).
+            conns: Slab::with_capacity(config.max_conns),
             next_id: 0,
             shared: Shared {
                 scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -222,7 +225,7 @@ impl Reactor {
             // Shared nothing: each reactor keeps an equal share.
             memory: MemoryBudget::new(config.max_memory / reactors),
             memory_paused: Vec::new(),
-            timers: Timers::new(),
+            timers: Timers::with_capacity(config.max_conns),
             to_close: Vec::new(),
             udp_ready: Ready::default(),
             draining: None,
