@@ -30,7 +30,8 @@
 //! register), `conn/input.rs` (the input's states), `conn/room.rs` (a chat
 //! member receiving the room's messages), `conn/shutdown.rs` (a connection
 //! during the drain), `conn/ctx.rs` (what a visit borrows),
-//! `conn/socket.rs` (the socket trait).
+//! `conn/flags.rs` (its yes/no state in one byte), `conn/socket.rs` (the
+//! socket trait).
 
 use std::io::{self, Read};
 use std::rc::Rc;
@@ -129,11 +130,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             out: OutBuf::new(),
             handler,
             input: Input::Open,
-            flags: {
-                let mut f = Flags::default();
-                f.set(Flag::NewDeadline, true);
-                f
-            },
+            // Its first deadline needs a timer entry.
+            flags: Flags::with(Flag::NewDeadline),
             close: None,
         };
         conn.run_handler(ctx, |p, _, out| (p.on_open(out), ()));

@@ -30,6 +30,11 @@ pub(super) enum Flag {
 pub(super) struct Flags(u8);
 
 impl Flags {
+    /// A set holding only `flag`.
+    pub(super) fn with(flag: Flag) -> Flags {
+        Flags(flag as u8)
+    }
+
     /// True if `flag` is set.
     pub(super) fn has(self, flag: Flag) -> bool {
         self.0 & flag as u8 != 0
