@@ -106,7 +106,8 @@ pub(crate) struct Reactor {
     shutdown: ShutdownHandle,
     /// Open connections. A connection's token is its key + `FIRST_CONN`;
     /// keys are reused, so anything remembered across turns also keeps the
-    /// connection's `id`.
+    /// connection's `id`. Room for `max_conns` is reserved at start (pages
+    /// are mapped as used; doubling left outgrown blocks resident).
     conns: Slab<Slot>,
     /// The last connection id handed out; ids are never reused.
     next_id: u64,
@@ -207,9 +208,6 @@ impl Reactor {
             udp,
             signals,
             shutdown: shutdown.clone(),
-            // Room for every connection allowed, reserved once: the kernel
-            // maps pages only as entries are used, and a slab that grew by
-            // doubling would leave its outgrown blocks resident (idle.rs).
             conns: Slab::with_capacity(config.max_conns),
             next_id: 0,
             shared: Shared {
