@@ -67,7 +67,16 @@ def measure(binary, n, extra):
             log.seek(0)
             found = re.search(r"tcp=\S+:(\d+)", log.read())
             port = int(found.group(1)) if found else None
+        # The baseline is the idle server, not one still starting: wait
+        # until its RSS holds still (it prints its address before its loop
+        # has run once).
         before = kib(server.pid, "VmRSS")
+        for _ in range(50):
+            time.sleep(0.1)
+            now = kib(server.pid, "VmRSS")
+            if now == before:
+                break
+            before = now
         socks = hold(port, n)
         peak = kib(server.pid, "VmHWM")
         for s in socks:
