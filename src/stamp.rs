@@ -19,7 +19,8 @@ use std::num::NonZeroU64;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Milliseconds since [`epoch`], plus one (so zero is free for `None`).
+/// Milliseconds since the process's epoch, plus one (so zero is free for
+/// `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(NonZeroU64);
 
