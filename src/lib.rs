@@ -123,12 +123,14 @@
 //! | `ready.rs` | readiness not served yet |
 //! | `signals.rs` | SIGINT/SIGTERM, and the second one |
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
+//! | `output.rs`, `output/` | the write path: write first, queue the rest, `sendfile` |
 //! | `buffer.rs` | the pending-output buffer |
 //! | `udp.rs` | the UDP socket and its bounded reply queue |
 //! | `udp/batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
 //! | `sys/` | every `unsafe` of the crate: the open-files limit; on Linux `recvmmsg`, `sendmmsg`, `sendfile`, socket queue ioctls |
-//! | `protocol/` | one file per `--mode`: what the bytes mean |
+//! | `protocol/` | the `Handler` trait and one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
+//! | `stamp.rs` | 8-byte timestamps for what every connection carries |
 //! | `stats.rs` | counters readable while the server runs |
 //! | `metrics/` | `--metrics`: Prometheus exposition over a tiny HTTP endpoint in the loop |
 //! | `shutdown.rs` | [`ShutdownHandle`]: stopping from another thread |
@@ -173,12 +175,14 @@ mod conn;
 mod error;
 mod memory;
 mod metrics;
+mod output;
 mod protocol;
 mod reactor;
 mod ready;
 mod server;
 mod shutdown;
 mod signals;
+mod stamp;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
@@ -188,6 +192,11 @@ mod udp;
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+/// Bytes of one connection's own state in the reactor's slab, for
+/// `benches/idle.rs` (not part of the API; `conn::tests` pins the bound).
+#[doc(hidden)]
+pub const CONN_ENTRY_BYTES: usize = std::mem::size_of::<conn::Conn<mio::net::TcpStream>>();
 
 pub use config::{Config, Mode};
 pub use error::{ConfigError, Error};

@@ -61,7 +61,9 @@ struct Cli {
     max_pending: usize,
 
     /// Close a connection once no bytes moved either way for this many
-    /// seconds (>=); 0 = never.
+    /// seconds (>=): nothing read from it (its EOF counts), nothing it was
+    /// sent (replies, chat lines, file bodies all count); readiness alone is
+    /// not activity. 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 

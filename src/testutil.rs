@@ -50,7 +50,7 @@ impl ScriptedIo {
 }
 
 /// No zero-copy path: handlers copy, as on platforms without `sendfile`.
-impl crate::protocol::sink::Sink for ScriptedIo {}
+impl crate::output::sink::Sink for ScriptedIo {}
 
 impl Write for ScriptedIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -22,6 +22,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use crate::stamp::Stamp;
+
 /// A due entry: which slab key, and which connection id it was meant for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Due {
@@ -29,31 +31,40 @@ pub(crate) struct Due {
     pub(crate) id: u64,
 }
 
-/// Pending deadlines, earliest first.
+/// Pending deadlines, earliest first. Each is kept as a [`Stamp`] (8 bytes
+/// where an `Instant` takes 16: a live connection has an entry, so this is
+/// part of what an idle connection costs), rounded up to the millisecond,
+/// so an entry that comes due is really due.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, Due)>>,
+    heap: BinaryHeap<Reverse<(Stamp, Due)>>,
 }
 
 impl Timers {
-    pub(crate) fn new() -> Timers {
-        Timers::default()
+    /// Room for `n` entries without growing (one per connection; see
+    /// `Slab::with_capacity` in the reactor).
+    pub(crate) fn with_capacity(n: usize) -> Timers {
+        Timers {
+            heap: BinaryHeap::with_capacity(n),
+        }
     }
 
     /// Adds a deadline for connection `id` in slab slot `key`.
     pub(crate) fn schedule(&mut self, at: Instant, key: usize, id: u64) {
-        self.heap.push(Reverse((at, Due { key, id })));
+        self.heap.push(Reverse((Stamp::new(at), Due { key, id })));
     }
 
     /// The earliest deadline, if any.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap.peek().map(|Reverse((at, _))| at.instant())
     }
 
     /// Removes and returns one entry due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, d))| d),
+            Some(Reverse((at, _))) if at.instant() <= now => {
+                self.heap.pop().map(|Reverse((_, d))| d)
+            }
             _ => None,
         }
     }
@@ -85,8 +96,9 @@ mod tests {
 
     #[test]
     fn pops_only_due_entries_earliest_first() {
-        let t0 = Instant::now();
-        let mut t = Timers::new();
+        // On a whole millisecond, so the deadlines read back exactly.
+        let t0 = Stamp::new(Instant::now()).instant();
+        let mut t = Timers::default();
         t.schedule(t0 + Duration::from_secs(3), 3, 30);
         t.schedule(t0 + Duration::from_secs(1), 1, 10);
         t.schedule(t0 + Duration::from_secs(2), 2, 20);
@@ -102,7 +114,7 @@ mod tests {
     #[test]
     fn retain_drops_stale_entries_and_keeps_order() {
         let t0 = Instant::now();
-        let mut t = Timers::new();
+        let mut t = Timers::default();
         for key in 0..10u64 {
             t.schedule(t0 + Duration::from_secs(10 - key), key as usize, key);
         }

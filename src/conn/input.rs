@@ -18,8 +18,9 @@ pub(super) enum Input {
     /// Reading and handing bytes to the handler.
     Open,
     /// Shutting down: the next `left` bytes still go to the handler; after
-    /// them, `Discard`. Invariant: `left > 0`.
-    Held { left: usize },
+    /// them, `Discard`. Invariant: `left > 0`. A `u32` keeps the state at 8
+    /// bytes: it counts a socket's receive queue, whose size is an `int`.
+    Held { left: u32 },
     /// The peer sent EOF: nothing more will arrive.
     Eof,
     /// We are closing: bytes still arriving are read and dropped.
@@ -42,7 +43,7 @@ impl Input {
     /// never past the end of the held input.
     pub fn read_size(self, limit: usize) -> usize {
         match self {
-            Input::Held { left } => limit.min(left),
+            Input::Held { left } => limit.min(left as usize),
             _ => limit,
         }
     }
@@ -50,6 +51,7 @@ impl Input {
     /// `n` bytes were handed to the handler.
     pub fn consumed(&mut self, n: usize) {
         if let Input::Held { left } = *self {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
             *self = match left.saturating_sub(n) {
                 0 => Input::Discard,
                 left => Input::Held { left },
@@ -60,7 +62,7 @@ impl Input {
     /// Shutdown began with `queued` bytes received but not yet read.
     pub fn shutdown(&mut self, queued: usize) {
         if *self == Input::Open {
-            *self = match queued {
+            *self = match u32::try_from(queued).unwrap_or(u32::MAX) {
                 0 => Input::Discard,
                 left => Input::Held { left },
             };

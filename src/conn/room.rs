@@ -7,8 +7,10 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::{CloseReason, Conn, Ctx, StreamSocket, MAX_FLUSH_PER_VISIT};
-use crate::protocol::sink::Sink;
+use super::flags::Flag;
+use super::visit::MAX_FLUSH_PER_VISIT;
+use super::{CloseReason, Conn, Ctx, StreamSocket};
+use crate::output::sink::Sink;
 use crate::protocol::Flow;
 use crate::ready::Ready;
 use crate::stats;
@@ -16,13 +18,13 @@ use crate::stats;
 impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Hands this member a chat message from the room without copying it,
     /// and sends what the socket takes now (one `writev` for a backlog of
-    /// them). A member whose unread output passes the high-water mark is
+    /// them). A member whose unread output exceeds the high-water mark (`> max_pending`) is
     /// dropped: one slow reader must not stall the room or grow without
     /// bound. Returns the readiness left, as `on_readable` does: the flush
     /// may release backpressure (and bytes that arrived meanwhile raised
     /// their edge long ago), or stop at its share with more to send.
     pub fn deliver(&mut self, msg: &Rc<[u8]>, ctx: &mut Ctx<'_>) -> Ready {
-        if self.close.is_some() || self.fin_sent.is_some() {
+        if self.close.is_some() || self.flags.has(Flag::FinSent) {
             return Ready::default();
         }
         let could_read = self.can_read();
@@ -33,7 +35,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.close.is_none() && self.out.len() > ctx.max_pending {
             debug!(
                 "slow consumer peer={} pending={}",
-                self.peer,
+                self.peer(),
                 self.out.len()
             );
             stats::add(&ctx.stats.slow_consumers, 1);
@@ -51,6 +53,6 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// The room handed this connection's last chat message to everyone: it
     /// may read again (the reactor queues it, since its edge has passed).
     pub fn on_delivered(&mut self) {
-        self.proto.on_delivered();
+        self.handler.on_delivered();
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use log::debug;
 
 use super::{Conn, Ctx, Input, StreamSocket};
-use crate::protocol::sink::Sink;
+use crate::output::sink::Sink;
 use crate::ready::Ready;
 
 impl<S: Read + Sink + StreamSocket> Conn<S> {
@@ -20,7 +20,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) -> Ready {
         if self.input == Input::Open {
             let queued = self.socket.queued_input();
-            debug!("shutdown peer={} held_input={queued}", self.peer);
+            debug!("shutdown peer={} held_input={queued}", self.peer());
             self.input.shutdown(queued);
         }
         self.progress(ctx);

@@ -2,8 +2,9 @@
 //! real implementation for mio's `TcpStream` (two Linux ioctls that count
 //! bytes in the kernel's queues). Unit tests implement it for a scripted fake.
 
+use std::fmt;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 
 /// What a connection needs from its socket beyond `Read + Write`.
 pub trait StreamSocket {
@@ -31,6 +32,27 @@ pub trait StreamSocket {
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(None)
     }
+
+    /// The peer's address (getpeername), for log lines. Asked on demand
+    /// rather than kept in every connection: 32 bytes per connection for
+    /// something only a debug log reads. `None` once the socket is
+    /// disconnected, or where the socket cannot tell.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// Displays a socket's peer address when a log line is formatted (and only
+/// then, so a disabled log level costs no syscall); `?` if unknown.
+pub struct Peer<'a, S>(pub &'a S);
+
+impl<S: StreamSocket> fmt::Display for Peer<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.peer_addr() {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 impl StreamSocket for mio::net::TcpStream {
@@ -40,6 +62,10 @@ impl StreamSocket for mio::net::TcpStream {
 
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         mio::net::TcpStream::take_error(self)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        mio::net::TcpStream::peer_addr(self).ok()
     }
 
     // The ioctls are in `sys`, the crate's one home for `unsafe`; a failed

@@ -3,7 +3,7 @@
 //! The tutorials' chat server keeps a thread per client and a shared list of
 //! sockets. Here a member's handler only turns its own bytes into messages;
 //! the reactor, which owns every connection, delivers them after the handler
-//! returns (see `Output::broadcast`).
+//! returns (see `outbox.rs`).
 //!
 //! Wire format, all lines ending in `\n`:
 //!
@@ -21,7 +21,7 @@
 //! over as many turns as it takes (`reactor/room.rs`), and this member is
 //! not read again until its chunk reached everyone (`wants_input`): a
 //! flooder is slowed to the pace of the room. A member that does not read
-//! is dropped once its queue passes `--max-pending` (the reactor does this,
+//! is dropped once its queue exceeds `--max-pending` (the reactor does this,
 //! in `Conn::deliver`), so one slow reader never stalls the room or grows
 //! memory.
 //!
@@ -39,7 +39,8 @@ use std::rc::Rc;
 use log::debug;
 
 use super::lines::LineDecoder;
-use super::{Flow, Output};
+use super::{Flow, Handler};
+use crate::output::Output;
 use crate::stats;
 
 /// Most bytes one read of a member takes (see the module docs).
@@ -71,13 +72,6 @@ impl Chat {
         }
     }
 
-    /// Announces the new member to everyone else.
-    pub fn on_open(&mut self, out: &mut Output<'_>) -> Flow {
-        out.room.push(notice(self.peer, "joined"));
-        self.delivering = true;
-        Flow::Continue
-    }
-
     /// Most input bytes whose chunk fits `out` bytes, whatever they hold.
     /// The worst case is empty lines: each input byte (`\n`) becomes the
     /// prefix and a newline. The memory budget lets a small holder add a few
@@ -86,10 +80,19 @@ impl Chat {
     pub fn input_for(&self, out: usize) -> usize {
         (out / (self.prefix.len() + 1)).max(1)
     }
+}
+
+impl Handler for Chat {
+    /// Announces the new member to everyone else.
+    fn on_open(&mut self, out: &mut Output<'_>) -> Flow {
+        out.room.push(notice(self.peer, "joined"));
+        self.delivering = true;
+        Flow::Continue
+    }
 
     /// Broadcasts every line `data` completes, as one chunk; refuses an
     /// overlong one (after the lines before it).
-    pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
         let (prefix, room) = (&self.prefix, &mut *out.room);
         let result = self.lines.feed(data, |line| room.push_line(prefix, line));
         self.delivering |= out.room.seal();
@@ -103,24 +106,39 @@ impl Chat {
     }
 
     /// False while the room still hands out this member's last message.
-    pub fn wants_input(&self) -> bool {
+    fn wants_input(&self) -> bool {
         !self.delivering
     }
 
     /// The room finished handing out this member's last message.
-    pub fn on_delivered(&mut self) {
+    fn on_delivered(&mut self) {
         self.delivering = false;
     }
 
     /// Bytes of a partial line held, for the memory budget.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.lines.held()
     }
 
     /// The member is going: tell the others (and drop any partial line).
-    pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
+    fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.lines.clear();
         Some(notice(self.peer, "left"))
+    }
+
+    /// Reads stay small: a read's lines travel as one chunk that every
+    /// member receives before anything sent after it.
+    fn read_limit(&self) -> usize {
+        READ_LIMIT
+    }
+
+    /// Cut so the chunk a read makes fits the allowance (see `input_for`).
+    fn input_allowance(&self, allowance: usize) -> usize {
+        if allowance == usize::MAX {
+            allowance
+        } else {
+            self.input_for(allowance)
+        }
     }
 }
 

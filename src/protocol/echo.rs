@@ -3,12 +3,20 @@
 //! The bytes are still in the reactor's scratch buffer; sending them from there
 //! means the common case copies nothing: one `read`, one `write`.
 
-use super::{Flow, Output};
+use super::{Flow, Handler};
+use crate::output::Output;
 
-/// Sends `data` straight back.
-pub fn on_data(data: &mut [u8], out: &mut Output<'_>) -> Flow {
-    out.send(data);
-    Flow::Continue
+/// The echo handler. It keeps no state: a zero-sized type, so the
+/// connection's `Box<dyn Handler>` for it allocates nothing.
+#[derive(Debug)]
+pub struct Echo;
+
+impl Handler for Echo {
+    /// Sends `data` straight back.
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+        out.send(data);
+        Flow::Continue
+    }
 }
 
 #[cfg(test)]
@@ -20,7 +28,7 @@ mod tests {
     fn echoes_bytes_unchanged() {
         let mut h = Harness::new();
         let mut data = *b"Hello\0\xff";
-        assert_eq!(h.with(|out| on_data(&mut data, out)), Flow::Continue);
+        assert_eq!(h.with(|out| Echo.on_data(&mut data, out)), Flow::Continue);
         assert_eq!(h.io.written, b"Hello\0\xff");
     }
 }

@@ -13,6 +13,8 @@
 //! - `{"error":"request line exceeds N bytes"}` for an overlong request line,
 //!   after which the server closes the connection (`protocol_errors`).
 //!
+//! Which names are served, and how they are opened, is `files/open.rs`.
+//!
 //! Several requests on one connection are answered in order. A partial
 //! request line (no newline) at EOF is ignored.
 //!
@@ -37,7 +39,7 @@
 //! asks the reactor to requeue it, like a read loop stopped by its cap, and
 //! the others are served in between.
 //!
-//! Zero copy: on Linux a body goes out with `sendfile` (see `sink.rs`),
+//! Zero copy: on Linux a body goes out with `sendfile` (see `output/sink.rs`),
 //! straight from the page cache to the socket, under the same per-call cap
 //! (1 MiB of body), which one `sendfile` may cover when the socket has room. Nothing is queued on that path:
 //! when the socket is full, the handler says it awaits WRITABLE
@@ -51,102 +53,29 @@
 //! connection. Fine for a teaching server; a production one would use a
 //! thread pool or io_uring.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::rc::Rc;
 
 use log::{debug, warn};
 
 use super::lines::first_line;
-use super::{FileSend, Flow, Output};
+use super::{Flow, Handler};
+use crate::output::{FileSend, Output};
 use crate::stats;
+
+mod open;
+
+use open::open;
+#[cfg(test)]
+use open::{resolve, Refusal};
 
 /// Body pieces or answers per `on_drained` call before yielding to other
 /// connections: with a 64 KiB scratch buffer, 128 KiB of body (the same cap
 /// `conn.rs` puts on reads per visit).
 const STEPS_PER_CALL: usize = 2;
-
-/// Why a name was not served; the text goes into the `error` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    NotFound,
-    NotAllowed,
-    NotAFile,
-    /// Opening would have to wait for another process to give up a lease.
-    Busy,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::NotFound => "not found",
-            Refusal::NotAllowed => "not allowed",
-            Refusal::NotAFile => "not a file",
-            Refusal::Busy => "busy",
-        }
-    }
-}
-
-/// Resolves a requested name to a canonical path inside `root` (itself
-/// canonical). Refuses empty names, NUL, absolute paths and `..` before
-/// touching the disk, then symlinks whose target leaves the root.
-pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
-    if name.is_empty() || name.contains(&0) {
-        return Err(Refusal::NotAllowed);
-    }
-    let rel = Path::new(std::ffi::OsStr::from_bytes(name));
-    if !rel
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(Refusal::NotAllowed); // `..`, `/...`
-    }
-    let canonical = root.join(rel).canonicalize().map_err(refusal)?;
-    if !canonical.starts_with(root) {
-        return Err(Refusal::NotAllowed); // a symlink led outside
-    }
-    Ok(canonical)
-}
-
-/// Opens a resolved name for reading and returns it with its size.
-pub fn open(root: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
-    let path = resolve(root, name)?;
-    // Check before opening: opening a device or FIFO can block or have
-    // side effects.
-    if !std::fs::metadata(&path).map_err(refusal)?.is_file() {
-        return Err(Refusal::NotAFile);
-    }
-    // O_NOFOLLOW: the path is canonical, so a symlink in its last component
-    // was swapped in since `resolve` (a directory above it swapped for a
-    // symlink is not caught: that needs openat2's RESOLVE_BENEATH, and an
-    // attacker who can write inside --root). O_NONBLOCK: a FIFO swapped in
-    // cannot block us, and neither can a file another process holds a lease
-    // on (fcntl F_SETLEASE): a blocking open would wait up to
-    // lease-break-time (45 s) for the holder, stalling every connection;
-    // non-blocking, it fails at once with EWOULDBLOCK, answered "busy".
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(refusal)?;
-    let meta = file.metadata().map_err(refusal)?;
-    if !meta.is_file() {
-        return Err(Refusal::NotAFile);
-    }
-    Ok((file, meta.len()))
-}
-
-fn refusal(e: io::Error) -> Refusal {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => Refusal::NotAllowed,
-        io::ErrorKind::WouldBlock => Refusal::Busy,
-        _ if e.raw_os_error() == Some(libc::ELOOP) => Refusal::NotAllowed,
-        _ => Refusal::NotFound,
-    }
-}
 
 /// Frames a JSON header: `u32` big-endian length, then the JSON.
 pub fn header(json: &serde_json::Value) -> Vec<u8> {
@@ -225,72 +154,6 @@ impl Files {
     pub fn with_sendfile(mut self, on: bool) -> Files {
         self.sendfile = on;
         self
-    }
-
-    /// True while a body waits for the socket to take more (see `blocked`).
-    pub fn awaits_writable(&self) -> bool {
-        self.blocked && self.body.is_some()
-    }
-
-    /// Queues the request bytes; answering happens in `on_drained`, which
-    /// the connection calls next because `has_more_output` turns true.
-    pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
-        // Only a partial line can be left here (we do not read while a
-        // complete one waits), so this moves at most max_line + 1 bytes.
-        self.input.drain(..self.start);
-        self.start = 0;
-        self.input.extend_from_slice(data);
-        if first_line(&self.input, self.max_line).is_err() {
-            let _ = self.refuse_long_line(out);
-            return Flow::Close;
-        }
-        Flow::Continue
-    }
-
-    /// Streams the body and answers queued requests, in order, while the
-    /// socket takes bytes without queueing them.
-    pub fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
-        self.blocked = false;
-        // Body bytes this call may send: the same 1 MiB whichever path.
-        let mut budget = STEPS_PER_CALL * scratch.len();
-        for _ in 0..STEPS_PER_CALL {
-            if out.pending() > 0 || out.failed() {
-                return Flow::Continue;
-            }
-            let step = if self.body.is_some() {
-                self.send_piece(scratch, &mut budget, out)
-            } else {
-                self.answer_next(out)
-            };
-            match step {
-                Step::More => {}
-                Step::Idle => break,
-                Step::Close => return Flow::Close,
-            }
-        }
-        if self.body.is_none() && self.start == self.input.len() {
-            // Everything answered: give the input's memory back now, not at
-            // the next request (the memory budget counts it).
-            self.input = Vec::new();
-            self.start = 0;
-        }
-        // Out of steps with output still owed: the connection sees
-        // `has_more_output()` with nothing queued and requeues itself.
-        Flow::Continue
-    }
-
-    /// No input while a body streams or a request waits its turn.
-    pub fn wants_input(&self) -> bool {
-        self.body.is_none() && !self.request_queued()
-    }
-
-    pub fn has_more_output(&self) -> bool {
-        self.body.is_some() || self.request_queued()
-    }
-
-    /// Bytes of unanswered request input held, for the memory budget.
-    pub fn held(&self) -> usize {
-        self.input.capacity()
     }
 
     fn request_queued(&self) -> bool {
@@ -425,6 +288,74 @@ impl Files {
         self.input = Vec::new();
         self.start = 0;
         Step::Close
+    }
+}
+
+impl Handler for Files {
+    /// True while a body waits for the socket to take more (see `blocked`).
+    fn awaits_writable(&self) -> bool {
+        self.blocked && self.body.is_some()
+    }
+
+    /// Queues the request bytes; answering happens in `on_drained`, which
+    /// the connection calls next because `has_more_output` turns true.
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+        // Only a partial line can be left here (we do not read while a
+        // complete one waits), so this moves at most max_line + 1 bytes.
+        self.input.drain(..self.start);
+        self.start = 0;
+        self.input.extend_from_slice(data);
+        if first_line(&self.input, self.max_line).is_err() {
+            let _ = self.refuse_long_line(out);
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    /// Streams the body and answers queued requests, in order, while the
+    /// socket takes bytes without queueing them.
+    fn on_drained(&mut self, scratch: &mut [u8], out: &mut Output<'_>) -> Flow {
+        self.blocked = false;
+        // Body bytes this call may send: the same 1 MiB whichever path.
+        let mut budget = STEPS_PER_CALL * scratch.len();
+        for _ in 0..STEPS_PER_CALL {
+            if out.pending() > 0 || out.failed() {
+                return Flow::Continue;
+            }
+            let step = if self.body.is_some() {
+                self.send_piece(scratch, &mut budget, out)
+            } else {
+                self.answer_next(out)
+            };
+            match step {
+                Step::More => {}
+                Step::Idle => break,
+                Step::Close => return Flow::Close,
+            }
+        }
+        if self.body.is_none() && self.start == self.input.len() {
+            // Everything answered: give the input's memory back now, not at
+            // the next request (the memory budget counts it).
+            self.input = Vec::new();
+            self.start = 0;
+        }
+        // Out of steps with output still owed: the connection sees
+        // `has_more_output()` with nothing queued and requeues itself.
+        Flow::Continue
+    }
+
+    /// No input while a body streams or a request waits its turn.
+    fn wants_input(&self) -> bool {
+        self.body.is_none() && !self.request_queued()
+    }
+
+    fn has_more_output(&self) -> bool {
+        self.body.is_some() || self.request_queued()
+    }
+
+    /// Bytes of unanswered request input held, for the memory budget.
+    fn held(&self) -> usize {
+        self.input.capacity()
     }
 }
 

@@ -24,7 +24,8 @@
 use log::debug;
 
 use super::lines::grow_within;
-use super::{Flow, Output};
+use super::{Flow, Handler};
+use crate::output::Output;
 use crate::stats;
 
 /// Bytes in a frame header.
@@ -173,9 +174,11 @@ impl Framed {
             decoder: FrameDecoder::new(max_frame),
         }
     }
+}
 
+impl Handler for Framed {
     /// Echoes every frame `data` completes; refuses an oversize header.
-    pub fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
         match self.decoder.feed(data, |frames| out.send(frames)) {
             Ok(()) => Flow::Continue,
             Err(e) => {
@@ -190,12 +193,12 @@ impl Framed {
     }
 
     /// Bytes of a partial frame held, for the memory budget.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.decoder.held()
     }
 
     /// The peer is done sending: an incomplete frame is counted and dropped.
-    pub fn on_eof(&mut self, out: &mut Output<'_>) -> Flow {
+    fn on_eof(&mut self, out: &mut Output<'_>) -> Flow {
         if self.decoder.has_partial() {
             debug!("framed: partial frame at eof");
             stats::add(&out.stats.partial_frames, 1);

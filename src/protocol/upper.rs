@@ -4,18 +4,25 @@
 //! included, passes through, so multi-byte characters survive any split
 //! across reads and the transform needs no state between reads.
 
-use super::{Flow, Output};
+use super::{Flow, Handler};
+use crate::output::Output;
 
 /// Upper-cases ASCII letters in place.
 pub fn transform(data: &mut [u8]) {
     data.make_ascii_uppercase();
 }
 
-/// Sends `data` back upper-cased.
-pub fn on_data(data: &mut [u8], out: &mut Output<'_>) -> Flow {
-    transform(data);
-    out.send(data);
-    Flow::Continue
+/// The upper handler; stateless and zero-sized, like echo.
+#[derive(Debug)]
+pub struct Upper;
+
+impl Handler for Upper {
+    /// Sends `data` back upper-cased.
+    fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
+        transform(data);
+        out.send(data);
+        Flow::Continue
+    }
 }
 
 #[cfg(test)]
@@ -27,7 +34,7 @@ mod tests {
     fn upper_cases_ascii_only() {
         let mut h = Harness::new();
         let mut data = "hello, wörld! ß z{".as_bytes().to_vec();
-        let _ = h.with(|out| on_data(&mut data, out));
+        let _ = h.with(|out| Upper.on_data(&mut data, out));
         assert_eq!(h.io.written, "HELLO, WöRLD! ß Z{".as_bytes());
     }
 }

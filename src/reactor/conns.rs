@@ -14,18 +14,19 @@ use mio::{Interest, Token};
 use super::Reactor;
 use crate::budget::TurnBudget;
 use crate::conn::{CloseReason, Conn, Ctx};
-use crate::protocol::{Outbox, Protocol};
+use crate::protocol::{self, Outbox};
 use crate::ready::Ready;
+use crate::stamp::Stamp;
 use crate::stats::{self, Counters};
 use crate::token::{conn_key, conn_token, FIRST_CONN};
 
 /// A connection in the slab, with the interest registered for it (so we call
-/// `reregister` only when it changes), the earliest timer entry it has, the
-/// readiness it has not been served for, and what it holds in memory.
+/// `reregister` only when it changes), the readiness it has not been served
+/// for, and what it holds in memory. Every connection pays for one, idle or
+/// not: keep it small (see `conn/tests.rs`, `benches/idle.rs`).
 pub(super) struct Slot {
     pub(super) conn: Conn<TcpStream>,
     pub(super) registered: Option<Interest>,
-    pub(super) timer: Option<Instant>,
     /// Readiness not served yet. Invariant: non-empty exactly while the
     /// connection has an entry in the run queue.
     pub(super) ready: Ready,
@@ -34,7 +35,7 @@ pub(super) struct Slot {
     /// Until this time its events go to the old lane, behind light clients
     /// (see `Reactor::queue`): set by a visit that moved `HEAVY_VISIT`
     /// bytes or more, for `HEAVY_MEMORY`.
-    pub(super) heavy_until: Option<Instant>,
+    pub(super) heavy_until: Option<Stamp>,
     /// What the pending-bytes and paused gauges count for it.
     pub(super) reported: super::metrics::Reported,
 }
@@ -86,13 +87,12 @@ impl Reactor {
         stats::add(&self.shared.stats.active, 1);
         self.next_id += 1;
         let id = self.next_id;
-        let proto = Protocol::new(&self.config, peer, self.root.as_ref());
+        let handler = protocol::handler(&self.config, peer, self.root.as_ref());
         let ctx = &mut self.shared.ctx(self.now, 0, false);
-        let conn = Conn::new(stream, peer, id, proto, ctx);
+        let conn = Conn::new(stream, id, handler, ctx);
         let key = self.conns.insert(Slot {
             conn,
             registered: None,
-            timer: None,
             reported: Default::default(),
             ready: Ready::default(),
             held: 0,
@@ -147,12 +147,9 @@ impl Reactor {
             }
         }
         // Lazy timers: only schedule when the deadline moved *earlier* than
-        // the entry already queued (see timer.rs).
-        if let Some((at, _)) = slot.conn.deadline(self.config.idle_timeout) {
-            if slot.timer.is_none_or(|t| at < t) {
-                self.timers.schedule(at, key, slot.conn.id);
-                slot.timer = Some(at);
-            }
+        // the entries already queued (see timer.rs).
+        if let Some(at) = slot.conn.take_new_deadline(self.config.idle_timeout) {
+            self.timers.schedule(at, key, slot.conn.id);
         }
     }
 
@@ -175,7 +172,7 @@ impl Reactor {
             debug!(
                 "close token={} peer={} reason={reason:?}",
                 key + FIRST_CONN,
-                slot.conn.peer
+                slot.conn.peer()
             );
             stats::add(&self.shared.stats.closed, 1);
             stats::sub(&self.shared.stats.active, 1);

@@ -89,7 +89,6 @@ impl Reactor {
             if slot.conn.id != due.id {
                 continue; // stale: the slot was reused
             }
-            slot.timer = None;
             match slot.conn.deadline(self.config.idle_timeout) {
                 // Due: compared with `<=`, so a deadline of exactly `now`
                 // fires now rather than one (rounded-up) poll later.
@@ -103,7 +102,6 @@ impl Reactor {
                 }
                 Some((at, _)) => {
                     self.timers.schedule(at, due.key, due.id);
-                    slot.timer = Some(at);
                 }
                 None => {}
             }

@@ -49,8 +49,11 @@ impl MetricsState {
     }
 }
 
-/// What the gauges last counted for one connection.
+/// What the gauges last counted for one connection. Packed: it sits in
+/// every connection's slab entry, where `usize` + `bool` would otherwise
+/// take 16 bytes (7 of them padding); its fields are only ever copied.
 #[derive(Debug, Default)]
+#[repr(C, packed)]
 pub(super) struct Reported {
     pending: usize,
     paused: bool,

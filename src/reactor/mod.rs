@@ -41,6 +41,7 @@ use crate::protocol::Outbox;
 use crate::ready::Ready;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
+use crate::stamp::Stamp;
 use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::token::{conn_key, LISTENER, SIGNALS, UDP, WAKER};
@@ -96,7 +97,8 @@ pub(crate) struct Reactor {
     shutdown: ShutdownHandle,
     /// Open connections. A connection's token is its key + `FIRST_CONN`;
     /// keys are reused, so anything remembered across turns also keeps the
-    /// connection's `id`.
+    /// connection's `id`. Room for `max_conns` is reserved at start (pages
+    /// are mapped as used; doubling left outgrown blocks resident).
     conns: Slab<Slot>,
     /// The last connection id handed out; ids are never reused.
     next_id: u64,
@@ -183,7 +185,7 @@ impl Reactor {
             udp_ready: Ready::default(),
             signals,
             shutdown: shutdown.clone(),
-            conns: Slab::new(),
+            conns: Slab::with_capacity(config.max_conns),
             next_id: 0,
             shared: Shared {
                 scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -197,7 +199,7 @@ impl Reactor {
             room: Room::default(),
             // Shared nothing: each reactor keeps an equal share.
             memory: Memory::new(config.max_memory / reactors),
-            timers: Timers::new(),
+            timers: Timers::with_capacity(config.max_conns),
             to_close: Vec::new(),
             drain: None,
             next_stats: stats_interval.map(|d| now + d),
@@ -354,7 +356,7 @@ impl Reactor {
             left |= slot.conn.on_readable(&mut ctx);
         }
         if self.shared.budget.spent() - before >= HEAVY_VISIT as u64 {
-            slot.heavy_until = Some(self.now + HEAVY_MEMORY);
+            slot.heavy_until = Some(Stamp::new(self.now + HEAVY_MEMORY));
         }
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);

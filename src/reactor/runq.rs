@@ -104,7 +104,7 @@ impl Reactor {
             return;
         }
         if slot.ready.is_empty() {
-            let heavy = slot.heavy_until.is_some_and(|t| self.now < t);
+            let heavy = slot.heavy_until.is_some_and(|t| self.now < t.instant());
             let lane = if heavy { Lane::Old } else { lane };
             self.runq.push(lane, key, slot.conn.id);
         }

@@ -14,6 +14,7 @@ use super::{Exit, Reactor};
 use crate::bind::{bind_shard, Addrs};
 use crate::config::Config;
 use crate::shutdown::ShutdownHandle;
+use crate::stamp::Stamp;
 use crate::stats::Stats;
 
 /// How long a test waits for loopback IO before failing.
@@ -78,11 +79,17 @@ fn counter(
     pick(&r.shared.stats).load(Relaxed)
 }
 
+/// Now, on a whole millisecond: deadlines are kept as millisecond
+/// [`Stamp`]s rounded up, so instants on the millisecond read back exactly.
+fn whole_ms_now() -> Instant {
+    Stamp::new(Instant::now()).instant()
+}
+
 /// A silent connection is closed exactly `IDLE` after it was accepted, not
 /// a millisecond before, and the poll timeout says so in advance.
 #[test]
 fn a_silent_connection_closes_at_its_idle_deadline() {
-    let t0 = Instant::now();
+    let t0 = whole_ms_now();
     let (mut r, mut client) = idle_reactor_with_client(t0);
     assert_eq!(r.poll_timeout(t0), Some(IDLE));
     r.fire_timers(t0 + IDLE - Duration::from_millis(1));
@@ -99,7 +106,7 @@ fn a_silent_connection_closes_at_its_idle_deadline() {
 /// after the last bytes moved.
 #[test]
 fn traffic_pushes_the_idle_deadline() {
-    let t0 = Instant::now();
+    let t0 = whole_ms_now();
     let (mut r, mut client) = idle_reactor_with_client(t0);
     let t1 = t0 + Duration::from_secs(100);
     client.write_all(b"ping").unwrap();
@@ -123,7 +130,7 @@ fn no_idle_timeout_means_no_timer() {
         ..Config::default()
     };
     let (mut r, addr) = reactor(config);
-    let t0 = Instant::now();
+    let t0 = whole_ms_now();
     let _client = connect(&mut r, addr, t0);
     assert_eq!(r.poll_timeout(t0), None);
     r.fire_timers(t0 + Duration::from_secs(365 * 24 * 3600));
@@ -136,7 +143,7 @@ fn no_idle_timeout_means_no_timer() {
 #[test]
 fn a_drain_with_nothing_owed_ends_without_waiting_for_the_deadline() {
     let (mut r, addr) = reactor(Config::default());
-    let t0 = Instant::now();
+    let t0 = whole_ms_now();
     let mut client = connect(&mut r, addr, t0);
     r.begin_shutdown();
     let start = Instant::now();
@@ -163,7 +170,7 @@ fn the_drain_timeout_closes_what_is_left() {
         ..Config::default()
     };
     let (mut r, addr) = reactor(config);
-    let t0 = Instant::now();
+    let t0 = whole_ms_now();
     let mut client = connect(&mut r, addr, t0);
     client.write_all(b"held").unwrap();
     // Wait (bounded) until the kernel holds the bytes for the server.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::super::test_support::Harness;
-use super::super::Output;
 use super::*;
 use crate::buffer::OutBuf;
+use crate::output::Output;
 use crate::stats::Counters;
 use crate::testutil::ScriptedIo;
 use std::fs::File;
@@ -221,7 +221,7 @@ impl std::io::Write for ZeroCopySink {
     }
 }
 
-impl crate::protocol::sink::Sink for ZeroCopySink {
+impl crate::output::sink::Sink for ZeroCopySink {
     fn send_file(
         &mut self,
         _file: &File,
