@@ -34,7 +34,7 @@ pub(super) struct Drain {
     /// and those still owed bytes are counted as `drain_aborts`.
     deadline: Instant,
     /// Some connection sent everything but the peer has not acknowledged it
-    /// all yet (set by the last `Reactor::drain_done`).
+    /// all yet (found by the last check: `begin_check`, then `keep`).
     waiting: bool,
     /// Chat: some member still holds input it had when the drain began.
     /// Those are lines for the others, who must not be closed (or sent
@@ -58,6 +58,32 @@ impl Drain {
         now >= self.deadline
     }
 
+    /// Begins one check of every connection at `now`, given whether some
+    /// chat member still holds input (`room_input_held`) and whether the
+    /// room has lines on their way (`room_idle`). Forgets what the last
+    /// check found waiting: `keep` records it anew.
+    pub(super) fn begin_check(
+        &mut self,
+        now: Instant,
+        room_input_held: bool,
+        room_idle: bool,
+    ) -> Check {
+        self.waiting = false;
+        self.room_input_held = room_input_held;
+        Check {
+            out_of_time: self.out_of_time(now),
+            room_busy: !room_idle || room_input_held,
+        }
+    }
+
+    /// A connection the check kept open. `awaiting_ack`: it sent everything
+    /// and waits only for the peer's acknowledgement, which no event
+    /// announces, so the loop must wake soon to look again. (Output still
+    /// queued raises WRITABLE when it moves: no timer needed for that.)
+    pub(super) fn keep(&mut self, awaiting_ack: bool) {
+        self.waiting |= awaiting_ack;
+    }
+
     /// The earliest time the loop must wake for the drain: its deadline
     /// while this reactor still has connections (once they are gone, a
     /// reactor waiting for the others sleeps until woken), and soon if a
@@ -70,17 +96,11 @@ impl Drain {
 
     /// What becomes of one connection at this check: closed (and why), or
     /// kept. `delivered`: the peer acknowledged all we owe it; `queued`: it
-    /// still has readiness to serve (input to process or discard);
-    /// `room_busy`: chat lines are still on their way to members.
-    pub(super) fn verdict(
-        out_of_time: bool,
-        delivered: bool,
-        queued: bool,
-        room_busy: bool,
-    ) -> Option<CloseReason> {
-        if delivered && !queued && !room_busy {
+    /// still has readiness to serve (input to process or discard).
+    pub(super) fn verdict(check: Check, delivered: bool, queued: bool) -> Option<CloseReason> {
+        if delivered && !queued && !check.room_busy {
             Some(CloseReason::Shutdown)
-        } else if out_of_time {
+        } else if check.out_of_time {
             Some(if delivered {
                 CloseReason::Shutdown
             } else {
@@ -95,6 +115,16 @@ impl Drain {
     pub(super) fn room_input_held(&self) -> bool {
         self.room_input_held
     }
+}
+
+/// What one drain check found for every connection alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Check {
+    /// The drain timeout ran out: nobody is kept any longer.
+    out_of_time: bool,
+    /// Chat lines are on their way to members, or still in a member's held
+    /// input: nobody may close (or send its FIN) before getting them.
+    room_busy: bool,
 }
 
 impl Reactor {
@@ -163,18 +193,16 @@ impl Reactor {
         let Some(drain) = self.drain.as_mut() else {
             return false;
         };
-        let out_of_time = drain.out_of_time(now);
-        drain.waiting = false;
         // A queued connection still has input to process or discard, and
         // chat lines on their way, or still in a member's held input, must
         // reach their members first; those close on a later turn.
-        drain.room_input_held =
+        let room_input_held =
             self.config.mode == Mode::Chat && self.conns.iter().any(|(_, s)| s.conn.holds_input());
-        let room_busy = !self.room.is_idle() || drain.room_input_held;
+        let check = drain.begin_check(now, room_input_held, self.room.is_idle());
         for (key, slot) in self.conns.iter_mut() {
             let delivered = slot.conn.shutdown_done();
             let queued = !slot.ready.is_empty();
-            match Drain::verdict(out_of_time, delivered, queued, room_busy) {
+            match Drain::verdict(check, delivered, queued) {
                 Some(reason) => {
                     if reason == CloseReason::Timeout {
                         stats::add(&self.shared.stats.drain_aborts, 1);
@@ -182,9 +210,7 @@ impl Reactor {
                     slot.conn.set_close(reason);
                     self.to_close.push((key, slot.conn.id));
                 }
-                // Output still queued here raises WRITABLE when it moves;
-                // only bytes waiting for an acknowledgement need the timer.
-                None => drain.waiting |= !slot.conn.has_pending(),
+                None => drain.keep(!slot.conn.has_pending()),
             }
         }
         self.close_batch();
@@ -219,13 +245,6 @@ impl Reactor {
     }
 }
 
-/// Whether `run` must return right away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Exit {
-    No,
-    Now,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +259,7 @@ mod tests {
         let deadline = t0 + Duration::from_secs(5);
         assert_eq!(d.wake_at(t0, true), Some(deadline));
         assert_eq!(d.wake_at(t0, false), None);
-        d.waiting = true;
+        d.keep(true);
         let later = t0 + Duration::from_secs(1);
         assert_eq!(d.wake_at(later, true), Some(later + DRAIN_CHECK));
         assert_eq!(d.wake_at(later, false), Some(later + DRAIN_CHECK));
@@ -257,13 +276,61 @@ mod tests {
     #[test]
     fn verdicts() {
         use CloseReason::{Shutdown, Timeout};
-        // (out_of_time, delivered, queued, room_busy)
-        assert_eq!(Drain::verdict(false, true, false, false), Some(Shutdown));
-        assert_eq!(Drain::verdict(false, false, false, false), None);
-        assert_eq!(Drain::verdict(false, true, true, false), None);
-        assert_eq!(Drain::verdict(false, true, false, true), None);
-        assert_eq!(Drain::verdict(true, true, true, true), Some(Shutdown));
-        assert_eq!(Drain::verdict(true, false, false, false), Some(Timeout));
+        let check = |out_of_time, room_busy| Check {
+            out_of_time,
+            room_busy,
+        };
+        // (check, delivered, queued)
+        assert_eq!(
+            Drain::verdict(check(false, false), true, false),
+            Some(Shutdown)
+        );
+        assert_eq!(Drain::verdict(check(false, false), false, false), None);
+        assert_eq!(Drain::verdict(check(false, false), true, true), None);
+        assert_eq!(Drain::verdict(check(false, true), true, false), None);
+        assert_eq!(
+            Drain::verdict(check(true, true), true, true),
+            Some(Shutdown)
+        );
+        assert_eq!(
+            Drain::verdict(check(true, false), false, false),
+            Some(Timeout)
+        );
+    }
+
+    /// A check reads the deadline and the room; it forgets what the last
+    /// one found waiting, and only a kept connection awaiting an
+    /// acknowledgement makes the loop wake for it again.
+    #[test]
+    fn a_check_starts_afresh_and_keeping_one_awaiting_an_ack_wakes_soon() {
+        let t0 = Instant::now();
+        let mut d = Drain::new(t0, Duration::from_secs(5), true);
+        let c = d.begin_check(t0, false, true);
+        assert_eq!(
+            c,
+            Check {
+                out_of_time: false,
+                room_busy: false
+            }
+        );
+        assert!(!d.room_input_held());
+        d.keep(false);
+        assert_eq!(d.wake_at(t0, true), Some(t0 + Duration::from_secs(5)));
+        d.keep(true);
+        assert_eq!(d.wake_at(t0, true), Some(t0 + DRAIN_CHECK));
+        let later = t0 + Duration::from_secs(5);
+        let c = d.begin_check(later, true, true);
+        assert!(c.out_of_time && c.room_busy);
+        assert!(d.room_input_held());
+        assert_eq!(
+            d.wake_at(later, false),
+            None,
+            "the last check's wait is forgotten"
+        );
+        assert!(
+            d.begin_check(later, false, false).room_busy,
+            "lines on their way"
+        );
     }
 
     /// Chat starts out assuming held input, so no member sends its FIN

@@ -59,7 +59,7 @@ use accept::Acceptor;
 use account::Memory;
 use conns::{Shared, Slot};
 use deadlines::Turn;
-use drain::{Drain, Exit};
+use drain::Drain;
 use room::Room;
 use runq::{Lane, RunQueue};
 
@@ -383,6 +383,16 @@ impl Reactor {
             }
         }
     }
+}
+
+/// Whether `run` must return right away: the verdict of a turn, and of
+/// dispatching one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Go on: poll again.
+    No,
+    /// Return now: aborted, or the drain is done.
+    Now,
 }
 
 /// Reads an event's token and readiness. Errors and hang-ups count as both
