@@ -343,7 +343,7 @@ impl Reactor {
             return;
         };
         self.shared.budget.spend_visit();
-        self.turn.visits += 1;
+        self.turn.visit();
         let before = self.shared.budget.spent();
         let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
         let mut left = Ready::default();
