@@ -25,7 +25,7 @@ mod exposition;
 mod histogram;
 mod http;
 
-pub(crate) use endpoint::{owns, Endpoint, FIRST_SCRAPE, MAX_SCRAPES, METRICS};
+pub(crate) use endpoint::Endpoint;
 use exposition::Exported;
 use histogram::Log2Histogram;
 

@@ -43,7 +43,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
 use crate::stats::Stats;
 use crate::timer::Timers;
-use crate::token::{conn_key, LISTENER, SIGNALS, UDP, WAKER};
+use crate::token::{conn_key, is_metrics, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
 
 mod accept;
@@ -276,7 +276,7 @@ impl Reactor {
                     self.begin_shutdown();
                 }
             }
-            t if crate::metrics::owns(t) => self.metrics_event(t),
+            t if is_metrics(t) => self.metrics_event(t),
             // Every other token is a slab key offset by FIRST_CONN.
             t => match conn_key(t) {
                 Some(key) => self.queue(key, ready, Lane::Fresh),
