@@ -34,13 +34,13 @@ const FDS_PER_REACTOR: u64 = 4;
 /// A bound, not yet running, echoloop server.
 #[derive(Debug)]
 pub struct Server {
-    pub(crate) config: Config,
+    config: Config,
     /// One set of sockets per reactor (`--reactors`, usually one).
     shards: Vec<Shard>,
-    pub(crate) shutdown: ShutdownHandle,
-    pub(crate) stats: Stats,
+    shutdown: ShutdownHandle,
+    stats: Stats,
     /// `--root`, canonicalised once so every request resolves against it.
-    pub(crate) root: Option<PathBuf>,
+    root: Option<PathBuf>,
     tcp_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,

@@ -14,7 +14,7 @@ use super::Reactor;
 use crate::memory::{MemoryBudget, Pressure};
 use crate::ready::Ready;
 use crate::stats;
-use crate::token::FIRST_CONN;
+use crate::token::conn_token;
 
 /// Stale entries tolerated in `Memory::paused` (connections that closed
 /// while paused) before it is compacted.
@@ -106,7 +106,11 @@ impl Reactor {
         }
         if stopped_reading {
             stats::add(&self.shared.stats.memory_pauses, 1);
-            debug!("memory pause token={} held={}", key + FIRST_CONN, slot.held);
+            debug!(
+                "memory pause token={} held={}",
+                conn_token(key).0,
+                slot.held
+            );
         }
         let id = slot.conn.id;
         if self.memory.paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {

@@ -17,7 +17,7 @@ use super::Reactor;
 use crate::conn::CloseReason;
 use crate::stats;
 use crate::timer::poll_timeout;
-use crate::token::FIRST_CONN;
+use crate::token::conn_token;
 
 /// Stale timer entries tolerated before compacting (see `compact_timers`).
 const STALE_TIMERS_SLACK: usize = 1024;
@@ -114,7 +114,7 @@ impl Reactor {
                     if reason == CloseReason::Idle {
                         stats::add(&self.shared.stats.idle_closes, 1);
                     }
-                    debug!("timeout token={} reason={reason:?}", due.key + FIRST_CONN);
+                    debug!("timeout token={} reason={reason:?}", conn_token(due.key).0);
                     slot.conn.set_close(reason);
                     self.to_close.push((due.key, due.id));
                 }
