@@ -34,13 +34,19 @@ const FDS_PER_REACTOR: u64 = 4;
 /// A bound, not yet running, echoloop server.
 #[derive(Debug)]
 pub struct Server {
+    /// The settings in force: validated, `max_conns` clamped to the
+    /// open-files limit.
     config: Config,
     /// One set of sockets per reactor (`--reactors`, usually one).
     shards: Vec<Shard>,
+    /// Wakes every reactor; handed out by `shutdown_handle`.
     shutdown: ShutdownHandle,
+    /// The counters every reactor adds to; handed out by `stats`.
     stats: Stats,
     /// `--root`, canonicalised once so every request resolves against it.
     root: Option<PathBuf>,
+    /// The addresses actually bound (port 0 resolved), the same for every
+    /// reactor.
     tcp_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
