@@ -56,7 +56,7 @@ struct Cli {
 
     /// Per-connection high-water mark of unsent output, in bytes: once a
     /// client is owed this many or more (>=), the server stops reading it
-    /// until at most half that is left (<=).
+    /// until at most half that is left (<=). 1 to 1073741824.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_pending)]
     max_pending: usize,
 
@@ -65,7 +65,8 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 
-    /// On shutdown, seconds connections get to flush what they are owed.
+    /// On shutdown, seconds connections get to flush what they are owed;
+    /// those still owed bytes then are closed (0: at once).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.drain_timeout.as_secs())]
     drain_timeout: u64,
 
@@ -77,11 +78,13 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.stats_interval))]
     stats_interval: u64,
 
-    /// framed mode: largest frame payload in bytes; longer frames are refused.
+    /// framed mode: largest frame payload in bytes; a longer frame gets an
+    /// error and a close. 1 to 4294967295 (the length prefix is a u32).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_frame)]
     max_frame: usize,
 
-    /// chat and files modes: longest line in bytes (newline excluded).
+    /// chat and files modes: longest line in bytes (newline excluded); a
+    /// longer one gets an error and a close. 1 to 67108864.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_line)]
     max_line: usize,
 
@@ -101,7 +104,7 @@ struct Cli {
     /// Independent reactor threads sharing the port (SO_REUSEPORT), each
     /// with its own poller and connections; the kernel picks one per client
     /// by address hash, and max-conns is split between them. 1 is the
-    /// classic single-threaded server. Not with --mode chat.
+    /// classic single-threaded server. Not with --mode chat. 1 to 256.
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.reactors)]
     reactors: usize,
 
@@ -110,16 +113,10 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
-    /// Parse and validate the flags and settings, print the resulting
-    /// configuration, and exit (0 if valid, 2 if not) without opening any
-    /// socket or file (so addresses in use and --root are not checked). For
-    /// deploy pipelines and recipe tests.
-    #[arg(long)]
-    check: bool,
     /// UDP datagrams per syscall (Linux): up to N per recvmmsg, their replies
     /// in one sendmmsg, which cuts the server's syscalls and CPU per datagram
     /// under load. 1 runs the plain recvfrom/sendto loop (the only one on
-    /// other platforms). At most 256.
+    /// other platforms). 1 to 256.
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.udp_batch)]
     udp_batch: usize,
 
@@ -128,6 +125,13 @@ struct Cli {
     /// comparing the two.
     #[arg(long)]
     no_sendfile: bool,
+
+    /// Parse and validate the flags and settings, print the resulting
+    /// configuration, and exit (0 if valid, 2 if not) without opening any
+    /// socket or file (so addresses in use and --root are not checked). For
+    /// deploy pipelines and recipe tests.
+    #[arg(long)]
+    check: bool,
 }
 
 impl Cli {
@@ -217,6 +221,58 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(parsed, expected);
+    }
+
+    /// Each flag's `--help` states the bound `Config::validate` enforces on
+    /// it, with the very number the validation uses.
+    #[test]
+    fn help_states_the_bounds_validation_enforces() {
+        use clap::CommandFactory;
+        use echoloop::ConfigError;
+        let help = Cli::command().render_long_help().to_string();
+        let d = Config::default;
+        let out_of_bounds = [
+            Config {
+                max_pending: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_frame: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_line: usize::MAX,
+                ..d()
+            },
+            Config {
+                reactors: usize::MAX,
+                ..d()
+            },
+            Config {
+                udp_batch: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_memory: 0,
+                ..d()
+            },
+        ];
+        for config in out_of_bounds {
+            let (flag, bound) = match config.validate().unwrap_err() {
+                ConfigError::TooLarge { flag, max } => (flag, max),
+                ConfigError::TooSmall { flag, min } => (flag, min),
+                other => panic!("unexpected {other:?}"),
+            };
+            let start = help.find(&format!("--{flag} <")).expect(flag);
+            let end = help[start..]
+                .find("\n      --")
+                .map_or(help.len(), |e| start + e);
+            let text = &help[start..end];
+            assert!(
+                text.contains(&bound.to_string()),
+                "--{flag} help lacks {bound}: {text}"
+            );
+        }
     }
 
     /// A duration flag of 0 turns the setting off; others are whole seconds.
