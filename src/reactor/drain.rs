@@ -72,7 +72,7 @@ impl Drain {
         self.room_input_held = room_input_held;
         Check {
             out_of_time: self.out_of_time(now),
-            room_busy: !room_idle || room_input_held,
+            room_busy: self.holds_fin(room_idle),
         }
     }
 
@@ -111,9 +111,11 @@ impl Drain {
         }
     }
 
-    /// Chat: some member holds input that will become lines.
-    pub(super) fn room_input_held(&self) -> bool {
-        self.room_input_held
+    /// Whether members must hold back their FIN: chat lines are on their
+    /// way (`room_idle` false), or some member still holds input that will
+    /// become lines. Their FIN would come before those lines.
+    pub(super) fn holds_fin(&self, room_idle: bool) -> bool {
+        !room_idle || self.room_input_held
     }
 }
 
@@ -219,6 +221,14 @@ impl Reactor {
         self.conns.is_empty() && !(self.signals.is_some() && self.shutdown.others_running())
     }
 
+    /// True while shutting down with chat lines still to reach members
+    /// (see `Drain::holds_fin`): every connection call is told to hold
+    /// back its FIN, or those lines would be lost.
+    pub(super) fn hold_fin(&self) -> bool {
+        let room_idle = self.room.is_idle();
+        self.drain.as_ref().is_some_and(|d| d.holds_fin(room_idle))
+    }
+
     /// Settles the counters for connections still open (a second signal, or
     /// a failure, leaves some), and reports this reactor as stopped.
     /// `Server::run` logs the total once every reactor has finished.
@@ -313,7 +323,7 @@ mod tests {
                 room_busy: false
             }
         );
-        assert!(!d.room_input_held());
+        assert!(!d.holds_fin(true));
         d.keep(false);
         assert_eq!(d.wake_at(t0, true), Some(t0 + Duration::from_secs(5)));
         d.keep(true);
@@ -321,7 +331,7 @@ mod tests {
         let later = t0 + Duration::from_secs(5);
         let c = d.begin_check(later, true, true);
         assert!(c.out_of_time && c.room_busy);
-        assert!(d.room_input_held());
+        assert!(d.holds_fin(true));
         assert_eq!(
             d.wake_at(later, false),
             None,
@@ -334,11 +344,12 @@ mod tests {
     }
 
     /// Chat starts out assuming held input, so no member sends its FIN
-    /// before the first check has looked.
+    /// before the first check has looked; lines on their way hold it too.
     #[test]
     fn chat_holds_fin_until_the_first_check() {
         let t0 = Instant::now();
-        assert!(Drain::new(t0, Duration::ZERO, true).room_input_held());
-        assert!(!Drain::new(t0, Duration::ZERO, false).room_input_held());
+        assert!(Drain::new(t0, Duration::ZERO, true).holds_fin(true));
+        assert!(!Drain::new(t0, Duration::ZERO, false).holds_fin(true));
+        assert!(Drain::new(t0, Duration::ZERO, false).holds_fin(false));
     }
 }

@@ -243,14 +243,6 @@ impl Reactor {
             self.queue(key, Ready::READ, Lane::Fresh);
         }
     }
-
-    /// Shutting down while the room still has lines on their way, or
-    /// members still hold input that will become lines: members hold back
-    /// their FIN, or those lines would be lost.
-    pub(super) fn hold_fin(&self) -> bool {
-        let busy = |d: &super::drain::Drain| !self.room.is_idle() || d.room_input_held();
-        self.drain.as_ref().is_some_and(busy)
-    }
 }
 
 #[cfg(test)]
