@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::info;
 
 use super::runq::Lane;
-use super::Reactor;
+use super::{Exit, Reactor};
 use crate::config::Mode;
 use crate::conn::CloseReason;
 use crate::stats;
@@ -142,6 +142,19 @@ impl Reactor {
         info!("signal received: shutting down (send again to exit at once)");
         self.shutdown.shutdown(); // the other reactors hear it through their wakers
         self.begin_shutdown();
+    }
+
+    /// The `ShutdownHandle` woke us: another thread asked for a graceful
+    /// shutdown, or for every reactor to return at once (a failure or a
+    /// panic elsewhere, or a reactor thread that could not start).
+    pub(super) fn on_wake(&mut self) -> Exit {
+        if self.shutdown.is_aborted() {
+            return Exit::Now;
+        }
+        if self.shutdown.is_requested() {
+            self.begin_shutdown();
+        }
+        Exit::No
     }
 
     /// Stops accepting and taking new requests; connections process the

@@ -117,6 +117,7 @@ pub(crate) struct Reactor {
     drain: Option<Drain>,
     /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
+    /// The settings, with `max_conns` this reactor's share.
     config: Config,
     /// `--root`, canonical, shared with every files-mode handler.
     root: Option<Rc<Path>>,
@@ -268,14 +269,7 @@ impl Reactor {
             LISTENER => self.accept_all(),
             UDP => self.udp_ready |= ready,
             SIGNALS => self.on_signals(),
-            WAKER => {
-                if self.shutdown.is_aborted() {
-                    return Exit::Now;
-                }
-                if self.shutdown.is_requested() {
-                    self.begin_shutdown();
-                }
-            }
+            WAKER => return self.on_wake(),
             t if is_metrics(t) => self.metrics_event(t),
             // Every other token is a slab key offset by FIRST_CONN.
             t => match conn_key(t) {
