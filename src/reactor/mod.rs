@@ -266,12 +266,18 @@ impl Reactor {
     /// `serve` does the work, in an order and amount the budget decides.
     fn dispatch(&mut self, token: Token, ready: Ready) -> Exit {
         match token {
+            // Clients wait in the backlog: accept them now (until WouldBlock).
             LISTENER => self.accept_all(),
+            // Datagrams came, or the socket has room for queued replies:
+            // served in `serve`, after the fresh connections.
             UDP => self.udp_ready |= ready,
+            // SIGINT/SIGTERM: begin the graceful drain.
             SIGNALS => self.on_signals(),
+            // Another thread's `ShutdownHandle`: drain, or return at once.
             WAKER => return self.on_wake(),
             t if is_metrics(t) => self.metrics_event(t),
-            // Every other token is a slab key offset by FIRST_CONN.
+            // Every other token is a connection's (slab key + FIRST_CONN),
+            // or a spurious event for one that closed: queue it, or trace.
             t => match conn_key(t) {
                 Some(key) => self.queue(key, ready, Lane::Fresh),
                 None => trace!("event for unknown token={}", t.0),
