@@ -1,5 +1,6 @@
 //! The codebase's shape, checked: no module imports a module that imports it
-//! back, and no non-test source file grows past the size one concept needs.
+//! back, directly or through others (the imports form layers), and no
+//! non-test source file grows past the size one concept needs.
 //! Both crates (`src/` and `loadgen/src/`) are read as text; a parent and its
 //! own child modules may refer to each other (that is how Rust nests), any
 //! other pair may not.
@@ -56,6 +57,15 @@ fn non_test_text(text: &str) -> &str {
         Some(at) => &text[..at],
         None => text,
     }
+}
+
+/// `text` without its comment lines: a doc link (`[crate::x::Y]`) names a
+/// module without importing it.
+fn code_only(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The paths a file names through `crate::` or `super::`, with `use`
@@ -176,11 +186,13 @@ fn read_crate(root: &Path) -> Crate {
     Crate { modules }
 }
 
-fn cycles(krate: &Crate) -> Vec<String> {
+/// Which module imports which: `(from, to)`, leaving out a module's
+/// references to its own ancestors and descendants.
+fn imports(krate: &Crate) -> BTreeSet<(String, String)> {
     let names: BTreeSet<String> = krate.modules.keys().cloned().collect();
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
     for (module, (_, text)) in &krate.modules {
-        for path in referenced_paths(non_test_text(text), module) {
+        for path in referenced_paths(&code_only(non_test_text(text)), module) {
             if let Some(target) = owning_module(&path, &names) {
                 if target != *module
                     && !is_ancestor(&target, module)
@@ -192,10 +204,44 @@ fn cycles(krate: &Crate) -> Vec<String> {
         }
     }
     edges
-        .iter()
-        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
-        .map(|(a, b)| format!("{a} <-> {b}"))
-        .collect()
+}
+
+/// Every import cycle, of any length, as `a -> b -> ... -> a`: for each
+/// module, the shortest path back to itself (a breadth-first search), each
+/// cycle reported once, from its smallest module.
+fn cycles(krate: &Crate) -> Vec<String> {
+    let edges = imports(krate);
+    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (a, b) in &edges {
+        next.entry(a.as_str()).or_default().push(b.as_str());
+    }
+    let mut found = BTreeSet::new();
+    for &start in next.keys() {
+        let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        while let Some(at) = queue.pop_front() {
+            for &to in next.get(at).into_iter().flatten() {
+                if to == start {
+                    let mut path = vec![at];
+                    while let Some(&prev) = came_from.get(path.last().unwrap()) {
+                        path.push(prev);
+                    }
+                    path.reverse();
+                    // Report each cycle once: only from its smallest module.
+                    if path.iter().all(|m| start <= *m) {
+                        found.insert(format!("{} -> {start}", path.join(" -> ")));
+                    }
+                    queue.clear();
+                    break;
+                }
+                if to != start && !came_from.contains_key(to) {
+                    came_from.insert(to, at);
+                    queue.push_back(to);
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
 }
 
 fn crate_roots() -> Vec<PathBuf> {
@@ -251,5 +297,24 @@ fn the_checker_sees_a_cycle_and_expands_use_groups() {
         "x::inner".to_string(),
         (PathBuf::from("x/inner.rs"), "use crate::x::X;".to_string()),
     );
-    assert_eq!(cycles(&Crate { modules }), vec!["x <-> y"]);
+    assert_eq!(cycles(&Crate { modules }), vec!["x -> y -> x"]);
+}
+
+/// A cycle through three modules is one too: none imports the one that
+/// imports it, but each reaches itself.
+#[test]
+fn the_checker_sees_a_longer_cycle_once() {
+    let mut modules = BTreeMap::new();
+    for (name, text) in [
+        ("a", "use crate::b::B; use crate::e::E;"),
+        ("b", "use crate::c::C;"),
+        ("c", "use crate::a::A;"),
+        ("d", "use crate::a::A;"),
+        // A doc link is not an import: no cycle a -> e -> a.
+        ("e", "/// See [`crate::a::A`].\nstruct E;"),
+    ] {
+        let file = PathBuf::from(format!("{name}.rs"));
+        modules.insert(name.to_string(), (file, text.to_string()));
+    }
+    assert_eq!(cycles(&Crate { modules }), vec!["a -> b -> c -> a"]);
 }
