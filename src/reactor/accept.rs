@@ -29,7 +29,7 @@ use crate::token::LISTENER;
 /// After EMFILE/ENFILE, wait this long before accepting again: closing
 /// connections is the only thing that frees descriptors, and retrying at once
 /// would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Connections accepted per turn before the listener is served again next
 /// turn: each costs three syscalls (accept, TCP_NODELAY, register), so a
@@ -184,7 +184,7 @@ impl Acceptor {
     /// An accept failed. Out of descriptors (or kernel memory): back off.
     /// Anything else (ECONNABORTED and the like) concerns one connection
     /// that died in the backlog; the next one may be fine.
-    fn on_error(&mut self, e: io::Error, now: Instant, stats: &Counters) {
+    pub(super) fn on_error(&mut self, e: io::Error, now: Instant, stats: &Counters) {
         stats::add(&stats.accept_errors, 1);
         let out_of_fds = matches!(
             e.raw_os_error(),
