@@ -290,7 +290,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     if !below_hard {
         return limit.soft;
     }
-    match sys::set_soft_fd_limit(limit.hard, limit.hard) {
+    let raised = sys::FdLimit {
+        soft: limit.hard,
+        ..limit
+    };
+    match sys::set_fd_limit(raised) {
         Ok(()) => limit.hard,
         Err(e) => {
             warn!(
