@@ -15,8 +15,8 @@ macro_rules! counters {
     ($( $(#[doc = $doc:literal])* $name:ident $(: $kind:ident)? ),* $(,)?) => {
         /// Live counters, shared between the reactor and [`Stats`] handles.
         #[derive(Debug, Default)]
-        pub struct Counters {
-            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+        pub(crate) struct Counters {
+            $( $(#[doc = $doc])* pub(crate) $name: AtomicU64, )*
         }
 
         /// A copy of every counter at one moment.
@@ -27,7 +27,7 @@ macro_rules! counters {
 
         impl Counters {
             /// Copies every counter.
-            pub fn snapshot(&self) -> StatsSnapshot {
+            pub(crate) fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $( $name: self.$name.load(Relaxed), )* }
             }
         }
@@ -36,7 +36,7 @@ macro_rules! counters {
             /// Every figure with its name, doc comment and kind, in
             /// declaration order: what `metrics/` exports, so a counter
             /// added to the list is exported without further code.
-            pub fn fields(&self) -> Vec<Field> {
+            pub(crate) fn fields(&self) -> Vec<Field> {
                 vec![$(
                     Field {
                         name: stringify!($name),
@@ -75,7 +75,7 @@ macro_rules! kind {
 /// Whether a figure only grows or moves both ways: it decides how it is
 /// exported (`echoloop_<name>_total` counter or `echoloop_<name>` gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only grows (until the process restarts).
     Counter,
     /// A level that goes up and down.
@@ -84,13 +84,13 @@ pub enum Kind {
 
 /// One figure of a [`StatsSnapshot`], described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// The field name, as logged (`accepted`).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its doc comment, lines joined (each starts with a space).
-    pub help: &'static str,
-    pub kind: Kind,
-    pub value: u64,
+    pub(crate) help: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) value: u64,
 }
 
 counters! {
