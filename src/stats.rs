@@ -170,6 +170,16 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
 }
 
 /// Raises a high-water counter to `n` if it is below.
+/// Moves a gauge by the change of what it counts from `before` to `after`.
+#[inline]
+pub(crate) fn shift(gauge: &AtomicU64, before: usize, after: usize) {
+    if after > before {
+        add(gauge, (after - before) as u64);
+    } else if before > after {
+        sub(gauge, (before - after) as u64);
+    }
+}
+
 #[inline]
 pub(crate) fn max(counter: &AtomicU64, n: u64) {
     counter.fetch_max(n, Relaxed);
@@ -191,6 +201,10 @@ mod tests {
         let text = snap.to_string();
         assert!(text.starts_with("accepted=3 active=1 closed=0"), "{text}");
         assert!(text.contains("files_served=0"));
+        shift(&s.0.memory_held, 0, 10);
+        shift(&s.0.memory_held, 10, 4);
+        shift(&s.0.memory_held, 4, 4);
+        assert_eq!(s.snapshot().memory_held, 4);
         max(&s.0.max_turn_us, 7);
         max(&s.0.max_turn_us, 3);
         assert_eq!(s.snapshot().max_turn_us, 7);

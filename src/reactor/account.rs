@@ -74,12 +74,7 @@ impl Reactor {
     }
 
     fn track(&mut self, before: usize, after: usize) {
-        let gauge = &self.shared.stats.memory_held;
-        if after > before {
-            stats::add(gauge, (after - before) as u64);
-        } else {
-            stats::sub(gauge, (before - after) as u64);
-        }
+        stats::shift(&self.shared.stats.memory_held, before, after);
         if self.memory.budget.update(before, after) == Pressure::Engaged {
             warn!(
                 "memory budget reached, pausing reads of the biggest holders held={} max_memory={}",
