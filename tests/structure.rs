@@ -318,3 +318,39 @@ fn the_checker_sees_a_longer_cycle_once() {
     }
     assert_eq!(cycles(&Crate { modules }), vec!["a -> b -> c -> a"]);
 }
+
+/// `unsafe` code, in either crate, is only in its `sys` module (`sys.rs` or
+/// `sys/`): the crate root denies `unsafe_code` and allows it on `mod sys`
+/// alone, and this keeps a new `#[allow(unsafe_code)]` from slipping past.
+#[test]
+fn unsafe_code_lives_in_sys_only() {
+    let mut found = Vec::new();
+    for root in crate_roots() {
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        for file in files {
+            let rel = file.strip_prefix(&root).unwrap();
+            if rel.starts_with("sys") || rel == Path::new("sys.rs") {
+                continue;
+            }
+            let code = code_only(&fs::read_to_string(&file).unwrap());
+            let mut lines = code.lines().map(str::trim).peekable();
+            while let Some(line) = lines.next() {
+                let allowed_here = line == "#[allow(unsafe_code)]"
+                    && rel == Path::new("lib.rs")
+                    && lines.peek() == Some(&"mod sys;");
+                let unsafe_here = ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"]
+                    .iter()
+                    .any(|u| line.contains(u));
+                if unsafe_here && !allowed_here {
+                    found.push(format!("{}: {line}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "unsafe outside sys:\n{}",
+        found.join("\n")
+    );
+}
