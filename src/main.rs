@@ -50,7 +50,8 @@ struct Cli {
     mode: Mode,
 
     /// Most connections at once; further clients wait in the backlog. Also
-    /// clamped below the open-files limit.
+    /// clamped below the open-files limit (whose soft value is first raised
+    /// to the hard one).
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_conns)]
     max_conns: usize,
 
@@ -94,10 +95,10 @@ struct Cli {
 
     /// Server-wide bound on the bytes held for clients: unsent output,
     /// partial frames and lines, unanswered file requests. Past it (more
-    /// than BYTES held) the connections holding the most stop being read
-    /// (nobody is dropped) until the total falls to 3/4 of it (<=); a small
-    /// request from anyone else
-    /// is still served. Split evenly between reactors. At least 1048576.
+    /// than BYTES held) connections holding 4096 bytes or more stop being
+    /// read (nobody is dropped) until the total falls to 3/4 of it (<=); a
+    /// small request from anyone else is still served. Split evenly between
+    /// reactors. At least 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_memory)]
     max_memory: usize,
 
