@@ -29,6 +29,7 @@ mod batch;
 use crate::budget::TurnBudget;
 use crate::config::Mode;
 use crate::protocol::datagram_reply;
+use crate::ready::Ready;
 use crate::stats::{self, Counters};
 
 /// Datagrams read per readiness event before yielding to TCP connections.
@@ -42,6 +43,9 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 #[derive(Debug)]
 pub(crate) struct Udp {
     pub(crate) socket: UdpSocket,
+    /// Readiness not served yet: from an event, or left by a read loop
+    /// that stopped at its cap. The reactor records and serves it.
+    pub(crate) ready: Ready,
     mode: Mode,
     queue: ReplyQueue,
     /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
@@ -58,6 +62,7 @@ impl Udp {
         let _ = batch;
         Udp {
             socket,
+            ready: Ready::default(),
             mode,
             queue: ReplyQueue::default(),
             #[cfg(any(target_os = "linux", target_os = "android"))]

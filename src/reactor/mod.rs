@@ -85,11 +85,9 @@ pub(crate) struct Reactor {
     /// The listener (token `LISTENER`): accepting, paused at `max_conns`,
     /// backing off, or stopped.
     acceptor: Acceptor,
-    /// The UDP socket (token `UDP`) and its bounded reply queue.
+    /// The UDP socket (token `UDP`), its bounded reply queue, and its
+    /// readiness not served yet (served in `serve`, after the fresh lane).
     udp: Option<Udp>,
-    /// UDP readiness not served yet (from an event, or left by a read loop
-    /// that stopped at its cap): served in `serve`, after the fresh lane.
-    udp_ready: Ready,
     /// SIGINT/SIGTERM (token `SIGNALS`), when `handle_signals`.
     signals: Option<SignalSet>,
     /// Its waker fires token `WAKER`; its flag says shutdown was asked for.
@@ -181,7 +179,6 @@ impl Reactor {
             events: Events::with_capacity(EVENTS_CAPACITY),
             acceptor,
             udp,
-            udp_ready: Ready::default(),
             signals,
             shutdown: shutdown.clone(),
             conns: Slab::new(),
@@ -270,7 +267,7 @@ impl Reactor {
             LISTENER => self.accept_all(),
             // Datagrams came, or the socket has room for queued replies:
             // served in `serve`, after the fresh connections.
-            UDP => self.udp_ready |= ready,
+            UDP => self.udp_ready(ready),
             // SIGINT/SIGTERM: begin the graceful drain.
             SIGNALS => self.on_signals(),
             // Another thread's `ShutdownHandle`: drain, or return at once.
@@ -298,10 +295,7 @@ impl Reactor {
             };
             self.visit(key, id);
         }
-        let udp = std::mem::take(&mut self.udp_ready);
-        if !udp.is_empty() {
-            self.udp_event(udp);
-        }
+        self.serve_udp();
         self.advance_room();
         // Only those queued before this point: a connection its visit
         // requeues waits for the next turn.
@@ -362,10 +356,25 @@ impl Reactor {
 
     // ----- UDP -------------------------------------------------------------
 
-    fn udp_event(&mut self, ready: Ready) {
+    /// Records the UDP socket's readiness, to serve in `serve`.
+    fn udp_ready(&mut self, ready: Ready) {
+        if let Some(udp) = self.udp.as_mut() {
+            udp.ready |= ready;
+        }
+    }
+
+    /// Serves the readiness the UDP socket has (if any): queued replies
+    /// first, then datagrams, within the turn's budget; a read loop that
+    /// stopped early keeps its readiness for the next turn (no new edge
+    /// would come for datagrams already queued).
+    fn serve_udp(&mut self) {
         let Some(udp) = self.udp.as_mut() else {
             return;
         };
+        let ready = std::mem::take(&mut udp.ready);
+        if ready.is_empty() {
+            return;
+        }
         let before = udp.interest();
         if ready.write {
             udp.on_writable(&self.shared.stats);
@@ -373,7 +382,7 @@ impl Reactor {
         if ready.read && self.drain.is_none() {
             let (scratch, stats) = (&mut self.shared.scratch, &self.shared.stats);
             if udp.on_readable(scratch, stats, &mut self.shared.budget) {
-                self.udp_ready |= Ready::READ; // stopped early: more next turn
+                udp.ready |= Ready::READ; // stopped early: more next turn
             }
         }
         let after = udp.interest();
