@@ -18,6 +18,7 @@ use crate::conn::CloseReason;
 use crate::stats;
 use crate::timer::poll_timeout;
 use crate::token::conn_token;
+use crate::udp::Udp;
 
 /// Stale timer entries tolerated before compacting (see `compact_timers`).
 const STALE_TIMERS_SLACK: usize = 1024;
@@ -78,7 +79,7 @@ impl Reactor {
     /// from the last turn, else until the earliest deadline of any kind.
     pub(super) fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         // Work left from the last turn: look for new events, but do not sleep.
-        let udp = self.udp.as_ref().is_some_and(|u| !u.ready.is_empty());
+        let udp = self.udp.as_ref().is_some_and(Udp::has_ready);
         if !self.runq.is_empty() || !self.room.is_idle() || udp || self.acceptor.has_requeue() {
             return Some(Duration::ZERO);
         }

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{trace, warn};
+use log::trace;
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -267,7 +267,11 @@ impl Reactor {
             LISTENER => self.accept_all(),
             // Datagrams came, or the socket has room for queued replies:
             // served in `serve`, after the fresh connections.
-            UDP => self.udp_ready(ready),
+            UDP => {
+                if let Some(udp) = self.udp.as_mut() {
+                    udp.note_ready(ready);
+                }
+            }
             // SIGINT/SIGTERM: begin the graceful drain.
             SIGNALS => self.on_signals(),
             // Another thread's `ShutdownHandle`: drain, or return at once.
@@ -295,7 +299,16 @@ impl Reactor {
             };
             self.visit(key, id);
         }
-        self.serve_udp();
+        if let Some(udp) = self.udp.as_mut() {
+            let shared = &mut self.shared;
+            let registry = self.poll.registry();
+            udp.serve(
+                registry,
+                &mut shared.scratch,
+                &shared.stats,
+                &mut shared.budget,
+            );
+        }
         self.advance_room();
         // Only those queued before this point: a connection its visit
         // requeues waits for the next turn.
@@ -352,45 +365,6 @@ impl Reactor {
         }
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
-    }
-
-    // ----- UDP -------------------------------------------------------------
-
-    /// Records the UDP socket's readiness, to serve in `serve`.
-    fn udp_ready(&mut self, ready: Ready) {
-        if let Some(udp) = self.udp.as_mut() {
-            udp.ready |= ready;
-        }
-    }
-
-    /// Serves the readiness the UDP socket has (if any): queued replies
-    /// first, then datagrams, within the turn's budget; a read loop that
-    /// stopped early keeps its readiness for the next turn (no new edge
-    /// would come for datagrams already queued).
-    fn serve_udp(&mut self) {
-        let Some(udp) = self.udp.as_mut() else {
-            return;
-        };
-        let ready = std::mem::take(&mut udp.ready);
-        if ready.is_empty() {
-            return;
-        }
-        let before = udp.interest();
-        if ready.write {
-            udp.on_writable(&self.shared.stats);
-        }
-        if ready.read && self.drain.is_none() {
-            let (scratch, stats) = (&mut self.shared.scratch, &self.shared.stats);
-            if udp.on_readable(scratch, stats, &mut self.shared.budget) {
-                udp.ready |= Ready::READ; // stopped early: more next turn
-            }
-        }
-        let after = udp.interest();
-        if after != before {
-            if let Err(e) = self.poll.registry().reregister(&mut udp.socket, UDP, after) {
-                warn!("udp reregister error={e}");
-            }
-        }
     }
 }
 
