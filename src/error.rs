@@ -81,7 +81,7 @@ pub enum Error {
     },
     /// The TCP address could not be bound (in use, not local, no permission):
     /// pick another `--listen`, or stop what holds it.
-    #[error("cannot listen on tcp {addr}: {source}")]
+    #[error("cannot listen on tcp {addr}: {source}; choose another --listen")]
     BindTcp {
         /// The address asked for.
         addr: SocketAddr,
@@ -90,7 +90,7 @@ pub enum Error {
     },
     /// The UDP address could not be bound: pick another `--udp`, or
     /// `--no-udp`.
-    #[error("cannot bind udp {addr}: {source}")]
+    #[error("cannot bind udp {addr}: {source}; choose another --udp, or --no-udp")]
     BindUdp {
         /// The address asked for.
         addr: SocketAddr,
@@ -98,7 +98,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The `--metrics` address could not be bound: pick another.
-    #[error("cannot listen on --metrics {addr}: {source}")]
+    #[error("cannot listen on --metrics {addr}: {source}; choose another address")]
     BindMetrics {
         /// The address asked for.
         addr: SocketAddr,
