@@ -4,9 +4,10 @@
 //! addresses (port 0 picks a free port) and take a shutdown handle before the
 //! server starts blocking its thread.
 //!
-//! How each reactor's sockets are built is `bind.rs`; what a reactor does
-//! with them is `reactor/`. This file decides how many there are, shares
-//! `max_conns` and the open-files limit out, and runs them on threads.
+//! How each reactor's sockets are built (and its share of `max_conns`) is
+//! `bind.rs`; what a reactor does with them is `reactor/`. This file
+//! validates the settings, keeps `max_conns` within the open-files limit,
+//! binds one set of sockets per reactor, and runs the reactors on threads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
