@@ -72,6 +72,14 @@ fn idle_reactor_with_client(t0: Instant) -> (Reactor, TcpStream) {
     (r, client)
 }
 
+/// A reactor with `--idle-timeout 0`: no idle timer bounds its poll.
+fn reactor_without_idle_timeout() -> (Reactor, SocketAddr) {
+    reactor(Config {
+        idle_timeout: None,
+        ..Config::default()
+    })
+}
+
 fn counter(
     r: &Reactor,
     pick: impl Fn(&crate::stats::Counters) -> &std::sync::atomic::AtomicU64,
@@ -119,11 +127,7 @@ fn traffic_pushes_the_idle_deadline() {
 /// With `--idle-timeout 0` no timer is ever set: nothing bounds the poll.
 #[test]
 fn no_idle_timeout_means_no_timer() {
-    let config = Config {
-        idle_timeout: None,
-        ..Config::default()
-    };
-    let (mut r, addr) = reactor(config);
+    let (mut r, addr) = reactor_without_idle_timeout();
     let t0 = Instant::now();
     let _client = connect(&mut r, addr, t0);
     assert_eq!(r.poll_timeout(t0), None);
@@ -137,11 +141,7 @@ fn no_idle_timeout_means_no_timer() {
 /// edge passed long ago, so nothing else would announce it).
 #[test]
 fn an_accept_back_off_ends_on_time_and_takes_who_waited() {
-    let config = Config {
-        idle_timeout: None,
-        ..Config::default()
-    };
-    let (mut r, addr) = reactor(config);
+    let (mut r, addr) = reactor_without_idle_timeout();
     let t0 = Instant::now();
     let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
     r.acceptor.on_error(emfile, t0, &r.shared.stats);
