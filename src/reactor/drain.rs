@@ -28,7 +28,7 @@ use crate::stats;
 const DRAIN_CHECK: Duration = Duration::from_millis(5);
 
 /// A graceful shutdown in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Drain {
     /// When the drain gives up: connections still open then are closed,
     /// and those still owed bytes are counted as `drain_aborts`.
@@ -54,7 +54,7 @@ impl Drain {
     }
 
     /// True once the drain timeout ran out.
-    pub(super) fn out_of_time(&self, now: Instant) -> bool {
+    fn out_of_time(&self, now: Instant) -> bool {
         now >= self.deadline
     }
 
