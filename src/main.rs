@@ -1,5 +1,8 @@
-//! The `echoloop` binary: parse the command line into a `Config`, set up
-//! logging, bind, run. Everything else lives in the library.
+//! The `echoloop` binary: parse the command line into a `Config`, then
+//! either check it (`--check`) or set up logging, bind and run. Every
+//! failure is an `echoloop::Error`, printed with `Display`; its kind picks
+//! the exit status (2: usage, 1: what the system refused). Everything else
+//! lives in the library.
 
 // The binary needs no `unsafe`: the library's `sys` module holds all of it.
 #![forbid(unsafe_code)]
@@ -11,7 +14,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use echoloop::{Config, Mode, Server};
+use echoloop::{Config, Error, Mode, Server};
 
 /// Every flag's default comes from here: `Config::default()` is the one
 /// definition (the test at the end pins that parsing no flags gives it).
@@ -169,43 +172,46 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let check = cli.check;
+    let check_only = cli.check;
     let config = cli.into_config();
-    if check {
-        return match config.validate() {
-            Ok(()) => {
-                println!("configuration ok: {config:?}");
-                ExitCode::SUCCESS
-            }
-            // Worded as `run` would word it: "invalid setting: --flag ...".
-            Err(e) => {
-                eprintln!("echoloop: {}", echoloop::Error::from(e));
-                ExitCode::from(2)
-            }
-        };
-    }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    echoloop::raise_fd_limit();
-    let run = Server::bind(config).and_then(|server| {
-        // The bound addresses on stdout, whatever RUST_LOG says: with port 0
-        // this is how a script learns where to connect.
-        let udp = server
-            .udp_addr()
-            .map_or("off".to_string(), |a| a.to_string());
-        let metrics = server
-            .metrics_addr()
-            .map_or(String::new(), |a| format!(" metrics={a}"));
-        println!("tcp={} udp={udp}{metrics}", server.tcp_addr());
-        server.run()
-    });
-    match run {
-        Ok(_) => ExitCode::SUCCESS,
+    let result = if check_only {
+        check(&config)
+    } else {
+        serve(config)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
             // A setting that cannot work is a usage error, like a bad flag.
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
+}
+
+/// `--check`: validates the settings and prints them, opening nothing.
+fn check(config: &Config) -> Result<(), Error> {
+    config.validate()?;
+    println!("configuration ok: {config:?}");
+    Ok(())
+}
+
+/// Binds, prints the bound addresses, and serves until shutdown.
+fn serve(config: Config) -> Result<(), Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    echoloop::raise_fd_limit();
+    let server = Server::bind(config)?;
+    // The bound addresses on stdout, whatever RUST_LOG says: with port 0
+    // this is how a script learns where to connect.
+    let udp = server
+        .udp_addr()
+        .map_or("off".to_string(), |a| a.to_string());
+    let metrics = server
+        .metrics_addr()
+        .map_or(String::new(), |a| format!(" metrics={a}"));
+    println!("tcp={} udp={udp}{metrics}", server.tcp_addr());
+    server.run()?;
+    Ok(())
 }
 
 #[cfg(test)]
