@@ -100,6 +100,10 @@ impl Reactor {
     /// `now`; entries for connections that were active since are pushed to
     /// their new deadline. Ends an accept back-off that is over.
     pub(super) fn fire_timers(&mut self, now: Instant) {
+        // What this does at `now` (closing, accepting after a back-off)
+        // happens at `now`: in a turn that is `self.now` already; a test
+        // moving virtual time moves the reactor's clock with it.
+        self.now = now;
         while let Some(due) = self.timers.pop_due(now) {
             let Some(slot) = self.conns.get_mut(due.key) else {
                 continue;

@@ -157,6 +157,11 @@ fn an_accept_back_off_ends_on_time_and_takes_who_waited() {
     assert_eq!(r.conns.len(), 0, "still backing off");
     r.fire_timers(t0 + ACCEPT_BACKOFF);
     assert_eq!(r.conns.len(), 1);
+    // Accepted at the back-off's end: its idle clock starts then.
+    let (_, slot) = r.conns.iter().next().unwrap();
+    let idle = Duration::from_secs(60);
+    let (at, _) = slot.conn.deadline(Some(idle)).unwrap();
+    assert_eq!(at, t0 + ACCEPT_BACKOFF + idle);
     assert_eq!(
         r.poll_timeout(t0 + ACCEPT_BACKOFF),
         None,
