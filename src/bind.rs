@@ -147,15 +147,7 @@ pub(crate) fn probe_addresses(config: &Config) -> Result<Addrs, Error> {
 /// restarted server can bind while old connections sit in TIME_WAIT) and the
 /// backlog before `listen`.
 fn tcp_listener(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    if addr.is_ipv6() {
-        // [::1] means IPv6 only, not also IPv4-mapped addresses.
-        socket.set_only_v6(true)?;
-    }
+    let socket = new_socket(addr, Type::STREAM, SockProtocol::TCP)?;
     socket.set_reuse_address(true)?;
     // Several reactors: each has its own listener on the same port, and the
     // kernel spreads incoming connections across them.
@@ -168,15 +160,9 @@ fn tcp_listener(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// The UDP socket, with bigger kernel buffers than the default.
 fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(SockProtocol::UDP),
-    )?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
+    let socket = new_socket(addr, Type::DGRAM, SockProtocol::UDP)?;
     // UDP has no flow control: datagrams that arrive while the receive
     // buffer is full are dropped by the kernel (counted in /proc/net/snmp as
     // RcvbufErrors), before we ever see them. The default buffer (~208 KiB)
@@ -195,6 +181,16 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(UdpSocket::from_std(socket.into()))
+}
+
+/// A socket of `addr`'s family. An IPv6 one is IPv6 only: `[::1]` means
+/// that address, not also the IPv4-mapped ones.
+fn new_socket(addr: SocketAddr, ty: Type, protocol: SockProtocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
 }
 
 /// `--root` must be a readable directory; returns its canonical path.

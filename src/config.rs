@@ -174,16 +174,20 @@ impl Config {
             }
             Ok(())
         };
+        // One group per setting, in the order of the fields.
         at_least("max-conns", self.max_conns, 1)?;
         at_least("max-pending", self.max_pending, 1)?;
+        at_most("max-pending", self.max_pending, MAX_PENDING_LIMIT)?;
         at_least("backlog", self.backlog as usize, 1)?;
-        at_least("max-line", self.max_line, 1)?;
         at_least("max-frame", self.max_frame, 1)?;
         // A frame's length prefix is a u32.
         at_most("max-frame", self.max_frame, u32::MAX as usize)?;
-        at_least("max-memory", self.max_memory, MIN_MAX_MEMORY)?;
-        if self.mode == Mode::Files && self.root.is_none() {
-            return Err(ConfigError::MissingRoot);
+        at_least("max-line", self.max_line, 1)?;
+        at_most("max-line", self.max_line, MAX_LINE_LIMIT)?;
+        match (self.mode, &self.root) {
+            (Mode::Files, None) => return Err(ConfigError::MissingRoot),
+            (mode, Some(_)) if mode != Mode::Files => return Err(ConfigError::RootWithoutFiles),
+            _ => {}
         }
         at_least("reactors", self.reactors, 1)?;
         at_most("reactors", self.reactors, MAX_REACTORS)?;
@@ -195,11 +199,7 @@ impl Config {
                 reactors: self.reactors,
             });
         }
-        at_most("max-pending", self.max_pending, MAX_PENDING_LIMIT)?;
-        if self.root.is_some() && self.mode != Mode::Files {
-            return Err(ConfigError::RootWithoutFiles);
-        }
-        at_most("max-line", self.max_line, MAX_LINE_LIMIT)?;
+        at_least("max-memory", self.max_memory, MIN_MAX_MEMORY)?;
         at_least("udp-batch", self.udp_batch, 1)?;
         at_most("udp-batch", self.udp_batch, MAX_UDP_BATCH)?;
         // Deadlines are `now + duration`; keep them far from overflowing.

@@ -81,7 +81,7 @@ pub enum Error {
     },
     /// The TCP address could not be bound (in use, not local, no permission):
     /// pick another `--listen`, or stop what holds it.
-    #[error("cannot listen on tcp {addr}: {source}")]
+    #[error("cannot listen on tcp {addr}: {source}; choose another --listen")]
     BindTcp {
         /// The address asked for.
         addr: SocketAddr,
@@ -90,7 +90,7 @@ pub enum Error {
     },
     /// The UDP address could not be bound: pick another `--udp`, or
     /// `--no-udp`.
-    #[error("cannot bind udp {addr}: {source}")]
+    #[error("cannot bind udp {addr}: {source}; choose another --udp, or --no-udp")]
     BindUdp {
         /// The address asked for.
         addr: SocketAddr,
@@ -98,7 +98,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The `--metrics` address could not be bound: pick another.
-    #[error("cannot listen on --metrics {addr}: {source}")]
+    #[error("cannot listen on --metrics {addr}: {source}; choose another address")]
     BindMetrics {
         /// The address asked for.
         addr: SocketAddr,
@@ -123,11 +123,14 @@ pub enum Error {
     /// open-files limit is exhausted: raise `ulimit -n`.
     #[error("cannot create the event loop's poller: {0}")]
     Poller(#[source] io::Error),
-    /// The SIGINT/SIGTERM handlers could not be installed.
+    /// The SIGINT/SIGTERM handlers (and their self-pipe) could not be
+    /// installed, usually for want of file descriptors: raise `ulimit -n`,
+    /// or (as an embedder) leave `Config::handle_signals` off and stop the
+    /// server with a [`ShutdownHandle`](crate::ShutdownHandle).
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
-    /// A socket could not be registered with the poller (out of memory, or
-    /// the epoll limit `max_user_watches`).
+    /// A socket could not be registered with the poller: out of memory, or
+    /// past the epoll limit `fs.epoll.max_user_watches` (raise it).
     #[error("cannot register the {what} with the poller: {source}")]
     Register {
         /// Which socket: `tcp listener`, `udp socket` or `metrics listener`.
@@ -135,8 +138,9 @@ pub enum Error {
         /// What the OS said.
         source: io::Error,
     },
-    /// Waiting for events failed; the reactor stopped (and stopped the
-    /// others).
+    /// Waiting for events failed (not an interruption, which is retried);
+    /// the reactor stopped, and stopped the others. Nothing a setting can
+    /// fix: the kernel refused `epoll_wait`; the OS error it carries says why.
     #[error("waiting for events failed: {0}")]
     Wait(#[source] io::Error),
     /// A reactor thread (`--reactors` above 1) could not be started: lower

@@ -107,7 +107,7 @@
 //! | `error.rs` | [`Error`] and [`ConfigError`]: what failed, and what to change |
 //! | `server.rs` | [`Server`]: `bind` (per reactor), addresses, `run` on threads |
 //! | `bind.rs` | one reactor's sockets (socket2), the hand-over to the reactor |
-//! | `token.rs` | which `Token` means which socket; connection = slab key + 16 |
+//! | `token.rs` | which `Token` means which socket (metrics and scrapes too); connection = slab key + 16 |
 //! | `reactor/mod.rs` | the event loop: the turn, dispatch, visits |
 //! | `reactor/accept.rs` | `Acceptor`: the listener, `max_conns`, EMFILE back-off |
 //! | `reactor/drain.rs` | `Drain`: the graceful shutdown's deadline and checks |
@@ -137,7 +137,7 @@
 //!
 //! Arrows point one way: `server` uses `bind` and `reactor`, both use
 //! `token`; nothing below imports what is above it (`tests/structure.rs`
-//! checks that no two modules import each other).
+//! checks that no chain of imports leads back to where it started).
 //!
 //! ## Example
 //!

@@ -1,5 +1,8 @@
-//! The `echoloop` binary: parse the command line into a `Config`, set up
-//! logging, bind, run. Everything else lives in the library.
+//! The `echoloop` binary: parse the command line into a `Config`, then
+//! either check it (`--check`) or set up logging, bind and run. Every
+//! failure is an `echoloop::Error`, printed with `Display`; its kind picks
+//! the exit status (2: usage, 1: what the system refused). Everything else
+//! lives in the library.
 
 // The binary needs no `unsafe`: the library's `sys` module holds all of it.
 #![forbid(unsafe_code)]
@@ -11,7 +14,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use echoloop::{Config, Mode, Server};
+use echoloop::{Config, Error, Mode, Server};
 
 /// Every flag's default comes from here: `Config::default()` is the one
 /// definition (the test at the end pins that parsing no flags gives it).
@@ -50,13 +53,14 @@ struct Cli {
     mode: Mode,
 
     /// Most connections at once; further clients wait in the backlog. Also
-    /// clamped below the open-files limit.
+    /// clamped below the open-files limit (whose soft value is first raised
+    /// to the hard one).
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_conns)]
     max_conns: usize,
 
     /// Per-connection high-water mark of unsent output, in bytes: once a
     /// client is owed this many or more (>=), the server stops reading it
-    /// until at most half that is left (<=).
+    /// until at most half that is left (<=). 1 to 1073741824.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_pending)]
     max_pending: usize,
 
@@ -67,7 +71,8 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 
-    /// On shutdown, seconds connections get to flush what they are owed.
+    /// On shutdown, seconds connections get to flush what they are owed;
+    /// those still owed bytes then are closed (0: at once).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.drain_timeout.as_secs())]
     drain_timeout: u64,
 
@@ -79,11 +84,13 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.stats_interval))]
     stats_interval: u64,
 
-    /// framed mode: largest frame payload in bytes; longer frames are refused.
+    /// framed mode: largest frame payload in bytes; a longer frame gets an
+    /// error and a close. 1 to 4294967295 (the length prefix is a u32).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_frame)]
     max_frame: usize,
 
-    /// chat and files modes: longest line in bytes (newline excluded).
+    /// chat and files modes: longest line in bytes (newline excluded); a
+    /// longer one gets an error and a close. 1 to 67108864.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_line)]
     max_line: usize,
 
@@ -93,17 +100,17 @@ struct Cli {
 
     /// Server-wide bound on the bytes held for clients: unsent output,
     /// partial frames and lines, unanswered file requests. Past it (more
-    /// than BYTES held) the connections holding the most stop being read
-    /// (nobody is dropped) until the total falls to 3/4 of it (<=); a small
-    /// request from anyone else
-    /// is still served. Split evenly between reactors. At least 1048576.
+    /// than BYTES held) connections holding 4096 bytes or more stop being
+    /// read (nobody is dropped) until the total falls to 3/4 of it (<=); a
+    /// small request from anyone else is still served. Split evenly between
+    /// reactors. At least 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_memory)]
     max_memory: usize,
 
     /// Independent reactor threads sharing the port (SO_REUSEPORT), each
     /// with its own poller and connections; the kernel picks one per client
     /// by address hash, and max-conns is split between them. 1 is the
-    /// classic single-threaded server. Not with --mode chat.
+    /// classic single-threaded server. Not with --mode chat. 1 to 256.
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.reactors)]
     reactors: usize,
 
@@ -112,16 +119,10 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
-    /// Parse and validate the flags and settings, print the resulting
-    /// configuration, and exit (0 if valid, 2 if not) without opening any
-    /// socket or file (so addresses in use and --root are not checked). For
-    /// deploy pipelines and recipe tests.
-    #[arg(long)]
-    check: bool,
     /// UDP datagrams per syscall (Linux): up to N per recvmmsg, their replies
     /// in one sendmmsg, which cuts the server's syscalls and CPU per datagram
     /// under load. 1 runs the plain recvfrom/sendto loop (the only one on
-    /// other platforms). At most 256.
+    /// other platforms). 1 to 256.
     #[arg(long, value_name = "N", default_value_t = DEFAULTS.udp_batch)]
     udp_batch: usize,
 
@@ -130,6 +131,13 @@ struct Cli {
     /// comparing the two.
     #[arg(long)]
     no_sendfile: bool,
+
+    /// Parse and validate the flags and settings, print the resulting
+    /// configuration, and exit (0 if valid, 2 if not) without opening any
+    /// socket or file (so addresses in use and --root are not checked). For
+    /// deploy pipelines and recipe tests.
+    #[arg(long)]
+    check: bool,
 }
 
 impl Cli {
@@ -166,43 +174,46 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let check = cli.check;
+    let check_only = cli.check;
     let config = cli.into_config();
-    if check {
-        return match config.validate() {
-            Ok(()) => {
-                println!("configuration ok: {config:?}");
-                ExitCode::SUCCESS
-            }
-            // Worded as `run` would word it: "invalid setting: --flag ...".
-            Err(e) => {
-                eprintln!("echoloop: {}", echoloop::Error::from(e));
-                ExitCode::from(2)
-            }
-        };
-    }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    echoloop::raise_fd_limit();
-    let run = Server::bind(config).and_then(|server| {
-        // The bound addresses on stdout, whatever RUST_LOG says: with port 0
-        // this is how a script learns where to connect.
-        let udp = server
-            .udp_addr()
-            .map_or("off".to_string(), |a| a.to_string());
-        let metrics = server
-            .metrics_addr()
-            .map_or(String::new(), |a| format!(" metrics={a}"));
-        println!("tcp={} udp={udp}{metrics}", server.tcp_addr());
-        server.run()
-    });
-    match run {
-        Ok(_) => ExitCode::SUCCESS,
+    let result = if check_only {
+        check(&config)
+    } else {
+        serve(config)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
             // A setting that cannot work is a usage error, like a bad flag.
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
+}
+
+/// `--check`: validates the settings and prints them, opening nothing.
+fn check(config: &Config) -> Result<(), Error> {
+    config.validate()?;
+    println!("configuration ok: {config:?}");
+    Ok(())
+}
+
+/// Binds, prints the bound addresses, and serves until shutdown.
+fn serve(config: Config) -> Result<(), Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    echoloop::raise_fd_limit();
+    let server = Server::bind(config)?;
+    // The bound addresses on stdout, whatever RUST_LOG says: with port 0
+    // this is how a script learns where to connect.
+    let udp = server
+        .udp_addr()
+        .map_or("off".to_string(), |a| a.to_string());
+    let metrics = server
+        .metrics_addr()
+        .map_or(String::new(), |a| format!(" metrics={a}"));
+    println!("tcp={} udp={udp}{metrics}", server.tcp_addr());
+    server.run()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -219,6 +230,58 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(parsed, expected);
+    }
+
+    /// Each flag's `--help` states the bound `Config::validate` enforces on
+    /// it, with the very number the validation uses.
+    #[test]
+    fn help_states_the_bounds_validation_enforces() {
+        use clap::CommandFactory;
+        use echoloop::ConfigError;
+        let help = Cli::command().render_long_help().to_string();
+        let d = Config::default;
+        let out_of_bounds = [
+            Config {
+                max_pending: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_frame: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_line: usize::MAX,
+                ..d()
+            },
+            Config {
+                reactors: usize::MAX,
+                ..d()
+            },
+            Config {
+                udp_batch: usize::MAX,
+                ..d()
+            },
+            Config {
+                max_memory: 0,
+                ..d()
+            },
+        ];
+        for config in out_of_bounds {
+            let (flag, bound) = match config.validate().unwrap_err() {
+                ConfigError::TooLarge { flag, max } => (flag, max),
+                ConfigError::TooSmall { flag, min } => (flag, min),
+                other => panic!("unexpected {other:?}"),
+            };
+            let start = help.find(&format!("--{flag} <")).expect(flag);
+            let end = help[start..]
+                .find("\n      --")
+                .map_or(help.len(), |e| start + e);
+            let text = &help[start..end];
+            assert!(
+                text.contains(&bound.to_string()),
+                "--{flag} help lacks {bound}: {text}"
+            );
+        }
     }
 
     /// A duration flag of 0 turns the setting off; others are whole seconds.

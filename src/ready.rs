@@ -6,7 +6,8 @@
 //! up what an event announced (its share of the turn ran out), the
 //! readiness it still has must be kept and served later, or those bytes
 //! would wait for an edge that never comes. The reactor keeps it in the
-//! connection's slot while the connection waits in the run queue.
+//! connection's slot while the connection waits in the run queue, and the
+//! UDP socket's in `Udp::ready`.
 
 use std::ops::BitOrAssign;
 

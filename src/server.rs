@@ -4,9 +4,10 @@
 //! addresses (port 0 picks a free port) and take a shutdown handle before the
 //! server starts blocking its thread.
 //!
-//! How each reactor's sockets are built is `bind.rs`; what a reactor does
-//! with them is `reactor/`. This file decides how many there are, shares
-//! `max_conns` and the open-files limit out, and runs them on threads.
+//! How each reactor's sockets are built (and its share of `max_conns`) is
+//! `bind.rs`; what a reactor does with them is `reactor/`. This file
+//! validates the settings, keeps `max_conns` within the open-files limit,
+//! binds one set of sockets per reactor, and runs the reactors on threads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,13 +35,19 @@ const FDS_PER_REACTOR: u64 = 4;
 /// A bound, not yet running, echoloop server.
 #[derive(Debug)]
 pub struct Server {
-    pub(crate) config: Config,
+    /// The settings in force: validated, `max_conns` clamped to the
+    /// open-files limit.
+    config: Config,
     /// One set of sockets per reactor (`--reactors`, usually one).
     shards: Vec<Shard>,
-    pub(crate) shutdown: ShutdownHandle,
-    pub(crate) stats: Stats,
+    /// Wakes every reactor; handed out by `shutdown_handle`.
+    shutdown: ShutdownHandle,
+    /// The counters every reactor adds to; handed out by `stats`.
+    stats: Stats,
     /// `--root`, canonicalised once so every request resolves against it.
-    pub(crate) root: Option<PathBuf>,
+    root: Option<PathBuf>,
+    /// The addresses actually bound (port 0 resolved), the same for every
+    /// reactor.
     tcp_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
@@ -284,7 +291,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     if !below_hard {
         return limit.soft;
     }
-    match sys::set_soft_fd_limit(limit.hard, limit.hard) {
+    let raised = sys::FdLimit {
+        soft: limit.hard,
+        ..limit
+    };
+    match sys::set_fd_limit(raised) {
         Ok(()) => limit.hard,
         Err(e) => {
             warn!(

@@ -15,8 +15,8 @@ macro_rules! counters {
     ($( $(#[doc = $doc:literal])* $name:ident $(: $kind:ident)? ),* $(,)?) => {
         /// Live counters, shared between the reactor and [`Stats`] handles.
         #[derive(Debug, Default)]
-        pub struct Counters {
-            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+        pub(crate) struct Counters {
+            $( $(#[doc = $doc])* pub(crate) $name: AtomicU64, )*
         }
 
         /// A copy of every counter at one moment.
@@ -27,7 +27,7 @@ macro_rules! counters {
 
         impl Counters {
             /// Copies every counter.
-            pub fn snapshot(&self) -> StatsSnapshot {
+            pub(crate) fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $( $name: self.$name.load(Relaxed), )* }
             }
         }
@@ -36,7 +36,7 @@ macro_rules! counters {
             /// Every figure with its name, doc comment and kind, in
             /// declaration order: what `metrics/` exports, so a counter
             /// added to the list is exported without further code.
-            pub fn fields(&self) -> Vec<Field> {
+            pub(crate) fn fields(&self) -> Vec<Field> {
                 vec![$(
                     Field {
                         name: stringify!($name),
@@ -75,7 +75,7 @@ macro_rules! kind {
 /// Whether a figure only grows or moves both ways: it decides how it is
 /// exported (`echoloop_<name>_total` counter or `echoloop_<name>` gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only grows (until the process restarts).
     Counter,
     /// A level that goes up and down.
@@ -84,13 +84,13 @@ pub enum Kind {
 
 /// One figure of a [`StatsSnapshot`], described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// The field name, as logged (`accepted`).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its doc comment, lines joined (each starts with a space).
-    pub help: &'static str,
-    pub kind: Kind,
-    pub value: u64,
+    pub(crate) help: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) value: u64,
 }
 
 counters! {
@@ -170,6 +170,16 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
 }
 
 /// Raises a high-water counter to `n` if it is below.
+/// Moves a gauge by the change of what it counts from `before` to `after`.
+#[inline]
+pub(crate) fn shift(gauge: &AtomicU64, before: usize, after: usize) {
+    if after > before {
+        add(gauge, (after - before) as u64);
+    } else if before > after {
+        sub(gauge, (before - after) as u64);
+    }
+}
+
 #[inline]
 pub(crate) fn max(counter: &AtomicU64, n: u64) {
     counter.fetch_max(n, Relaxed);
@@ -191,6 +201,10 @@ mod tests {
         let text = snap.to_string();
         assert!(text.starts_with("accepted=3 active=1 closed=0"), "{text}");
         assert!(text.contains("files_served=0"));
+        shift(&s.0.memory_held, 0, 10);
+        shift(&s.0.memory_held, 10, 4);
+        shift(&s.0.memory_held, 4, 4);
+        assert_eq!(s.snapshot().memory_held, 4);
         max(&s.0.max_turn_us, 7);
         max(&s.0.max_turn_us, 3);
         assert_eq!(s.snapshot().max_turn_us, 7);

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
-use log::{debug, trace};
+use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
@@ -29,7 +29,9 @@ mod batch;
 use crate::budget::TurnBudget;
 use crate::config::Mode;
 use crate::protocol::datagram_reply;
+use crate::ready::Ready;
 use crate::stats::{self, Counters};
+use crate::token::UDP;
 
 /// Datagrams read per readiness event before yielding to TCP connections.
 pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
@@ -41,7 +43,10 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 /// The server's UDP endpoint.
 #[derive(Debug)]
 pub(crate) struct Udp {
-    pub(crate) socket: UdpSocket,
+    socket: UdpSocket,
+    /// Readiness not served yet: from an event (`note_ready`), or left by
+    /// a read loop that stopped at its cap; `serve` serves it.
+    ready: Ready,
     mode: Mode,
     queue: ReplyQueue,
     /// Batched receive and send (`--udp-batch` > 1, Linux only); `None`
@@ -58,6 +63,7 @@ impl Udp {
         let _ = batch;
         Udp {
             socket,
+            ready: Ready::default(),
             mode,
             queue: ReplyQueue::default(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -66,7 +72,7 @@ impl Udp {
     }
 
     /// The interest this socket needs now.
-    pub(crate) fn interest(&self) -> Interest {
+    fn interest(&self) -> Interest {
         if self.queue.is_empty() {
             Interest::READABLE
         } else {
@@ -77,7 +83,7 @@ impl Udp {
     /// READABLE: answer datagrams until the socket is drained. Returns true if
     /// the fairness cap or the turn's budget stopped it first (the reactor
     /// calls again, since no new edge comes for datagrams already queued).
-    pub(crate) fn on_readable(
+    fn on_readable(
         &mut self,
         scratch: &mut [u8],
         stats: &Counters,
@@ -113,9 +119,53 @@ impl Udp {
         true
     }
 
+    /// An event's readiness, to serve at the next `serve`.
+    pub(crate) fn note_ready(&mut self, ready: Ready) {
+        self.ready |= ready;
+    }
+
+    /// True while some readiness waits to be served: the loop must not
+    /// sleep.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Serves the readiness noted since the last call: queued replies first
+    /// (WRITABLE), then datagrams (READABLE) within the turn's budget, and
+    /// registers the interest that leaves. A read loop stopped early by its
+    /// cap or the budget keeps READ for the next turn: no new edge would
+    /// come for datagrams already queued.
+    pub(crate) fn serve(
+        &mut self,
+        registry: &Registry,
+        scratch: &mut [u8],
+        stats: &Counters,
+        budget: &mut TurnBudget,
+    ) {
+        let ready = std::mem::take(&mut self.ready);
+        if ready.is_empty() {
+            return;
+        }
+        let before = self.interest();
+        if ready.write {
+            self.on_writable(stats);
+        }
+        if ready.read && self.on_readable(scratch, stats, budget) {
+            self.ready |= Ready::READ; // stopped early: more next turn
+        }
+        let after = self.interest();
+        if after != before {
+            if let Err(e) = registry.reregister(&mut self.socket, UDP, after) {
+                warn!("udp reregister error={e}");
+            }
+        }
+    }
+
     /// Shutting down: no more datagrams are read or answered. The socket
-    /// is deregistered; replies still queued stay until `abandon`.
+    /// is deregistered and readiness not served yet forgotten; replies
+    /// still queued stay until `abandon`.
     pub(crate) fn stop(&mut self, registry: &Registry) {
+        self.ready = Ready::default();
         if let Err(e) = registry.deregister(&mut self.socket) {
             debug!("udp deregister error={e}");
         }
@@ -130,7 +180,7 @@ impl Udp {
     }
 
     /// WRITABLE: send queued replies until the socket would block again.
-    pub(crate) fn on_writable(&mut self, stats: &Counters) {
+    fn on_writable(&mut self, stats: &Counters) {
         self.queue.flush(&self.socket, stats);
     }
 
@@ -231,5 +281,50 @@ mod tests {
         assert_eq!(stats.datagrams_dropped.load(Relaxed), 0);
         udp.abandon(&stats);
         assert_eq!(stats.datagrams_dropped.load(Relaxed), 3);
+    }
+
+    /// `serve` answers a datagram its noted readiness announced and forgets
+    /// that readiness once the socket is drained; after `stop`, readiness
+    /// noted earlier is not served: UDP stops at once.
+    #[test]
+    fn serves_noted_readiness_until_stopped() {
+        let poll = mio::Poll::new().unwrap();
+        let mut socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        poll.registry()
+            .register(&mut socket, UDP, Interest::READABLE)
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let mut udp = Udp::new(socket, Mode::Upper, 1);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let (stats, mut budget) = (Counters::default(), TurnBudget::new());
+        let mut scratch = vec![0; 65_536];
+        let mut serve = |udp: &mut Udp| {
+            budget.refill();
+            udp.serve(poll.registry(), &mut scratch, &stats, &mut budget);
+        };
+        client.send_to(b"hi", addr).unwrap();
+        udp.note_ready(Ready::READ);
+        // Loopback delivery is quick but not instant: serve until answered.
+        let start = std::time::Instant::now();
+        while stats.datagrams_out.load(Relaxed) == 0 {
+            assert!(start.elapsed().as_secs() < 10, "never answered");
+            std::thread::yield_now();
+            udp.note_ready(Ready::READ);
+            serve(&mut udp);
+        }
+        assert!(!udp.has_ready(), "drained: nothing left to serve");
+        let mut buf = [0; 8];
+        assert_eq!(client.recv(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"HI");
+
+        client.send_to(b"late", addr).unwrap();
+        udp.note_ready(Ready::READ);
+        udp.stop(poll.registry());
+        assert!(!udp.has_ready());
+        serve(&mut udp);
+        assert_eq!(stats.datagrams_in.load(Relaxed), 1, "not read after stop");
     }
 }

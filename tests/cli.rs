@@ -127,6 +127,8 @@ fn help_lists_every_flag() {
         "--max-memory",
         "--udp-batch",
         "--no-sendfile",
+        "--metrics",
+        "--check",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -201,6 +203,25 @@ fn unusable_settings_exit_2() {
         &[&l[..], &["--root", "/tmp"]].concat(),
         2,
         &["--root", "--mode files"],
+    );
+}
+
+/// `--check` validates without opening anything: valid settings exit 0 and
+/// print the configuration, even on an address in use; an unusable one
+/// exits 2 naming the flag, worded as a run would word it.
+#[test]
+fn check_validates_without_binding() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["--check", "--listen", &addr, "--max-conns", "7"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("configuration ok"), "{stdout}");
+    assert!(stdout.contains("max_conns: 7"), "{stdout}");
+    assert_fails(
+        &["--check", "--max-conns", "0"],
+        2,
+        &["invalid setting: --max-conns must be at least 1"],
     );
 }
 

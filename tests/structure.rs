@@ -1,6 +1,6 @@
 //! The codebase's shape, checked: no module imports a module that imports it
-//! back, directly or through others, and no non-test source file grows past
-//! the size one concept needs.
+//! back, directly or through others (the imports form layers), and no
+//! non-test source file grows past the size one concept needs.
 //! Both crates (`src/` and `loadgen/src/`) are read as text; a parent and its
 //! own child modules may refer to each other (that is how Rust nests), any
 //! other pair may not.
@@ -59,8 +59,8 @@ fn non_test_text(text: &str) -> &str {
     }
 }
 
-/// The code of a file without its comments: a doc link to another module
-/// (`[`crate::x::Y`]`) is a reference for the reader, not an import.
+/// `text` without its comment lines: a doc link (`[crate::x::Y]`) names a
+/// module without importing it.
 fn code_only(text: &str) -> String {
     text.lines()
         .filter(|line| !line.trim_start().starts_with("//"))
@@ -186,11 +186,11 @@ fn read_crate(root: &Path) -> Crate {
     Crate { modules }
 }
 
-/// Who imports whom: an edge for every module naming another that is neither
-/// its ancestor nor its descendant.
-fn edges(krate: &Crate) -> BTreeMap<String, BTreeSet<String>> {
+/// Which module imports which: `(from, to)`, leaving out a module's
+/// references to its own ancestors and descendants.
+fn imports(krate: &Crate) -> BTreeSet<(String, String)> {
     let names: BTreeSet<String> = krate.modules.keys().cloned().collect();
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
     for (module, (_, text)) in &krate.modules {
         for path in referenced_paths(&code_only(non_test_text(text)), module) {
             if let Some(target) = owning_module(&path, &names) {
@@ -198,7 +198,7 @@ fn edges(krate: &Crate) -> BTreeMap<String, BTreeSet<String>> {
                     && !is_ancestor(&target, module)
                     && !is_ancestor(module, &target)
                 {
-                    edges.entry(module.clone()).or_default().insert(target);
+                    edges.insert((module.clone(), target));
                 }
             }
         }
@@ -206,52 +206,42 @@ fn edges(krate: &Crate) -> BTreeMap<String, BTreeSet<String>> {
     edges
 }
 
-/// Every module reachable from `from` along `edges`.
-fn reachable(from: &str, edges: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![from.to_string()];
-    while let Some(m) = todo.pop() {
-        for next in edges.get(&m).into_iter().flatten() {
-            if seen.insert(next.clone()) {
-                todo.push(next.clone());
+/// Every import cycle, of any length, as `a -> b -> ... -> a`: for each
+/// module, the shortest path back to itself (a breadth-first search), each
+/// cycle reported once, from its smallest module.
+fn cycles(krate: &Crate) -> Vec<String> {
+    let edges = imports(krate);
+    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (a, b) in &edges {
+        next.entry(a.as_str()).or_default().push(b.as_str());
+    }
+    let mut found = BTreeSet::new();
+    for &start in next.keys() {
+        let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        while let Some(at) = queue.pop_front() {
+            for &to in next.get(at).into_iter().flatten() {
+                if to == start {
+                    let mut path = vec![at];
+                    while let Some(&prev) = came_from.get(path.last().unwrap()) {
+                        path.push(prev);
+                    }
+                    path.reverse();
+                    // Report each cycle once: only from its smallest module.
+                    if path.iter().all(|m| start <= *m) {
+                        found.insert(format!("{} -> {start}", path.join(" -> ")));
+                    }
+                    queue.clear();
+                    break;
+                }
+                if to != start && !came_from.contains_key(to) {
+                    came_from.insert(to, at);
+                    queue.push_back(to);
+                }
             }
         }
     }
-    seen
-}
-
-/// The import cycles, of any length: each group of modules that reach each
-/// other, named once.
-fn cycles(krate: &Crate) -> Vec<String> {
-    let edges = edges(krate);
-    let mut groups: BTreeSet<Vec<String>> = BTreeSet::new();
-    for module in edges.keys() {
-        let from_here = reachable(module, &edges);
-        if !from_here.contains(module) {
-            continue;
-        }
-        let group: Vec<String> = from_here
-            .into_iter()
-            .filter(|other| reachable(other, &edges).contains(module))
-            .collect();
-        groups.insert(group);
-    }
-    // Name each group with its edges, so the import to remove is visible.
-    groups
-        .into_iter()
-        .map(|group| {
-            let inside: Vec<String> = group
-                .iter()
-                .flat_map(|m| {
-                    let targets = edges.get(m).into_iter().flatten();
-                    targets
-                        .filter(|t| group.contains(t))
-                        .map(move |t| format!("{m} -> {t}"))
-                })
-                .collect();
-            inside.join(", ")
-        })
-        .collect()
+    found.into_iter().collect()
 }
 
 fn crate_roots() -> Vec<PathBuf> {
@@ -307,21 +297,60 @@ fn the_checker_sees_a_cycle_and_expands_use_groups() {
         "x::inner".to_string(),
         (PathBuf::from("x/inner.rs"), "use crate::x::X;".to_string()),
     );
-    assert_eq!(cycles(&Crate { modules }), vec!["x -> y, y -> x"]);
+    assert_eq!(cycles(&Crate { modules }), vec!["x -> y -> x"]);
+}
 
-    // Three modules in a ring, one of them naming the next only in a doc
-    // comment: no cycle. Make it real code and there is one.
-    let ring = |last: &str| {
-        let mut modules = BTreeMap::new();
-        for (m, text) in [
-            ("a", "use crate::b::B;"),
-            ("b", "use crate::c::C;"),
-            ("c", last),
-        ] {
-            modules.insert(m.to_string(), (PathBuf::from(m), text.to_string()));
+/// A cycle through three modules is one too: none imports the one that
+/// imports it, but each reaches itself.
+#[test]
+fn the_checker_sees_a_longer_cycle_once() {
+    let mut modules = BTreeMap::new();
+    for (name, text) in [
+        ("a", "use crate::b::B; use crate::e::E;"),
+        ("b", "use crate::c::C;"),
+        ("c", "use crate::a::A;"),
+        ("d", "use crate::a::A;"),
+        // A doc link is not an import: no cycle a -> e -> a.
+        ("e", "/// See [`crate::a::A`].\nstruct E;"),
+    ] {
+        let file = PathBuf::from(format!("{name}.rs"));
+        modules.insert(name.to_string(), (file, text.to_string()));
+    }
+    assert_eq!(cycles(&Crate { modules }), vec!["a -> b -> c -> a"]);
+}
+
+/// `unsafe` code, in either crate, is only in its `sys` module (`sys.rs` or
+/// `sys/`): the crate root denies `unsafe_code` and allows it on `mod sys`
+/// alone, and this keeps a new `#[allow(unsafe_code)]` from slipping past.
+#[test]
+fn unsafe_code_lives_in_sys_only() {
+    let mut found = Vec::new();
+    for root in crate_roots() {
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        for file in files {
+            let rel = file.strip_prefix(&root).unwrap();
+            if rel.starts_with("sys") || rel == Path::new("sys.rs") {
+                continue;
+            }
+            let code = code_only(&fs::read_to_string(&file).unwrap());
+            let mut lines = code.lines().map(str::trim).peekable();
+            while let Some(line) = lines.next() {
+                let allowed_here = line == "#[allow(unsafe_code)]"
+                    && rel == Path::new("lib.rs")
+                    && lines.peek() == Some(&"mod sys;");
+                let unsafe_here = ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"]
+                    .iter()
+                    .any(|u| line.contains(u));
+                if unsafe_here && !allowed_here {
+                    found.push(format!("{}: {line}", file.display()));
+                }
+            }
         }
-        cycles(&Crate { modules })
-    };
-    assert!(ring("/// See [`crate::a::A`].").is_empty());
-    assert_eq!(ring("use crate::a::A;"), vec!["a -> b, b -> c, c -> a"]);
+    }
+    assert!(
+        found.is_empty(),
+        "unsafe outside sys:\n{}",
+        found.join("\n")
+    );
 }

@@ -30,31 +30,20 @@ use slab::Slab;
 use super::http::{self, Parsed, MAX_REQUEST};
 use super::LoopMetrics;
 use crate::stats::Counters;
+use crate::token::{scrape_key, scrape_token, MAX_SCRAPES, METRICS};
 
-/// The metrics listener's token.
-pub(crate) const METRICS: Token = Token(4);
-/// Scrape connections use tokens `FIRST_SCRAPE..FIRST_SCRAPE + MAX_SCRAPES`,
-/// among the reactor's fixed tokens (below its first connection token).
-pub(crate) const FIRST_SCRAPE: usize = 8;
-/// Most scrape connections open at once.
-pub(crate) const MAX_SCRAPES: usize = 8;
 /// A scrape connection is closed this long after it was accepted. Prometheus
 /// gives a scrape 10 s by default; ours answers in microseconds once asked.
 pub(crate) const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Input after the request that we read and drop before closing anyway.
 const MAX_DISCARD: usize = 64 * 1024;
 
-/// True for the metrics listener's token and the scrape connections'.
-pub(crate) fn owns(token: Token) -> bool {
-    token == METRICS || (FIRST_SCRAPE..FIRST_SCRAPE + MAX_SCRAPES).contains(&token.0)
-}
-
 /// The metrics listener, its open scrape connections, and what they report.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     listener: TcpListener,
     /// Open scrape connections; at most `MAX_SCRAPES`. A connection's token
-    /// is its key + `FIRST_SCRAPE`.
+    /// is `scrape_token(key)` (`token.rs`).
     scrapes: Slab<Scrape>,
     /// We stopped accepting at `MAX_SCRAPES` (or on an accept error) with
     /// clients perhaps left in the backlog. Their edge has passed, so we
@@ -112,14 +101,15 @@ impl Endpoint {
         })
     }
 
-    /// One readiness event for `token` (one that [`owns`]).
+    /// One readiness event for `token` (one that `token::is_metrics` owns).
     pub(crate) fn on_event(&mut self, token: Token, registry: &Registry, now: Instant) {
         if token == METRICS {
             self.accept_all(registry, now);
             return;
         }
-        let key = token.0 - FIRST_SCRAPE;
-        let Some(scrape) = self.scrapes.get_mut(key) else {
+        let Some((key, scrape)) =
+            scrape_key(token).and_then(|k| Some((k, self.scrapes.get_mut(k)?)))
+        else {
             trace!("event for vacant metrics token={}", token.0);
             return;
         };
@@ -147,7 +137,7 @@ impl Endpoint {
             // Closing one may accept a waiting client into a freed key:
             // check the key still holds a connection out of time.
             if self.scrapes.get(key).is_some_and(|s| s.deadline <= now) {
-                debug!("metrics connection timed out token={}", key + FIRST_SCRAPE);
+                debug!("metrics connection timed out token={}", scrape_token(key).0);
                 self.close(key, registry, now);
             }
         }
@@ -164,7 +154,7 @@ impl Endpoint {
             match self.listener.accept() {
                 Ok((mut socket, peer)) => {
                     let entry = self.scrapes.vacant_entry();
-                    let token = Token(entry.key() + FIRST_SCRAPE);
+                    let token = scrape_token(entry.key());
                     // A request already queued shows up as an event right
                     // after registration: epoll reports current readiness.
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -203,7 +193,7 @@ impl Endpoint {
         if let Err(e) = registry.deregister(&mut scrape.socket) {
             trace!("metrics deregister error={e}");
         }
-        trace!("metrics close token={}", key + FIRST_SCRAPE);
+        trace!("metrics close token={}", scrape_token(key).0);
         // Dropping the socket closes it. A later event in this batch for the
         // same token would reach a connection accepted below: a spurious
         // event, which every state handles (it just sees `WouldBlock`).

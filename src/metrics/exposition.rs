@@ -31,13 +31,13 @@ const PREFIX: &str = "echoloop_";
 /// unit (Prometheus wants base units: seconds, not microseconds).
 pub(crate) struct Exported {
     /// The name after `echoloop_`.
-    pub name: &'static str,
-    pub help: &'static str,
-    pub snapshot: HistogramSnapshot,
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) snapshot: HistogramSnapshot,
     /// Bucket bounds are divided by this (1e6 for microseconds).
-    pub bound_unit: f64,
+    pub(crate) bound_unit: f64,
     /// The sum is divided by this (1e9 for nanoseconds).
-    pub sum_unit: f64,
+    pub(crate) sum_unit: f64,
 }
 
 /// Renders the counters and gauges of `fields`, then `histograms`.

@@ -74,16 +74,16 @@ impl<const B: usize> Log2Histogram<B> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HistogramSnapshot {
     /// Finite upper bounds, ascending.
-    pub bounds: Vec<u64>,
+    pub(crate) bounds: Vec<u64>,
     /// Observations per bucket, not cumulative; one more than `bounds`
     /// (the last is `+Inf`).
-    pub counts: Vec<u64>,
-    pub sum: u64,
+    pub(crate) counts: Vec<u64>,
+    pub(crate) sum: u64,
 }
 
 impl HistogramSnapshot {
     /// All observations.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
 }

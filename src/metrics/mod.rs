@@ -25,7 +25,7 @@ mod exposition;
 mod histogram;
 mod http;
 
-pub(crate) use endpoint::{owns, Endpoint, FIRST_SCRAPE, MAX_SCRAPES, METRICS};
+pub(crate) use endpoint::Endpoint;
 use exposition::Exported;
 use histogram::Log2Histogram;
 
@@ -74,8 +74,8 @@ impl LoopMetrics {
 #[derive(Debug)]
 pub(crate) struct MetricsShard {
     /// The metrics listener: the first reactor's only.
-    pub listener: Option<TcpListener>,
-    pub loop_metrics: Arc<LoopMetrics>,
+    pub(crate) listener: Option<TcpListener>,
+    pub(crate) loop_metrics: Arc<LoopMetrics>,
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::token::LISTENER;
 /// After EMFILE/ENFILE, wait this long before accepting again: closing
 /// connections is the only thing that frees descriptors, and retrying at once
 /// would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Connections accepted per turn before the listener is served again next
 /// turn: each costs three syscalls (accept, TCP_NODELAY, register), so a
@@ -102,7 +102,7 @@ impl Acceptor {
     /// the backlog is empty (`WouldBlock`), `open` reached `max_conns`, the
     /// burst reached its cap or the loop is `behind` (then `requeue` is
     /// set), or accepting is paused or stopped.
-    pub(super) fn next(
+    pub(super) fn next_client(
         &mut self,
         registry: &Registry,
         open: usize,
@@ -184,7 +184,7 @@ impl Acceptor {
     /// An accept failed. Out of descriptors (or kernel memory): back off.
     /// Anything else (ECONNABORTED and the like) concerns one connection
     /// that died in the backlog; the next one may be fine.
-    fn on_error(&mut self, e: io::Error, now: Instant, stats: &Counters) {
+    pub(super) fn on_error(&mut self, e: io::Error, now: Instant, stats: &Counters) {
         stats::add(&stats.accept_errors, 1);
         let out_of_fds = matches!(
             e.raw_os_error(),
@@ -247,7 +247,9 @@ impl Reactor {
             let registry = self.poll.registry();
             let open = self.conns.len();
             let stats = &self.shared.stats;
-            let Some((stream, peer)) = self.acceptor.next(registry, open, behind, self.now, stats)
+            let Some((stream, peer)) = self
+                .acceptor
+                .next_client(registry, open, behind, self.now, stats)
             else {
                 return;
             };
@@ -303,7 +305,9 @@ mod tests {
         );
         assert_eq!(a.deadline(), Some(t0 + ACCEPT_BACKOFF));
         // Paused: no accept is even tried.
-        assert!(a.next(poll.registry(), 0, false, t0, &stats).is_none());
+        assert!(a
+            .next_client(poll.registry(), 0, false, t0, &stats)
+            .is_none());
         assert!(!a.has_requeue());
         assert!(!a.backoff_over(t0 + ACCEPT_BACKOFF - Duration::from_millis(1)));
         assert!(a.backoff_over(t0 + ACCEPT_BACKOFF));
@@ -317,14 +321,14 @@ mod tests {
     fn full_pauses_until_a_slot_frees_and_warns_once_per_burst() {
         let (mut a, poll) = acceptor(10);
         let (registry, stats, now) = (poll.registry(), Counters::default(), Instant::now());
-        assert!(a.next(registry, 10, false, now, &stats).is_none());
+        assert!(a.next_client(registry, 10, false, now, &stats).is_none());
         assert_eq!(a.state, AcceptState::Full);
         assert!(a.full_logged);
         assert!(!a.on_closed(registry, 10), "still full");
         assert!(a.on_closed(registry, 9));
         assert_eq!(a.state, AcceptState::Accepting);
         assert!(a.full_logged, "9 of 10 is not yet below 90%");
-        assert!(a.next(registry, 10, false, now, &stats).is_none());
+        assert!(a.next_client(registry, 10, false, now, &stats).is_none());
         assert!(a.on_closed(registry, 8));
         assert!(!a.full_logged);
     }
@@ -336,9 +340,9 @@ mod tests {
         let (mut a, poll) = acceptor(10);
         let (registry, stats, now) = (poll.registry(), Counters::default(), Instant::now());
         a.begin_burst();
-        assert!(a.next(registry, 0, false, now, &stats).is_none());
+        assert!(a.next_client(registry, 0, false, now, &stats).is_none());
         assert!(!a.take_requeue());
-        assert!(a.next(registry, 0, true, now, &stats).is_none());
+        assert!(a.next_client(registry, 0, true, now, &stats).is_none());
         assert!(a.has_requeue());
         assert!(a.take_requeue());
         assert!(!a.has_requeue());
@@ -353,6 +357,6 @@ mod tests {
         assert!(!a.on_closed(registry, 0));
         assert!(!a.backoff_over(now + Duration::from_secs(3600)));
         let stats = Counters::default();
-        assert!(a.next(registry, 0, false, now, &stats).is_none());
+        assert!(a.next_client(registry, 0, false, now, &stats).is_none());
     }
 }

@@ -14,7 +14,7 @@ use super::Reactor;
 use crate::memory::{MemoryBudget, Pressure};
 use crate::ready::Ready;
 use crate::stats;
-use crate::token::FIRST_CONN;
+use crate::token::conn_token;
 
 /// Stale entries tolerated in `Memory::paused` (connections that closed
 /// while paused) before it is compacted.
@@ -74,12 +74,7 @@ impl Reactor {
     }
 
     fn track(&mut self, before: usize, after: usize) {
-        let gauge = &self.shared.stats.memory_held;
-        if after > before {
-            stats::add(gauge, (after - before) as u64);
-        } else {
-            stats::sub(gauge, (before - after) as u64);
-        }
+        stats::shift(&self.shared.stats.memory_held, before, after);
         if self.memory.budget.update(before, after) == Pressure::Engaged {
             warn!(
                 "memory budget reached, pausing reads of the biggest holders held={} max_memory={}",
@@ -106,7 +101,11 @@ impl Reactor {
         }
         if stopped_reading {
             stats::add(&self.shared.stats.memory_pauses, 1);
-            debug!("memory pause token={} held={}", key + FIRST_CONN, slot.held);
+            debug!(
+                "memory pause token={} held={}",
+                conn_token(key).0,
+                slot.held
+            );
         }
         let id = slot.conn.id;
         if self.memory.paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {

@@ -18,7 +18,7 @@ use crate::protocol::{self, Outbox};
 use crate::ready::Ready;
 use crate::stamp::Stamp;
 use crate::stats::{self, Counters};
-use crate::token::{conn_key, conn_token, FIRST_CONN};
+use crate::token::{conn_key, conn_token};
 
 /// A connection in the slab, with the interest registered for it (so we call
 /// `reregister` only when it changes), the readiness it has not been served
@@ -98,7 +98,7 @@ impl Reactor {
             held: 0,
             heavy_until: None,
         });
-        debug!("open token={} peer={peer} id={id}", key + FIRST_CONN);
+        debug!("open token={} peer={peer} id={id}", conn_token(key).0);
         self.after_conn_io(key);
     }
 
@@ -121,7 +121,7 @@ impl Reactor {
         };
         super::metrics::sync_gauges(&self.shared.stats, slot);
         if let Some(reason) = slot.conn.close_reason() {
-            trace!("closing token={} reason={reason:?}", key + FIRST_CONN);
+            trace!("closing token={} reason={reason:?}", conn_token(key).0);
             self.to_close.push((key, slot.conn.id));
             return;
         }
@@ -166,12 +166,12 @@ impl Reactor {
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::Done);
             if slot.registered.is_some() {
                 if let Err(e) = self.poll.registry().deregister(&mut slot.conn.socket) {
-                    trace!("deregister token={} error={e}", key + FIRST_CONN);
+                    trace!("deregister token={} error={e}", conn_token(key).0);
                 }
             }
             debug!(
                 "close token={} peer={} reason={reason:?}",
-                key + FIRST_CONN,
+                conn_token(key).0,
                 slot.conn.peer()
             );
             stats::add(&self.shared.stats.closed, 1);

@@ -17,27 +17,45 @@ use super::Reactor;
 use crate::conn::CloseReason;
 use crate::stats;
 use crate::timer::poll_timeout;
-use crate::token::FIRST_CONN;
+use crate::token::conn_token;
+use crate::udp::Udp;
 
 /// Stale timer entries tolerated before compacting (see `compact_timers`).
 const STALE_TIMERS_SLACK: usize = 1024;
 /// Turns longer than this (microseconds) are logged at debug level.
 const LONG_TURN_US: u128 = 10_000;
 
-/// What one turn did, for the log of long turns.
+/// What one turn did, for the log of long turns. Both counts are running
+/// totals; a turn's share is the difference from its start.
 #[derive(Debug, Default)]
 pub(super) struct Turn {
-    /// The budget's running total (`TurnBudget::spent`) and the visits made
-    /// when this turn began.
-    start: (u64, u64),
-    /// Visits made since start (a running total).
-    pub(super) visits: u64,
+    /// `TurnBudget::spent` when this turn began.
+    spent_at_start: u64,
+    /// `visits` when this turn began.
+    visits_at_start: u64,
+    /// Connection visits made since the reactor started.
+    visits: u64,
 }
 
 impl Turn {
     /// A turn begins, with the budget's running total at `spent`.
     pub(super) fn begin(&mut self, spent: u64) {
-        self.start = (spent, self.visits);
+        self.spent_at_start = spent;
+        self.visits_at_start = self.visits;
+    }
+
+    /// One connection visit.
+    pub(super) fn visit(&mut self) {
+        self.visits += 1;
+    }
+
+    /// Bytes moved (the budget's running total now: `spent`) and visits
+    /// made since this turn began.
+    fn done(&self, spent: u64) -> (u64, u64) {
+        (
+            spent - self.spent_at_start,
+            self.visits - self.visits_at_start,
+        )
     }
 }
 
@@ -61,7 +79,7 @@ impl Reactor {
     /// from the last turn, else until the earliest deadline of any kind.
     pub(super) fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         // Work left from the last turn: look for new events, but do not sleep.
-        let udp = !self.udp_ready.is_empty();
+        let udp = self.udp.as_ref().is_some_and(Udp::has_ready);
         if !self.runq.is_empty() || !self.room.is_idle() || udp || self.acceptor.has_requeue() {
             return Some(Duration::ZERO);
         }
@@ -82,6 +100,10 @@ impl Reactor {
     /// `now`; entries for connections that were active since are pushed to
     /// their new deadline. Ends an accept back-off that is over.
     pub(super) fn fire_timers(&mut self, now: Instant) {
+        // What this does at `now` (closing, accepting after a back-off)
+        // happens at `now`: in a turn that is `self.now` already; a test
+        // moving virtual time moves the reactor's clock with it.
+        self.now = now;
         while let Some(due) = self.timers.pop_due(now) {
             let Some(slot) = self.conns.get_mut(due.key) else {
                 continue;
@@ -96,7 +118,7 @@ impl Reactor {
                     if reason == CloseReason::Idle {
                         stats::add(&self.shared.stats.idle_closes, 1);
                     }
-                    debug!("timeout token={} reason={reason:?}", due.key + FIRST_CONN);
+                    debug!("timeout token={} reason={reason:?}", conn_token(due.key).0);
                     slot.conn.set_close(reason);
                     self.to_close.push((due.key, due.id));
                 }
@@ -128,14 +150,16 @@ impl Reactor {
     /// logged (debug) with the work it did: a turn that moved little but
     /// took long was the machine (the thread was not running), not us.
     pub(super) fn end_turn(&mut self) {
+        // The one clock read inside a turn: its length is a measurement (of
+        // the real clock, since `poll` returned at `self.now`), not a
+        // decision, so virtual time in tests only skews this counter.
         let elapsed = self.now.elapsed();
         self.metrics_turn(elapsed);
         let took = elapsed.as_micros();
         if took > LONG_TURN_US {
+            let (moved, visits) = self.turn.done(self.shared.budget.spent());
             debug!(
-                "long turn us={took} moved={} visits={} queued={} deliveries={}",
-                self.shared.budget.spent() - self.turn.start.0,
-                self.turn.visits - self.turn.start.1,
+                "long turn us={took} moved={moved} visits={visits} queued={} deliveries={}",
                 self.runq.len(Lane::Fresh) + self.runq.len(Lane::Old),
                 self.room.len(),
             );

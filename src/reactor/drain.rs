@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::info;
 
 use super::runq::Lane;
-use super::Reactor;
+use super::{Exit, Reactor};
 use crate::config::Mode;
 use crate::conn::CloseReason;
 use crate::stats;
@@ -28,13 +28,13 @@ use crate::stats;
 const DRAIN_CHECK: Duration = Duration::from_millis(5);
 
 /// A graceful shutdown in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Drain {
     /// When the drain gives up: connections still open then are closed,
     /// and those still owed bytes are counted as `drain_aborts`.
     deadline: Instant,
     /// Some connection sent everything but the peer has not acknowledged it
-    /// all yet (set by the last `Reactor::drain_done`).
+    /// all yet (found by the last check: `begin_check`, then `keep`).
     waiting: bool,
     /// Chat: some member still holds input it had when the drain began.
     /// Those are lines for the others, who must not be closed (or sent
@@ -54,8 +54,34 @@ impl Drain {
     }
 
     /// True once the drain timeout ran out.
-    pub(super) fn out_of_time(&self, now: Instant) -> bool {
+    fn out_of_time(&self, now: Instant) -> bool {
         now >= self.deadline
+    }
+
+    /// Begins one check of every connection at `now`, given whether some
+    /// chat member still holds input (`room_input_held`) and whether the
+    /// room has lines on their way (`room_idle`). Forgets what the last
+    /// check found waiting: `keep` records it anew.
+    pub(super) fn begin_check(
+        &mut self,
+        now: Instant,
+        room_input_held: bool,
+        room_idle: bool,
+    ) -> Check {
+        self.waiting = false;
+        self.room_input_held = room_input_held;
+        Check {
+            out_of_time: self.out_of_time(now),
+            room_busy: self.holds_fin(room_idle),
+        }
+    }
+
+    /// A connection the check kept open. `awaiting_ack`: it sent everything
+    /// and waits only for the peer's acknowledgement, which no event
+    /// announces, so the loop must wake soon to look again. (Output still
+    /// queued raises WRITABLE when it moves: no timer needed for that.)
+    pub(super) fn keep(&mut self, awaiting_ack: bool) {
+        self.waiting |= awaiting_ack;
     }
 
     /// The earliest time the loop must wake for the drain: its deadline
@@ -70,17 +96,11 @@ impl Drain {
 
     /// What becomes of one connection at this check: closed (and why), or
     /// kept. `delivered`: the peer acknowledged all we owe it; `queued`: it
-    /// still has readiness to serve (input to process or discard);
-    /// `room_busy`: chat lines are still on their way to members.
-    pub(super) fn verdict(
-        out_of_time: bool,
-        delivered: bool,
-        queued: bool,
-        room_busy: bool,
-    ) -> Option<CloseReason> {
-        if delivered && !queued && !room_busy {
+    /// still has readiness to serve (input to process or discard).
+    pub(super) fn verdict(check: Check, delivered: bool, queued: bool) -> Option<CloseReason> {
+        if delivered && !queued && !check.room_busy {
             Some(CloseReason::Shutdown)
-        } else if out_of_time {
+        } else if check.out_of_time {
             Some(if delivered {
                 CloseReason::Shutdown
             } else {
@@ -91,10 +111,22 @@ impl Drain {
         }
     }
 
-    /// Chat: some member holds input that will become lines.
-    pub(super) fn room_input_held(&self) -> bool {
-        self.room_input_held
+    /// Whether members must hold back their FIN: chat lines are on their
+    /// way (`room_idle` false), or some member still holds input that will
+    /// become lines. Their FIN would come before those lines.
+    pub(super) fn holds_fin(&self, room_idle: bool) -> bool {
+        !room_idle || self.room_input_held
     }
+}
+
+/// What one drain check found for every connection alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Check {
+    /// The drain timeout ran out: nobody is kept any longer.
+    out_of_time: bool,
+    /// Chat lines are on their way to members, or still in a member's held
+    /// input: nobody may close (or send its FIN) before getting them.
+    room_busy: bool,
 }
 
 impl Reactor {
@@ -110,6 +142,19 @@ impl Reactor {
         info!("signal received: shutting down (send again to exit at once)");
         self.shutdown.shutdown(); // the other reactors hear it through their wakers
         self.begin_shutdown();
+    }
+
+    /// The `ShutdownHandle` woke us: another thread asked for a graceful
+    /// shutdown, or for every reactor to return at once (a failure or a
+    /// panic elsewhere, or a reactor thread that could not start).
+    pub(super) fn on_wake(&mut self) -> Exit {
+        if self.shutdown.is_aborted() {
+            return Exit::Now;
+        }
+        if self.shutdown.is_requested() {
+            self.begin_shutdown();
+        }
+        Exit::No
     }
 
     /// Stops accepting and taking new requests; connections process the
@@ -163,18 +208,16 @@ impl Reactor {
         let Some(drain) = self.drain.as_mut() else {
             return false;
         };
-        let out_of_time = drain.out_of_time(now);
-        drain.waiting = false;
         // A queued connection still has input to process or discard, and
         // chat lines on their way, or still in a member's held input, must
         // reach their members first; those close on a later turn.
-        drain.room_input_held =
+        let room_input_held =
             self.config.mode == Mode::Chat && self.conns.iter().any(|(_, s)| s.conn.holds_input());
-        let room_busy = !self.room.is_idle() || drain.room_input_held;
+        let check = drain.begin_check(now, room_input_held, self.room.is_idle());
         for (key, slot) in self.conns.iter_mut() {
             let delivered = slot.conn.shutdown_done();
             let queued = !slot.ready.is_empty();
-            match Drain::verdict(out_of_time, delivered, queued, room_busy) {
+            match Drain::verdict(check, delivered, queued) {
                 Some(reason) => {
                     if reason == CloseReason::Timeout {
                         stats::add(&self.shared.stats.drain_aborts, 1);
@@ -182,15 +225,21 @@ impl Reactor {
                     slot.conn.set_close(reason);
                     self.to_close.push((key, slot.conn.id));
                 }
-                // Output still queued here raises WRITABLE when it moves;
-                // only bytes waiting for an acknowledgement need the timer.
-                None => drain.waiting |= !slot.conn.has_pending(),
+                None => drain.keep(!slot.conn.has_pending()),
             }
         }
         self.close_batch();
         // The reactor that owns the signal handlers outlives the others, so
         // a second signal still works while any of them drains.
         self.conns.is_empty() && !(self.signals.is_some() && self.shutdown.others_running())
+    }
+
+    /// True while shutting down with chat lines still to reach members
+    /// (see `Drain::holds_fin`): every connection call is told to hold
+    /// back its FIN, or those lines would be lost.
+    pub(super) fn hold_fin(&self) -> bool {
+        let room_idle = self.room.is_idle();
+        self.drain.as_ref().is_some_and(|d| d.holds_fin(room_idle))
     }
 
     /// Settles the counters for connections still open (a second signal, or
@@ -219,13 +268,6 @@ impl Reactor {
     }
 }
 
-/// Whether `run` must return right away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Exit {
-    No,
-    Now,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +282,7 @@ mod tests {
         let deadline = t0 + Duration::from_secs(5);
         assert_eq!(d.wake_at(t0, true), Some(deadline));
         assert_eq!(d.wake_at(t0, false), None);
-        d.waiting = true;
+        d.keep(true);
         let later = t0 + Duration::from_secs(1);
         assert_eq!(d.wake_at(later, true), Some(later + DRAIN_CHECK));
         assert_eq!(d.wake_at(later, false), Some(later + DRAIN_CHECK));
@@ -257,21 +299,70 @@ mod tests {
     #[test]
     fn verdicts() {
         use CloseReason::{Shutdown, Timeout};
-        // (out_of_time, delivered, queued, room_busy)
-        assert_eq!(Drain::verdict(false, true, false, false), Some(Shutdown));
-        assert_eq!(Drain::verdict(false, false, false, false), None);
-        assert_eq!(Drain::verdict(false, true, true, false), None);
-        assert_eq!(Drain::verdict(false, true, false, true), None);
-        assert_eq!(Drain::verdict(true, true, true, true), Some(Shutdown));
-        assert_eq!(Drain::verdict(true, false, false, false), Some(Timeout));
+        let check = |out_of_time, room_busy| Check {
+            out_of_time,
+            room_busy,
+        };
+        // (check, delivered, queued)
+        assert_eq!(
+            Drain::verdict(check(false, false), true, false),
+            Some(Shutdown)
+        );
+        assert_eq!(Drain::verdict(check(false, false), false, false), None);
+        assert_eq!(Drain::verdict(check(false, false), true, true), None);
+        assert_eq!(Drain::verdict(check(false, true), true, false), None);
+        assert_eq!(
+            Drain::verdict(check(true, true), true, true),
+            Some(Shutdown)
+        );
+        assert_eq!(
+            Drain::verdict(check(true, false), false, false),
+            Some(Timeout)
+        );
+    }
+
+    /// A check reads the deadline and the room; it forgets what the last
+    /// one found waiting, and only a kept connection awaiting an
+    /// acknowledgement makes the loop wake for it again.
+    #[test]
+    fn a_check_starts_afresh_and_keeping_one_awaiting_an_ack_wakes_soon() {
+        let t0 = Instant::now();
+        let mut d = Drain::new(t0, Duration::from_secs(5), true);
+        let c = d.begin_check(t0, false, true);
+        assert_eq!(
+            c,
+            Check {
+                out_of_time: false,
+                room_busy: false
+            }
+        );
+        assert!(!d.holds_fin(true));
+        d.keep(false);
+        assert_eq!(d.wake_at(t0, true), Some(t0 + Duration::from_secs(5)));
+        d.keep(true);
+        assert_eq!(d.wake_at(t0, true), Some(t0 + DRAIN_CHECK));
+        let later = t0 + Duration::from_secs(5);
+        let c = d.begin_check(later, true, true);
+        assert!(c.out_of_time && c.room_busy);
+        assert!(d.holds_fin(true));
+        assert_eq!(
+            d.wake_at(later, false),
+            None,
+            "the last check's wait is forgotten"
+        );
+        assert!(
+            d.begin_check(later, false, false).room_busy,
+            "lines on their way"
+        );
     }
 
     /// Chat starts out assuming held input, so no member sends its FIN
-    /// before the first check has looked.
+    /// before the first check has looked; lines on their way hold it too.
     #[test]
     fn chat_holds_fin_until_the_first_check() {
         let t0 = Instant::now();
-        assert!(Drain::new(t0, Duration::ZERO, true).room_input_held());
-        assert!(!Drain::new(t0, Duration::ZERO, false).room_input_held());
+        assert!(Drain::new(t0, Duration::ZERO, true).holds_fin(true));
+        assert!(!Drain::new(t0, Duration::ZERO, false).holds_fin(true));
+        assert!(Drain::new(t0, Duration::ZERO, false).holds_fin(false));
     }
 }

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{trace, warn};
+use log::trace;
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -44,7 +44,7 @@ use crate::signals::SignalSet;
 use crate::stamp::Stamp;
 use crate::stats::Stats;
 use crate::timer::Timers;
-use crate::token::{conn_key, LISTENER, SIGNALS, UDP, WAKER};
+use crate::token::{conn_key, is_metrics, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
 
 mod accept;
@@ -60,7 +60,7 @@ use accept::Acceptor;
 use account::Memory;
 use conns::{Shared, Slot};
 use deadlines::Turn;
-use drain::{Drain, Exit};
+use drain::Drain;
 use room::Room;
 use runq::{Lane, RunQueue};
 
@@ -86,11 +86,9 @@ pub(crate) struct Reactor {
     /// The listener (token `LISTENER`): accepting, paused at `max_conns`,
     /// backing off, or stopped.
     acceptor: Acceptor,
-    /// The UDP socket (token `UDP`) and its bounded reply queue.
+    /// The UDP socket (token `UDP`), its bounded reply queue, and its
+    /// readiness not served yet (served in `serve`, after the fresh lane).
     udp: Option<Udp>,
-    /// UDP readiness not served yet (from an event, or left by a read loop
-    /// that stopped at its cap): served in `serve`, after the fresh lane.
-    udp_ready: Ready,
     /// SIGINT/SIGTERM (token `SIGNALS`), when `handle_signals`.
     signals: Option<SignalSet>,
     /// Its waker fires token `WAKER`; its flag says shutdown was asked for.
@@ -119,6 +117,7 @@ pub(crate) struct Reactor {
     drain: Option<Drain>,
     /// When to log the counters next (`--stats-interval`).
     next_stats: Option<Instant>,
+    /// The settings, with `max_conns` this reactor's share.
     config: Config,
     /// `--root`, canonical, shared with every files-mode handler.
     root: Option<Rc<Path>>,
@@ -182,7 +181,6 @@ impl Reactor {
             events: Events::with_capacity(EVENTS_CAPACITY),
             acceptor,
             udp,
-            udp_ready: Ready::default(),
             signals,
             shutdown: shutdown.clone(),
             conns: Slab::with_capacity(config.max_conns),
@@ -267,19 +265,22 @@ impl Reactor {
     /// `serve` does the work, in an order and amount the budget decides.
     fn dispatch(&mut self, token: Token, ready: Ready) -> Exit {
         match token {
+            // Clients wait in the backlog: accept them now (until WouldBlock).
             LISTENER => self.accept_all(),
-            UDP => self.udp_ready |= ready,
-            SIGNALS => self.on_signals(),
-            WAKER => {
-                if self.shutdown.is_aborted() {
-                    return Exit::Now;
-                }
-                if self.shutdown.is_requested() {
-                    self.begin_shutdown();
+            // Datagrams came, or the socket has room for queued replies:
+            // served in `serve`, after the fresh connections.
+            UDP => {
+                if let Some(udp) = self.udp.as_mut() {
+                    udp.note_ready(ready);
                 }
             }
-            t if crate::metrics::owns(t) => self.metrics_event(t),
-            // Every other token is a slab key offset by FIRST_CONN.
+            // SIGINT/SIGTERM: begin the graceful drain.
+            SIGNALS => self.on_signals(),
+            // Another thread's `ShutdownHandle`: drain, or return at once.
+            WAKER => return self.on_wake(),
+            t if is_metrics(t) => self.metrics_event(t),
+            // Every other token is a connection's (slab key + FIRST_CONN),
+            // or a spurious event for one that closed: queue it, or trace.
             t => match conn_key(t) {
                 Some(key) => self.queue(key, ready, Lane::Fresh),
                 None => trace!("event for unknown token={}", t.0),
@@ -300,9 +301,15 @@ impl Reactor {
             };
             self.visit(key, id);
         }
-        let udp = std::mem::take(&mut self.udp_ready);
-        if !udp.is_empty() {
-            self.udp_event(udp);
+        if let Some(udp) = self.udp.as_mut() {
+            let shared = &mut self.shared;
+            let registry = self.poll.registry();
+            udp.serve(
+                registry,
+                &mut shared.scratch,
+                &shared.stats,
+                &mut shared.budget,
+            );
         }
         self.advance_room();
         // Only those queued before this point: a connection its visit
@@ -345,7 +352,7 @@ impl Reactor {
             return;
         };
         self.shared.budget.spend_visit();
-        self.turn.visits += 1;
+        self.turn.visit();
         let before = self.shared.budget.spent();
         let mut ctx = self.shared.ctx(self.now, allowance, hold_fin);
         let mut left = Ready::default();
@@ -361,30 +368,16 @@ impl Reactor {
         self.queue(key, left, Lane::Old);
         self.after_conn_io(key);
     }
+}
 
-    // ----- UDP -------------------------------------------------------------
-
-    fn udp_event(&mut self, ready: Ready) {
-        let Some(udp) = self.udp.as_mut() else {
-            return;
-        };
-        let before = udp.interest();
-        if ready.write {
-            udp.on_writable(&self.shared.stats);
-        }
-        if ready.read && self.drain.is_none() {
-            let (scratch, stats) = (&mut self.shared.scratch, &self.shared.stats);
-            if udp.on_readable(scratch, stats, &mut self.shared.budget) {
-                self.udp_ready |= Ready::READ; // stopped early: more next turn
-            }
-        }
-        let after = udp.interest();
-        if after != before {
-            if let Err(e) = self.poll.registry().reregister(&mut udp.socket, UDP, after) {
-                warn!("udp reregister error={e}");
-            }
-        }
-    }
+/// Whether `run` must return right away: the verdict of a turn, and of
+/// dispatching one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Go on: poll again.
+    No,
+    /// Return now: aborted, or the drain is done.
+    Now,
 }
 
 /// Reads an event's token and readiness. Errors and hang-ups count as both

@@ -62,27 +62,27 @@ pub(super) const ACCEPT_BELOW_DELIVERIES: usize = 64;
 #[derive(Debug)]
 pub(super) struct Delivery {
     /// The sender (slab key, connection id): skipped, and woken when done.
-    pub sender: (usize, u64),
+    pub(super) sender: (usize, u64),
     /// Chunks to hand out in order; the front one is being handed out now.
     /// Invariant: never empty while the delivery is in the room.
-    pub chunks: VecDeque<Rc<[u8]>>,
+    pub(super) chunks: VecDeque<Rc<[u8]>>,
     /// Only members with an id up to this receive the front chunk.
-    pub newest: u64,
+    pub(super) newest: u64,
     /// The next slab key to consider for the front chunk.
-    pub cursor: usize,
+    pub(super) cursor: usize,
 }
 
 impl Delivery {
     /// True if the member in slot `key` with id `id` should get the front
     /// chunk.
-    pub fn is_for(&self, key: usize, id: u64) -> bool {
+    pub(super) fn is_for(&self, key: usize, id: u64) -> bool {
         (key, id) != self.sender && id <= self.newest
     }
 
     /// The front chunk reached every member: moves to the next one (starting
     /// over from the first key, for the members present now). Returns false
     /// once the delivery is complete.
-    pub fn next_chunk(&mut self, newest: u64) -> bool {
+    pub(super) fn next_chunk(&mut self, newest: u64) -> bool {
         self.chunks.pop_front();
         self.cursor = 0;
         self.newest = newest;
@@ -107,7 +107,7 @@ pub(super) struct Room {
 impl Room {
     /// Starts handing `chunk` from `sender` to everyone present (ids up to
     /// `newest`), after anything from the same sender still on its way.
-    pub fn send(&mut self, sender: (usize, u64), chunk: Rc<[u8]>, newest: u64) {
+    pub(super) fn send(&mut self, sender: (usize, u64), chunk: Rc<[u8]>, newest: u64) {
         self.bytes += chunk.len();
         if let Some(d) = self.by_sender.get_mut(&sender) {
             d.chunks.push_back(chunk);
@@ -123,34 +123,34 @@ impl Room {
 
     /// The next delivery to take a step; give it back with `put_back`
     /// unless it is complete.
-    pub fn take_next(&mut self) -> Option<Delivery> {
+    pub(super) fn take_next(&mut self) -> Option<Delivery> {
         let sender = self.order.pop_front()?;
         self.by_sender.remove(&sender)
     }
 
     /// Returns an unfinished delivery to the back of the line.
-    pub fn put_back(&mut self, d: Delivery) {
+    pub(super) fn put_back(&mut self, d: Delivery) {
         self.order.push_back(d.sender);
         self.by_sender.insert(d.sender, d);
     }
 
     /// True when nothing is on its way.
-    pub fn is_idle(&self) -> bool {
+    pub(super) fn is_idle(&self) -> bool {
         self.order.is_empty()
     }
 
     /// Deliveries in progress.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.order.len()
     }
 
     /// Bytes of the chunks still on their way.
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// A chunk of `len` bytes reached every member it was for.
-    pub fn release(&mut self, len: usize) {
+    pub(super) fn release(&mut self, len: usize) {
         self.bytes -= len;
     }
 }
@@ -242,14 +242,6 @@ impl Reactor {
             // then waits for the room again.
             self.queue(key, Ready::READ, Lane::Fresh);
         }
-    }
-
-    /// Shutting down while the room still has lines on their way, or
-    /// members still hold input that will become lines: members hold back
-    /// their FIN, or those lines would be lost.
-    pub(super) fn hold_fin(&self) -> bool {
-        let busy = |d: &super::drain::Drain| !self.room.is_idle() || d.room_input_held();
-        self.drain.as_ref().is_some_and(busy)
     }
 }
 

@@ -37,7 +37,7 @@ use log::trace;
 
 use super::Reactor;
 use crate::ready::Ready;
-use crate::token::FIRST_CONN;
+use crate::token::conn_token;
 
 /// Which lane a connection waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl Reactor {
         let Some(slot) = self.conns.get_mut(key) else {
             // The connection closed earlier (an event for a vacant key is
             // spurious, and harmless).
-            trace!("event for vacant token={}", key + FIRST_CONN);
+            trace!("event for vacant token={}", conn_token(key).0);
             return;
         };
         if ready.is_empty() {

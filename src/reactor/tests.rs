@@ -1,5 +1,5 @@
-//! The reactor's timing decisions on virtual time: idle timers, the drain's
-//! deadline. Real sockets on 127.0.0.1, but no sleeping: the clock the
+//! The reactor's timing decisions on virtual time: idle timers, the accept
+//! back-off, the drain's deadline. Real sockets on 127.0.0.1, but no sleeping: the clock the
 //! reactor sees is whatever `now` the test passes to `turn`, `fire_timers`
 //! and `drain_done` (smoltcp's `set_now`, in spirit). Only waiting for the
 //! kernel to deliver loopback bytes takes wall-clock time, bounded by
@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use super::accept::ACCEPT_BACKOFF;
 use super::{Exit, Reactor};
 use crate::bind::{bind_shard, Addrs};
 use crate::config::Config;
@@ -72,6 +73,14 @@ fn idle_reactor_with_client(t0: Instant) -> (Reactor, TcpStream) {
     (r, client)
 }
 
+/// A reactor with `--idle-timeout 0`: no idle timer bounds its poll.
+fn reactor_without_idle_timeout() -> (Reactor, SocketAddr) {
+    reactor(Config {
+        idle_timeout: None,
+        ..Config::default()
+    })
+}
+
 fn counter(
     r: &Reactor,
     pick: impl Fn(&crate::stats::Counters) -> &std::sync::atomic::AtomicU64,
@@ -125,16 +134,46 @@ fn traffic_pushes_the_idle_deadline() {
 /// With `--idle-timeout 0` no timer is ever set: nothing bounds the poll.
 #[test]
 fn no_idle_timeout_means_no_timer() {
-    let config = Config {
-        idle_timeout: None,
-        ..Config::default()
-    };
-    let (mut r, addr) = reactor(config);
+    let (mut r, addr) = reactor_without_idle_timeout();
     let t0 = whole_ms_now();
     let _client = connect(&mut r, addr, t0);
     assert_eq!(r.poll_timeout(t0), None);
     r.fire_timers(t0 + Duration::from_secs(365 * 24 * 3600));
     assert_eq!(r.conns.len(), 1);
+}
+
+/// Out of descriptors, the reactor does not spin: the poll sleeps exactly
+/// until the back-off ends, a turn before then accepts nobody, and at that
+/// virtual time the client that waited in the backlog is accepted (its
+/// edge passed long ago, so nothing else would announce it).
+#[test]
+fn an_accept_back_off_ends_on_time_and_takes_who_waited() {
+    let (mut r, addr) = reactor_without_idle_timeout();
+    let t0 = whole_ms_now();
+    let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+    r.acceptor.on_error(emfile, t0, &r.shared.stats);
+    assert_eq!(r.poll_timeout(t0), Some(ACCEPT_BACKOFF));
+    // A blocking connect returns once the handshake is done: the client
+    // waits in the backlog now.
+    let _client = TcpStream::connect(addr).unwrap();
+    r.poll
+        .poll(&mut r.events, Some(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(r.turn(t0), Exit::No);
+    r.fire_timers(t0 + ACCEPT_BACKOFF - Duration::from_millis(1));
+    assert_eq!(r.conns.len(), 0, "still backing off");
+    r.fire_timers(t0 + ACCEPT_BACKOFF);
+    assert_eq!(r.conns.len(), 1);
+    // Accepted at the back-off's end: its idle clock starts then.
+    let (_, slot) = r.conns.iter().next().unwrap();
+    let idle = Duration::from_secs(60);
+    let (at, _) = slot.conn.deadline(Some(idle)).unwrap();
+    assert_eq!(at, t0 + ACCEPT_BACKOFF + idle);
+    assert_eq!(
+        r.poll_timeout(t0 + ACCEPT_BACKOFF),
+        None,
+        "nothing left to wait for"
+    );
 }
 
 /// A connection that owes nothing closes as delivered as soon as the peer

@@ -45,14 +45,14 @@ pub(crate) fn fd_limit() -> io::Result<FdLimit> {
     })
 }
 
-/// Sets the soft `RLIMIT_NOFILE` to `soft` (`None`: unlimited), keeping the
-/// hard limit. Raising it up to the hard limit needs no privilege.
+/// Sets `RLIMIT_NOFILE` to `limit`. Raising the soft limit up to the hard
+/// one needs no privilege; raising the hard one does.
 #[allow(clippy::unnecessary_cast)]
-pub(crate) fn set_soft_fd_limit(soft: Option<u64>, hard: Option<u64>) -> io::Result<()> {
+pub(crate) fn set_fd_limit(limit: FdLimit) -> io::Result<()> {
     let raw = |v: Option<u64>| v.map_or(libc::RLIM_INFINITY, |v| v as libc::rlim_t);
     let want = libc::rlimit {
-        rlim_cur: raw(soft),
-        rlim_max: raw(hard),
+        rlim_cur: raw(limit.soft),
+        rlim_max: raw(limit.hard),
     };
     // SAFETY: setrlimit only reads the struct we pass, which lives for the
     // duration of the call.
@@ -67,7 +67,7 @@ pub(crate) fn set_soft_fd_limit(soft: Option<u64>, hard: Option<u64>) -> io::Res
 mod tests {
     use super::*;
 
-    /// Setting the soft limit to what it is succeeds and changes nothing
+    /// Setting the limit to what it is succeeds and changes nothing
     /// (the check of setrlimit's result is exercised, not skipped).
     #[test]
     fn reads_and_rewrites_the_fd_limit() {
@@ -75,7 +75,7 @@ mod tests {
         if let (Some(soft), Some(hard)) = (before.soft, before.hard) {
             assert!(soft <= hard);
         }
-        set_soft_fd_limit(before.soft, before.hard).unwrap();
+        set_fd_limit(before).unwrap();
         assert_eq!(fd_limit().unwrap(), before);
     }
 }

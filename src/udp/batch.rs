@@ -84,7 +84,7 @@ const GSO_MAX_BYTES: usize = 65_000;
 
 /// Largest batch. More than the per-event cap would only be cut by it, and
 /// each slot reserves `SLOT` bytes of address space.
-pub const MAX_BATCH: usize = MAX_RECVS_PER_EVENT;
+pub(crate) const MAX_BATCH: usize = MAX_RECVS_PER_EVENT;
 
 /// The buffers and message headers for one batch, reused for every call.
 pub(crate) struct Batch {
