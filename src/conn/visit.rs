@@ -99,7 +99,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 self.on_eof(ctx);
                 break;
             }
-            trace!("read peer={} n={}", self.peer(), n);
+            trace!("read id={} n={n}", self.id);
             stats::add(&ctx.stats.bytes_in, n as u64);
             ctx.budget.spend_bytes(n);
             if self.input.to_handler() {
@@ -206,7 +206,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // bytes wait in the kernel (and its TCP window closes) instead of
             // in our memory.
             debug!(
-                "backpressure pause peer={} pending={}",
+                "backpressure pause id={} peer={} pending={}",
+                self.id,
                 self.peer(),
                 self.out.len()
             );
@@ -216,7 +217,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     }
 
     fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
-        trace!("eof peer={}", self.peer());
+        trace!("eof id={}", self.id);
         if self.input == Input::Open {
             self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
         }
