@@ -187,8 +187,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// of the held input. 0 when the allowance is used up.
     fn read_size(&self, scratch: usize, allowance: usize) -> usize {
         if self.input.to_handler() {
-            let allowance = self.handler.input_allowance(allowance);
-            let limit = scratch.min(self.handler.read_limit()).min(allowance);
+            let limit = scratch.min(self.handler.read_limit(allowance));
             self.input.read_size(limit)
         } else {
             scratch

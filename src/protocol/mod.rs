@@ -100,17 +100,13 @@ pub trait Handler: fmt::Debug {
         false
     }
 
-    /// Most bytes one read should take for this handler (chat reads less
-    /// than the scratch buffer: see `chat.rs`).
-    fn read_limit(&self) -> usize {
-        usize::MAX
-    }
-
-    /// Most input bytes a read may take when the memory budget lets this
-    /// connection add `allowance` bytes (`usize::MAX`: no limit). A handler
-    /// that holds at most what it read keeps the default; chat turns a read
-    /// into a chunk several times its size (see `Chat::input_for`).
-    fn input_allowance(&self, allowance: usize) -> usize {
+    /// Most bytes the next read may take, when the memory budget lets this
+    /// connection add `allowance` bytes (`usize::MAX` while the server is
+    /// under its budget); the scratch buffer bounds it too. The default,
+    /// `allowance`, suits a handler that holds at most what it read. Chat
+    /// reads less (a read's lines become one chunk every member gets) and
+    /// turns a read into a chunk several times its size (see `chat.rs`).
+    fn read_limit(&self, allowance: usize) -> usize {
         allowance
     }
 
