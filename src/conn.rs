@@ -42,7 +42,7 @@ use log::debug;
 use crate::buffer::OutBuf;
 use crate::output::sink::Sink;
 use crate::output::Output;
-use crate::protocol::{Flow, Handler};
+use crate::protocol::{Flow, Handler, MoreOutput};
 use crate::stamp::Stamp;
 use crate::stats;
 
@@ -186,7 +186,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
 
     /// True while the connection still owes output (for the drain at shutdown).
     pub fn has_pending(&self) -> bool {
-        !self.out.is_empty() || self.handler.has_more_output()
+        !self.out.is_empty() || self.handler.more_output() != MoreOutput::Nothing
     }
 
     /// Bytes owed to the peer that wait in our output buffer.
@@ -306,7 +306,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.close.is_some() {
             return;
         }
-        if self.out.is_empty() && self.handler.has_more_output() {
+        if self.out.is_empty() && self.handler.more_output() != MoreOutput::Nothing {
             self.run_handler(ctx, |p, scratch, out| (p.on_drained(scratch, out), ()));
         }
         if self.flags.has(Flag::Paused) && self.out.len() <= ctx.low_water {

@@ -82,7 +82,7 @@ impl<'a> Output<'a> {
     /// Sends up to `count` bytes of `file` from `*offset` straight from the
     /// page cache (`sendfile`; see `sink.rs`), advancing `*offset`. Nothing
     /// is ever queued: a full socket is reported as [`FileSend::Full`], and
-    /// the handler then says it awaits WRITABLE (its `awaits_writable`).
+    /// the handler then says it awaits WRITABLE (`MoreOutput::WhenWritable`).
     pub fn send_file(&mut self, file: &File, offset: &mut u64, count: usize) -> FileSend {
         // Order first: only straight to the socket when nothing is queued.
         if self.error.is_some() || !self.pending.is_empty() {

@@ -26,7 +26,7 @@ use super::flags::Flag;
 use super::input::Input;
 use super::{Conn, Ctx, StreamSocket};
 use crate::output::sink::Sink;
-use crate::protocol::Flow;
+use crate::protocol::{Flow, MoreOutput};
 use crate::ready::Ready;
 use crate::stats;
 
@@ -154,7 +154,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             return None;
         }
         let read = self.can_read();
-        let write = !self.out.is_empty() || self.handler.awaits_writable();
+        let write = !self.out.is_empty() || self.handler.more_output() == MoreOutput::WhenWritable;
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -176,10 +176,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// still to produce but nothing queued: no WRITABLE edge will come for an
     /// empty buffer, so the reactor must requeue us, after serving others.
     pub(super) fn yielded(&self) -> bool {
-        self.close.is_none()
-            && self.out.is_empty()
-            && self.handler.has_more_output()
-            && !self.handler.awaits_writable()
+        self.close.is_none() && self.out.is_empty() && self.handler.more_output() == MoreOutput::Now
     }
 
     /// How many bytes the next read may take: the scratch buffer, the

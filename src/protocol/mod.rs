@@ -49,6 +49,22 @@ pub enum Flow {
     Close,
 }
 
+/// What a handler still has to produce beyond the queued output
+/// ([`Handler::more_output`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoreOutput {
+    /// Nothing: once the queue drains, the connection has sent all it owes.
+    Nothing,
+    /// More, and nothing stops it now: the handler stopped at its per-call
+    /// cap (files' fairness). No WRITABLE edge will come for an empty
+    /// queue, so the connection asks the reactor to requeue it.
+    Now,
+    /// More, once the socket takes more: a body sent with `sendfile` found
+    /// the socket full, with nothing queued. The connection registers
+    /// WRITABLE for it instead of requeueing itself.
+    WhenWritable,
+}
+
 /// One connection's protocol: what its bytes mean and what goes back.
 ///
 /// The connection calls the hooks; a handler answers through the `Output`
@@ -65,13 +81,13 @@ pub trait Handler: fmt::Debug {
     fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow;
 
     /// The peer half-closed (EOF). The connection flushes what is queued
-    /// (and what [`Handler::has_more_output`] promises), then closes.
+    /// (and what [`Handler::more_output`] promises), then closes.
     fn on_eof(&mut self, _out: &mut Output<'_>) -> Flow {
         Flow::Continue
     }
 
-    /// The pending buffer drained while [`Handler::has_more_output`] is
-    /// true: a handler that streams (files) produces its next piece,
+    /// The pending buffer drained while [`Handler::more_output`] says there
+    /// is more: a handler that streams (files) produces its next piece,
     /// reading it into `scratch`.
     fn on_drained(&mut self, _scratch: &mut [u8], _out: &mut Output<'_>) -> Flow {
         Flow::Continue
@@ -85,19 +101,13 @@ pub trait Handler: fmt::Debug {
         true
     }
 
-    /// True while the handler waits for the socket to take more before it
-    /// can produce output, with nothing queued (a file body sent with
-    /// `sendfile` found the socket full): the connection registers
-    /// WRITABLE for it instead of requeueing itself.
-    fn awaits_writable(&self) -> bool {
-        false
-    }
-
-    /// True while the handler still has output to produce beyond what is
-    /// queued (a file body, a queued request): a half-closed connection
-    /// stays open for it, and the connection calls `on_drained`.
-    fn has_more_output(&self) -> bool {
-        false
+    /// Output the handler still has to produce beyond what is queued (a
+    /// file body, a queued request): while there is some, a half-closed
+    /// connection stays open for it and calls `on_drained` whenever its
+    /// queue is empty. See [`MoreOutput`] for what each answer makes the
+    /// connection wait for.
+    fn more_output(&self) -> MoreOutput {
+        MoreOutput::Nothing
     }
 
     /// Most bytes the next read may take, when the memory budget lets this
