@@ -14,10 +14,14 @@
 //! every connection pays for.
 //!
 //! **Adding a mode** is one new file here with a type implementing
-//! [`Handler`], plus one line in [`handler`] (and the `Mode` variant that
-//! names it on the command line, in `config.rs`). Nothing in `conn.rs` or
-//! the reactor changes. `test_mode.rs` is such a mode, compiled for tests
-//! only, and its unit test runs it through a real connection (`conn.rs`).
+//! [`Handler`]; here, its `mod` line and one match arm in [`handler`]; and
+//! in `config.rs` the `Mode` variant that names it on the command line
+//! (its doc line is the `--help` text). A mode whose datagrams are not
+//! echoed as they are also gets an arm in [`datagram_reply`]. Nothing in
+//! `conn.rs`, `output.rs` or the reactor changes. `test_mode.rs` is such a
+//! mode, compiled for tests only: it needed its file and its `mod` line
+//! (no `Mode` variant, so no match arm: its unit test builds the handler
+//! itself and runs it through a real connection).
 
 pub mod chat;
 pub mod echo;
