@@ -461,3 +461,46 @@ fn a_new_timer_entry_only_when_the_deadline_moves_earlier() {
     assert_eq!(c.close_reason(), Some(CloseReason::Done));
     assert_eq!(c.take_new_deadline(idle), Some(env.now + LINGER));
 }
+
+/// Times are kept to the millisecond, rounded up (`Stamp`): activity at a
+/// sub-millisecond instant gives an idle deadline at or after that instant
+/// plus the timeout, never before (no connection closes early), and less
+/// than a millisecond after.
+#[test]
+fn the_idle_deadline_is_never_early() {
+    let idle = Duration::from_secs(10);
+    let mut env = Env::new(64);
+    let io = ScriptedIo::new(vec![Some(100)]).with_reads(vec![ReadStep::Data(b"x".to_vec())]);
+    let mut c = echo_conn(io, &mut env, 1024);
+    env.now += Duration::from_micros(1300);
+    c.on_readable(&mut env.ctx(1024));
+    let at = idle_deadline(&c, idle);
+    assert!(at >= env.now + idle, "early by {:?}", env.now + idle - at);
+    assert!(at < env.now + idle + Duration::from_millis(1));
+}
+
+/// Our FIN starts the linger time, and it shares the activity stamp: input
+/// the peer still sends afterwards (read and dropped) must not extend it.
+#[test]
+fn the_linger_time_counts_from_our_fin_whatever_arrives_after() {
+    let idle = Some(Duration::from_secs(300));
+    let mut env = Env::new(64);
+    let start = env.now;
+    // A frame longer than `--max-frame`: an error frame, then we close.
+    let io = ScriptedIo::new(vec![Some(1000); 10])
+        .with_reads(vec![ReadStep::Data(u32::MAX.to_be_bytes().to_vec())]);
+    let mut c = framed_conn(io, &mut env);
+    assert_eq!(c.take_new_deadline(idle), Some(start + idle.unwrap()));
+    env.now = start + Duration::from_secs(1);
+    c.on_readable(&mut env.ctx(1024));
+    assert!(!c.socket.written.is_empty(), "the error frame went out");
+    assert_eq!(c.close_reason(), None, "lingers for the peer's EOF");
+    let fin = env.now;
+    assert_eq!(c.take_new_deadline(idle), Some(fin + LINGER));
+    env.now = fin + Duration::from_secs(1);
+    c.socket.reads.push_back(ReadStep::Data(b"more".to_vec()));
+    c.on_readable(&mut env.ctx(1024));
+    assert!(c.socket.reads.is_empty(), "read and dropped");
+    assert_eq!(c.deadline(idle), Some((fin + LINGER, CloseReason::Timeout)));
+    assert_eq!(c.take_new_deadline(idle), None);
+}
