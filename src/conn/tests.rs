@@ -483,14 +483,15 @@ fn the_idle_deadline_is_never_early() {
 /// the peer still sends afterwards (read and dropped) must not extend it.
 #[test]
 fn the_linger_time_counts_from_our_fin_whatever_arrives_after() {
-    let idle = Some(Duration::from_secs(300));
+    let timeout = Duration::from_secs(300);
+    let idle = Some(timeout);
     let mut env = Env::new(64);
     let start = env.now;
     // A frame longer than `--max-frame`: an error frame, then we close.
     let io = ScriptedIo::new(vec![Some(1000); 10])
         .with_reads(vec![ReadStep::Data(u32::MAX.to_be_bytes().to_vec())]);
     let mut c = framed_conn(io, &mut env);
-    assert_eq!(c.take_new_deadline(idle), Some(start + idle.unwrap()));
+    assert_eq!(c.take_new_deadline(idle), Some(start + timeout));
     env.now = start + Duration::from_secs(1);
     c.on_readable(&mut env.ctx(1024));
     assert!(!c.socket.written.is_empty(), "the error frame went out");
