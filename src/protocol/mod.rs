@@ -18,10 +18,13 @@
 //! in `config.rs` the `Mode` variant that names it on the command line
 //! (its doc line is the `--help` text). A mode whose datagrams are not
 //! echoed as they are also gets an arm in [`datagram_reply`]. Nothing in
-//! `conn.rs`, `output.rs` or the reactor changes. `test_mode.rs` is such a
-//! mode, compiled for tests only: it needed its file and its `mod` line
-//! (no `Mode` variant, so no match arm: its unit test builds the handler
-//! itself and runs it through a real connection).
+//! `conn.rs`, `output.rs` or the reactor changes, as long as the mode is
+//! built from the `Config` and the peer's address alone (state shared by
+//! every connection, like files' canonical root, is the reactor's to hold
+//! and pass in). `test_mode.rs` is such a mode, compiled for tests only:
+//! it needed its file and its `mod` line (no `Mode` variant, so no match
+//! arm: its unit test builds the handler itself and runs it through a real
+//! connection).
 
 pub mod chat;
 pub mod echo;
