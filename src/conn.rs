@@ -42,7 +42,7 @@ use log::debug;
 use crate::buffer::OutBuf;
 use crate::output::sink::Sink;
 use crate::output::Output;
-use crate::protocol::{Flow, Handler};
+use crate::protocol::{Flow, Handler, MoreOutput};
 use crate::stamp::Stamp;
 use crate::stats;
 
@@ -93,8 +93,10 @@ pub enum CloseReason {
 #[derive(Debug)]
 pub struct Conn<S> {
     pub socket: S,
-    /// Unique for the server's lifetime: tells a stale timer entry for a
-    /// reused slab slot from one for this connection.
+    /// Unique for the reactor's lifetime: tells a stale timer entry for a
+    /// reused slab slot from one for this connection, and names the
+    /// connection in log lines (`id=`), which the reactor's `open` line
+    /// pairs with the peer's address (see `Peer` for why that is needed).
     pub id: u64,
     /// Until our FIN: the last time bytes moved either way, that is, a read
     /// returned bytes (or the peer's EOF), or the socket took bytes we
@@ -139,7 +141,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         conn
     }
 
-    /// The peer's address, looked up when displayed (for log lines).
+    /// The peer's address, looked up when displayed (for log lines); `?`
+    /// once the connection is reset or closed (see `Peer`).
     pub fn peer(&self) -> Peer<'_, S> {
         Peer(&self.socket)
     }
@@ -183,7 +186,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
 
     /// True while the connection still owes output (for the drain at shutdown).
     pub fn has_pending(&self) -> bool {
-        !self.out.is_empty() || self.handler.has_more_output()
+        !self.out.is_empty() || self.handler.more_output() != MoreOutput::Nothing
     }
 
     /// Bytes owed to the peer that wait in our output buffer.
@@ -292,7 +295,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             }
             _ => CloseReason::Error,
         };
-        debug!("io error peer={} error={}", self.peer(), e);
+        debug!("io error id={} peer={} error={e}", self.id, self.peer());
         self.close.get_or_insert(reason);
     }
 
@@ -303,7 +306,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         if self.close.is_some() {
             return;
         }
-        if self.out.is_empty() && self.handler.has_more_output() {
+        if self.out.is_empty() && self.handler.more_output() != MoreOutput::Nothing {
             self.run_handler(ctx, |p, scratch, out| (p.on_drained(scratch, out), ()));
         }
         if self.flags.has(Flag::Paused) && self.out.len() <= ctx.low_water {

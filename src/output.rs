@@ -82,7 +82,7 @@ impl<'a> Output<'a> {
     /// Sends up to `count` bytes of `file` from `*offset` straight from the
     /// page cache (`sendfile`; see `sink.rs`), advancing `*offset`. Nothing
     /// is ever queued: a full socket is reported as [`FileSend::Full`], and
-    /// the handler then says it awaits WRITABLE (its `awaits_writable`).
+    /// the handler then says it awaits WRITABLE (`MoreOutput::WhenWritable`).
     pub fn send_file(&mut self, file: &File, offset: &mut u64, count: usize) -> FileSend {
         // Order first: only straight to the socket when nothing is queued.
         if self.error.is_some() || !self.pending.is_empty() {
@@ -239,6 +239,58 @@ mod tests {
             "no write may be tried while output is queued"
         );
         assert_eq!(stats.snapshot().bytes_out, 4);
+    }
+
+    /// A socket with a zero-copy path that takes at most 1000 bytes a call.
+    struct Splice;
+
+    impl io::Write for Splice {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink for Splice {
+        fn send_file(
+            &mut self,
+            _: &File,
+            offset: &mut u64,
+            count: usize,
+        ) -> Option<io::Result<usize>> {
+            let n = count.min(1000);
+            *offset += n as u64;
+            Some(Ok(n))
+        }
+    }
+
+    /// A body sent with `sendfile` counts like any write: in the bytes the
+    /// connection reads back (the idle rule, the turn's budget) and in
+    /// `bytes_out`. Once output is queued, it waits behind it.
+    #[test]
+    fn send_file_counts_what_the_socket_took() {
+        // Any open file: the fake never reads it.
+        let file = File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+        let (mut io, mut pending, mut room, stats) = (
+            Splice,
+            OutBuf::new(),
+            Outbox::default(),
+            Counters::default(),
+        );
+        let mut out = Output::new(&mut io, &mut pending, &mut room, &stats);
+        let mut offset = 0;
+        assert_eq!(
+            out.send_file(&file, &mut offset, 4096),
+            FileSend::Sent(1000)
+        );
+        assert_eq!(offset, 1000);
+        out.send(b"queued"); // the socket refuses it: it is queued
+        assert_eq!(out.send_file(&file, &mut offset, 4096), FileSend::Full);
+        assert_eq!(offset, 1000, "never ahead of queued bytes");
+        assert_eq!(out.finish().bytes, 1000);
+        assert_eq!(stats.snapshot().bytes_out, 1000);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// Milliseconds since the process's epoch, plus one (so zero is free for
 /// `None`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stamp(NonZeroU64);
 
 /// The process's time origin: a second before the first stamp was taken,
@@ -52,12 +52,6 @@ impl Stamp {
     /// from, by less than a millisecond).
     pub fn instant(self) -> Instant {
         epoch() + Duration::from_millis(self.0.get() - 1)
-    }
-}
-
-impl From<Instant> for Stamp {
-    fn from(at: Instant) -> Stamp {
-        Stamp::new(at)
     }
 }
 

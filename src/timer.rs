@@ -111,6 +111,23 @@ mod tests {
         assert_eq!(t.len(), 1);
     }
 
+    /// A deadline between two milliseconds is kept rounded up: its entry
+    /// does not come due before it (at most a millisecond after).
+    #[test]
+    fn an_entry_never_comes_due_early() {
+        let t0 = Stamp::new(Instant::now()).instant();
+        let at = t0 + Duration::from_micros(1300);
+        let mut t = Timers::default();
+        t.schedule(at, 7, 70);
+        assert!(t.next_deadline().unwrap() >= at);
+        assert_eq!(t.pop_due(at - Duration::from_nanos(1)), None);
+        assert_eq!(t.pop_due(at), None, "rounded up: 0.7 ms late at most");
+        assert_eq!(
+            t.pop_due(t0 + Duration::from_millis(2)),
+            Some(Due { key: 7, id: 70 })
+        );
+    }
+
     #[test]
     fn retain_drops_stale_entries_and_keeps_order() {
         let t0 = Instant::now();

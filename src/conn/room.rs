@@ -34,7 +34,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         });
         if self.close.is_none() && self.out.len() > ctx.max_pending {
             debug!(
-                "slow consumer peer={} pending={}",
+                "slow consumer id={} peer={} pending={}",
+                self.id,
                 self.peer(),
                 self.out.len()
             );

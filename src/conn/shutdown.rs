@@ -20,7 +20,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) -> Ready {
         if self.input == Input::Open {
             let queued = self.socket.queued_input();
-            debug!("shutdown peer={} held_input={queued}", self.peer());
+            debug!(
+                "shutdown id={} peer={} held_input={queued}",
+                self.id,
+                self.peer()
+            );
             self.input.shutdown(queued);
         }
         self.progress(ctx);

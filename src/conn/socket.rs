@@ -44,6 +44,14 @@ pub trait StreamSocket {
 
 /// Displays a socket's peer address when a log line is formatted (and only
 /// then, so a disabled log level costs no syscall); `?` if unknown.
+///
+/// The kernel forgets the peer once the connection is over: after a reset,
+/// and after both FINs (on loopback that is usually before our own `close`
+/// line is written), `getpeername` fails with `ENOTCONN`. So the lines
+/// most worth reading, a reset's and a close's, would show `?`: every line
+/// about a connection therefore also carries its `id=`, and the reactor's
+/// `open` line pairs that id with the address. Per-read trace lines carry
+/// only the id: a `getpeername` per read would double the syscalls traced.
 pub struct Peer<'a, S>(pub &'a S);
 
 impl<S: StreamSocket> fmt::Display for Peer<'_, S> {
@@ -80,5 +88,45 @@ impl StreamSocket for mio::net::TcpStream {
     fn queued_input(&self) -> usize {
         // SIOCINQ (= FIONREAD): bytes in the receive queue.
         crate::sys::queued_input_bytes(self).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// A live connection shows its peer's address; once the peer reset it,
+    /// the kernel no longer knows it, and `Peer` shows `?` instead of
+    /// failing or printing garbage.
+    #[test]
+    fn peer_shows_the_address_then_a_question_mark_after_a_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let server = mio::net::TcpStream::from_std(accepted);
+        let shown = Peer(&server).to_string();
+        assert_eq!(shown, client.local_addr().unwrap().to_string());
+
+        // SO_LINGER 0: closing sends a reset instead of a FIN.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        // Wait (bounded) until the reset arrived: a read reports it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut server = server;
+        loop {
+            match server.read(&mut [0; 8]) {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Ok(0) => break,
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "no reset within 5 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(Peer(&server).to_string(), "?");
     }
 }

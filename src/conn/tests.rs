@@ -324,90 +324,6 @@ fn hold_fin_delays_the_fin() {
     assert_eq!(FIN.with(Cell::get), fins + 1);
 }
 
-fn chat_conn(io: ScriptedIo, env: &mut Env) -> Conn<ScriptedIo> {
-    let proto = Box::new(crate::protocol::chat::Chat::new(
-        "127.0.0.1:9".parse().unwrap(),
-        64,
-    ));
-    Conn::new(io, 1, proto, &mut env.ctx(1024))
-}
-
-/// When the idle timer would close `c`.
-fn idle_deadline(c: &Conn<ScriptedIo>, idle: Duration) -> Instant {
-    let (at, reason) = c.deadline(Some(idle)).unwrap();
-    assert_eq!(reason, CloseReason::Idle);
-    at
-}
-
-/// The idle rule: a chat member that only listens is not idle while the
-/// room's lines flow to it, since bytes move (our writes), though it never
-/// sends a byte nor gets a WRITABLE event.
-#[test]
-fn a_listen_only_member_receiving_lines_is_not_idle() {
-    let idle = Duration::from_secs(10);
-    let mut env = Env::new(64);
-    let start = env.now;
-    let mut c = chat_conn(ScriptedIo::new(vec![Some(1000); 100]), &mut env);
-    let line: Rc<[u8]> = Rc::from(&b"10.0.0.2:7: hi\n"[..]);
-    for second in 1..=30 {
-        env.now = start + Duration::from_secs(second);
-        c.deliver(&line, &mut env.ctx(1024));
-        assert!(idle_deadline(&c, idle) > env.now, "closed at {second} s");
-    }
-    assert_eq!(c.socket.written.len(), 30 * line.len());
-    assert_eq!(idle_deadline(&c, idle), env.now + idle);
-}
-
-/// The idle rule: a member that neither sends nor receives is idle after
-/// the timeout, whatever readiness events it gets; a spurious WRITABLE
-/// (nothing queued) moves no bytes and keeps no one alive. Nor does a
-/// delivery the socket does not take.
-#[test]
-fn a_silent_member_is_idle_spurious_writable_or_not() {
-    let idle = Duration::from_secs(10);
-    let mut env = Env::new(64);
-    let start = env.now;
-    let mut c = chat_conn(ScriptedIo::new(vec![Some(1000); 100]), &mut env);
-    for second in 1..=9 {
-        env.now = start + Duration::from_secs(second);
-        c.on_writable(&mut env.ctx(1024));
-        assert_eq!(idle_deadline(&c, idle), start + idle);
-    }
-    // A line for it that the (full) socket does not take is not activity.
-    c.socket.writes.clear();
-    let line: Rc<[u8]> = Rc::from(&b"10.0.0.2:7: hi\n"[..]);
-    c.deliver(&line, &mut env.ctx(1024));
-    assert_eq!(c.pending_bytes(), line.len());
-    assert_eq!(idle_deadline(&c, idle), start + idle);
-    // Its WRITABLE, when the socket takes the line at last, is.
-    env.now = start + Duration::from_secs(9);
-    c.socket.writes = vec![Some(1000)].into();
-    c.on_writable(&mut env.ctx(1024));
-    assert_eq!(c.pending_bytes(), 0);
-    assert_eq!(idle_deadline(&c, idle), env.now + idle);
-}
-
-/// Both directions count for echo too: a read, and a queued reply going out
-/// later on WRITABLE, each restart the idle time.
-#[test]
-fn reads_and_drained_replies_both_restart_the_idle_time() {
-    let idle = Duration::from_secs(10);
-    let mut env = Env::new(64);
-    let start = env.now;
-    let io = ScriptedIo::new(vec![None])
-        .with_reads(vec![ReadStep::Data(b"ping".to_vec()), ReadStep::WouldBlock]);
-    let mut c = echo_conn(io, &mut env, 1024);
-    env.now = start + Duration::from_secs(3);
-    c.on_readable(&mut env.ctx(1024));
-    assert_eq!(c.pending_bytes(), 4, "the reply waits for WRITABLE");
-    assert_eq!(idle_deadline(&c, idle), env.now + idle);
-    env.now = start + Duration::from_secs(8);
-    c.socket.writes = vec![Some(1000)].into();
-    c.on_writable(&mut env.ctx(1024));
-    assert_eq!(c.socket.written, b"ping");
-    assert_eq!(idle_deadline(&c, idle), env.now + idle);
-}
-
 /// Bytes of a connection's part of its slab entry in a release build: what
 /// every connection pays, idle or not (issue 9 asks for 128 bytes per idle
 /// connection in all; the reactor's slot adds its bookkeeping, the timer
@@ -433,31 +349,5 @@ fn an_idle_connection_fits_its_bound() {
     assert_eq!(size_of::<OutBuf>(), size_of::<usize>());
 }
 
-/// A timer entry is asked for only when the deadline moves earlier: at
-/// open, and when our FIN starts the linger time; never for activity,
-/// which only moves it later.
-#[test]
-fn a_new_timer_entry_only_when_the_deadline_moves_earlier() {
-    let idle = Some(Duration::from_secs(10));
-    let mut env = Env::new(64);
-    let start = env.now;
-    let io = ScriptedIo::new(vec![Some(100); 4])
-        .with_reads(vec![ReadStep::Data(b"hi".to_vec()), ReadStep::Eof]);
-    let mut c = echo_conn(io, &mut env, 1024);
-    assert_eq!(
-        c.take_new_deadline(idle),
-        Some(start + Duration::from_secs(10))
-    );
-    assert_eq!(c.take_new_deadline(idle), None, "taken once");
-    env.now = start + Duration::from_secs(1);
-    c.on_readable(&mut env.ctx(1024));
-    assert_eq!(c.socket.written, b"hi");
-    assert_eq!(c.close_reason(), None);
-    assert_eq!(c.take_new_deadline(idle), None, "activity: no new entry");
-    // The peer's EOF: everything owed is out, so FIN goes, and lingering
-    // ends earlier than the idle deadline did.
-    env.now = start + Duration::from_secs(2);
-    c.on_readable(&mut env.ctx(1024));
-    assert_eq!(c.close_reason(), Some(CloseReason::Done));
-    assert_eq!(c.take_new_deadline(idle), Some(env.now + LINGER));
-}
+/// The idle rule, the linger time and the timer entries they ask for.
+mod idle;

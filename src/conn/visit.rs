@@ -26,7 +26,7 @@ use super::flags::Flag;
 use super::input::Input;
 use super::{Conn, Ctx, StreamSocket};
 use crate::output::sink::Sink;
-use crate::protocol::Flow;
+use crate::protocol::{Flow, MoreOutput};
 use crate::ready::Ready;
 use crate::stats;
 
@@ -99,7 +99,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
                 self.on_eof(ctx);
                 break;
             }
-            trace!("read peer={} n={}", self.peer(), n);
+            trace!("read id={} n={n}", self.id);
             stats::add(&ctx.stats.bytes_in, n as u64);
             ctx.budget.spend_bytes(n);
             if self.input.to_handler() {
@@ -154,7 +154,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             return None;
         }
         let read = self.can_read();
-        let write = !self.out.is_empty() || self.handler.awaits_writable();
+        let write = !self.out.is_empty() || self.handler.more_output() == MoreOutput::WhenWritable;
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -176,10 +176,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// still to produce but nothing queued: no WRITABLE edge will come for an
     /// empty buffer, so the reactor must requeue us, after serving others.
     pub(super) fn yielded(&self) -> bool {
-        self.close.is_none()
-            && self.out.is_empty()
-            && self.handler.has_more_output()
-            && !self.handler.awaits_writable()
+        self.close.is_none() && self.out.is_empty() && self.handler.more_output() == MoreOutput::Now
     }
 
     /// How many bytes the next read may take: the scratch buffer, the
@@ -187,8 +184,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// of the held input. 0 when the allowance is used up.
     fn read_size(&self, scratch: usize, allowance: usize) -> usize {
         if self.input.to_handler() {
-            let allowance = self.handler.input_allowance(allowance);
-            let limit = scratch.min(self.handler.read_limit()).min(allowance);
+            let limit = scratch.min(self.handler.read_limit(allowance));
             self.input.read_size(limit)
         } else {
             scratch
@@ -206,7 +202,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // bytes wait in the kernel (and its TCP window closes) instead of
             // in our memory.
             debug!(
-                "backpressure pause peer={} pending={}",
+                "backpressure pause id={} peer={} pending={}",
+                self.id,
                 self.peer(),
                 self.out.len()
             );
@@ -216,7 +213,7 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     }
 
     fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
-        trace!("eof peer={}", self.peer());
+        trace!("eof id={}", self.id);
         if self.input == Input::Open {
             self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
         }

@@ -127,17 +127,14 @@ impl Handler for Chat {
     }
 
     /// Reads stay small: a read's lines travel as one chunk that every
-    /// member receives before anything sent after it.
-    fn read_limit(&self) -> usize {
-        READ_LIMIT
-    }
-
-    /// Cut so the chunk a read makes fits the allowance (see `input_for`).
-    fn input_allowance(&self, allowance: usize) -> usize {
+    /// member receives before anything sent after it. Under the memory
+    /// budget, cut so the chunk a read makes fits the allowance (see
+    /// `input_for`).
+    fn read_limit(&self, allowance: usize) -> usize {
         if allowance == usize::MAX {
-            allowance
+            READ_LIMIT
         } else {
-            self.input_for(allowance)
+            READ_LIMIT.min(self.input_for(allowance))
         }
     }
 }
@@ -234,5 +231,10 @@ mod tests {
             "the cut is not needlessly small: {chunk}"
         );
         assert_eq!(c.input_for(0), 1, "always at least one byte");
+        // The hook the connection asks: the cut under the budget, and
+        // READ_LIMIT either way.
+        assert_eq!(c.read_limit(allowance), input.min(READ_LIMIT));
+        assert_eq!(c.read_limit(usize::MAX), READ_LIMIT);
+        assert_eq!(c.read_limit(1 << 30), READ_LIMIT);
     }
 }

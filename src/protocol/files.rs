@@ -43,7 +43,7 @@
 //! straight from the page cache to the socket, under the same per-call cap
 //! (1 MiB of body), which one `sendfile` may cover when the socket has room. Nothing is queued on that path:
 //! when the socket is full, the handler says it awaits WRITABLE
-//! (`awaits_writable`) and the connection registers it, so the body is still
+//! (`MoreOutput::WhenWritable`) and the connection registers it, so the body is still
 //! paced by the reader. `--no-sendfile`, and every other platform, read
 //! each piece into the scratch buffer and write it, as described above; a
 //! file the kernel cannot splice falls back to that too.
@@ -62,7 +62,7 @@ use std::rc::Rc;
 use log::{debug, warn};
 
 use super::lines::first_line;
-use super::{Flow, Handler};
+use super::{Flow, Handler, MoreOutput};
 use crate::output::{FileSend, Output};
 use crate::stats;
 
@@ -292,13 +292,8 @@ impl Files {
 }
 
 impl Handler for Files {
-    /// True while a body waits for the socket to take more (see `blocked`).
-    fn awaits_writable(&self) -> bool {
-        self.blocked && self.body.is_some()
-    }
-
     /// Queues the request bytes; answering happens in `on_drained`, which
-    /// the connection calls next because `has_more_output` turns true.
+    /// the connection calls next because `more_output` turns to `Now`.
     fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow {
         // Only a partial line can be left here (we do not read while a
         // complete one waits), so this moves at most max_line + 1 bytes.
@@ -340,7 +335,7 @@ impl Handler for Files {
             self.start = 0;
         }
         // Out of steps with output still owed: the connection sees
-        // `has_more_output()` with nothing queued and requeues itself.
+        // `MoreOutput::Now` with nothing queued and requeues itself.
         Flow::Continue
     }
 
@@ -349,8 +344,15 @@ impl Handler for Files {
         self.body.is_none() && !self.request_queued()
     }
 
-    fn has_more_output(&self) -> bool {
-        self.body.is_some() || self.request_queued()
+    /// A body to stream (once the socket has room, if `sendfile` found it
+    /// full: see `blocked`), or a request to answer.
+    fn more_output(&self) -> MoreOutput {
+        match (&self.body, self.blocked) {
+            (Some(_), true) => MoreOutput::WhenWritable,
+            (Some(_), false) => MoreOutput::Now,
+            (None, _) if self.request_queued() => MoreOutput::Now,
+            (None, _) => MoreOutput::Nothing,
+        }
     }
 
     /// Bytes of unanswered request input held, for the memory budget.

@@ -14,10 +14,17 @@
 //! every connection pays for.
 //!
 //! **Adding a mode** is one new file here with a type implementing
-//! [`Handler`], plus one line in [`handler`] (and the `Mode` variant that
-//! names it on the command line, in `config.rs`). Nothing in `conn.rs` or
-//! the reactor changes. `test_mode.rs` is such a mode, compiled for tests
-//! only, and its unit test runs it through a real connection (`conn.rs`).
+//! [`Handler`]; here, its `mod` line and one match arm in [`handler`]; and
+//! in `config.rs` the `Mode` variant that names it on the command line
+//! (its doc line is the `--help` text). A mode whose datagrams are not
+//! echoed as they are also gets an arm in [`datagram_reply`]. Nothing in
+//! `conn.rs`, `output.rs` or the reactor changes, as long as the mode is
+//! built from the `Config` and the peer's address alone (state shared by
+//! every connection, like files' canonical root, is the reactor's to hold
+//! and pass in). `test_mode.rs` is such a mode, compiled for tests only:
+//! it needed its file and its `mod` line (no `Mode` variant, so no match
+//! arm: its unit test builds the handler itself and runs it through a real
+//! connection).
 
 pub mod chat;
 pub mod echo;
@@ -49,6 +56,22 @@ pub enum Flow {
     Close,
 }
 
+/// What a handler still has to produce beyond the queued output
+/// ([`Handler::more_output`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoreOutput {
+    /// Nothing: once the queue drains, the connection has sent all it owes.
+    Nothing,
+    /// More, and nothing stops it now: the handler stopped at its per-call
+    /// cap (files' fairness). No WRITABLE edge will come for an empty
+    /// queue, so the connection asks the reactor to requeue it.
+    Now,
+    /// More, once the socket takes more: a body sent with `sendfile` found
+    /// the socket full, with nothing queued. The connection registers
+    /// WRITABLE for it instead of requeueing itself.
+    WhenWritable,
+}
+
 /// One connection's protocol: what its bytes mean and what goes back.
 ///
 /// The connection calls the hooks; a handler answers through the `Output`
@@ -65,13 +88,13 @@ pub trait Handler: fmt::Debug {
     fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow;
 
     /// The peer half-closed (EOF). The connection flushes what is queued
-    /// (and what [`Handler::has_more_output`] promises), then closes.
+    /// (and what [`Handler::more_output`] promises), then closes.
     fn on_eof(&mut self, _out: &mut Output<'_>) -> Flow {
         Flow::Continue
     }
 
-    /// The pending buffer drained while [`Handler::has_more_output`] is
-    /// true: a handler that streams (files) produces its next piece,
+    /// The pending buffer drained while [`Handler::more_output`] says there
+    /// is more: a handler that streams (files) produces its next piece,
     /// reading it into `scratch`.
     fn on_drained(&mut self, _scratch: &mut [u8], _out: &mut Output<'_>) -> Flow {
         Flow::Continue
@@ -85,32 +108,22 @@ pub trait Handler: fmt::Debug {
         true
     }
 
-    /// True while the handler waits for the socket to take more before it
-    /// can produce output, with nothing queued (a file body sent with
-    /// `sendfile` found the socket full): the connection registers
-    /// WRITABLE for it instead of requeueing itself.
-    fn awaits_writable(&self) -> bool {
-        false
+    /// Output the handler still has to produce beyond what is queued (a
+    /// file body, a queued request): while there is some, a half-closed
+    /// connection stays open for it and calls `on_drained` whenever its
+    /// queue is empty. See [`MoreOutput`] for what each answer makes the
+    /// connection wait for.
+    fn more_output(&self) -> MoreOutput {
+        MoreOutput::Nothing
     }
 
-    /// True while the handler still has output to produce beyond what is
-    /// queued (a file body, a queued request): a half-closed connection
-    /// stays open for it, and the connection calls `on_drained`.
-    fn has_more_output(&self) -> bool {
-        false
-    }
-
-    /// Most bytes one read should take for this handler (chat reads less
-    /// than the scratch buffer: see `chat.rs`).
-    fn read_limit(&self) -> usize {
-        usize::MAX
-    }
-
-    /// Most input bytes a read may take when the memory budget lets this
-    /// connection add `allowance` bytes (`usize::MAX`: no limit). A handler
-    /// that holds at most what it read keeps the default; chat turns a read
-    /// into a chunk several times its size (see `Chat::input_for`).
-    fn input_allowance(&self, allowance: usize) -> usize {
+    /// Most bytes the next read may take, when the memory budget lets this
+    /// connection add `allowance` bytes (`usize::MAX` while the server is
+    /// under its budget); the scratch buffer bounds it too. The default,
+    /// `allowance`, suits a handler that holds at most what it read. Chat
+    /// reads less (a read's lines become one chunk every member gets) and
+    /// turns a read into a chunk several times its size (see `chat.rs`).
+    fn read_limit(&self, allowance: usize) -> usize {
         allowance
     }
 

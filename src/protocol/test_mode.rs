@@ -1,7 +1,8 @@
 //! `count`: a mode that exists only in tests, to show (and pin) what adding
-//! a mode takes: this one file, and one line in `protocol::handler` for a
-//! real mode. It implements only the hooks it needs; the rest keep their
-//! defaults, and the connection runs it like any other.
+//! a mode takes: this one file and its `mod` line (a real mode adds a
+//! `Mode` variant and its arm in `protocol::handler`; see `protocol/mod.rs`).
+//! It implements only the hooks it needs; the rest keep their defaults, and
+//! the connection runs it like any other.
 //!
 //! The peer sends bytes; on its EOF it gets back how many it sent, in
 //! decimal, and a newline.

@@ -102,7 +102,7 @@ fn pipelined_requests_are_answered_in_order() {
         feed(&mut f, &mut h, b"a.txt\r\nmissing\nempty\nsub/b"),
         Flow::Continue
     );
-    assert!(f.has_more_output() && !f.wants_input());
+    assert!(f.more_output() == MoreOutput::Now && !f.wants_input());
     // Each call takes at most STEPS_PER_CALL steps; the connection calls
     // again while output is owed.
     for _ in 0..4 {
@@ -116,7 +116,7 @@ fn pipelined_requests_are_answered_in_order() {
     ]
     .concat();
     assert_eq!(h.io.written, want);
-    assert!(f.wants_input() && !f.has_more_output());
+    assert!(f.wants_input() && f.more_output() == MoreOutput::Nothing);
     assert_eq!(feed(&mut f, &mut h, b".bin\n"), Flow::Continue);
     assert_eq!(drained(&mut f, &mut h, 4), Flow::Continue);
     assert!(h
@@ -141,7 +141,7 @@ fn body_is_read_only_as_the_socket_takes_it() {
     assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
     // One 1000-byte piece was read; 990 bytes of it wait, nothing more.
     assert_eq!(h.pending.len(), 990);
-    assert!(f.has_more_output() && !f.wants_input());
+    assert!(f.more_output() == MoreOutput::Now && !f.wants_input());
     assert_eq!(f.body.as_ref().unwrap().left, 99_000);
 }
 
@@ -160,8 +160,9 @@ fn a_file_truncated_while_served_closes_the_connection() {
     h.pending = OutBuf::new();
     h.io = ScriptedIo::new(vec![Some(usize::MAX); 10]);
     assert_eq!(drained(&mut f, &mut h, 10), Flow::Close);
-    assert!(
-        !f.has_more_output(),
+    assert_eq!(
+        f.more_output(),
+        MoreOutput::Nothing,
         "nothing more is owed: the connection can close"
     );
     assert_eq!(h.stats.snapshot().protocol_errors, 1);
@@ -175,7 +176,7 @@ fn an_overlong_request_line_gets_an_error_and_a_close() {
     assert_eq!(feed(&mut f, &mut h, b"123456789"), Flow::Close);
     let want = header(&serde_json::json!({ "error": "request line exceeds 8 bytes" }));
     assert_eq!(h.io.written, want);
-    assert!(!f.has_more_output());
+    assert_eq!(f.more_output(), MoreOutput::Nothing);
     assert_eq!(h.stats.snapshot().protocol_errors, 1);
 }
 
@@ -194,9 +195,9 @@ fn a_fast_reader_cannot_monopolise_the_reactor() {
     let head = ok_header("big", 100_000).len();
     assert_eq!(h.io.written.len(), head + (STEPS_PER_CALL - 1) * 1000);
     assert_eq!(h.pending.len(), 0);
-    assert!(f.has_more_output());
+    assert_ne!(f.more_output(), MoreOutput::Nothing);
     for _ in 0..100 {
-        if !f.has_more_output() {
+        if f.more_output() == MoreOutput::Nothing {
             break;
         }
         assert_eq!(drained(&mut f, &mut h, 1000), Flow::Continue);
@@ -269,15 +270,15 @@ fn sendfile_waits_for_writable_without_queueing() {
     // steps; the next call sends a second piece and finds the socket full.
     assert_eq!(call(&mut f, &mut sink), Flow::Continue);
     assert_eq!(sink.sent, 3000, "header and one piece");
-    assert!(!f.awaits_writable() && f.has_more_output());
+    assert_eq!(f.more_output(), MoreOutput::Now);
     assert_eq!(call(&mut f, &mut sink), Flow::Continue);
     assert_eq!(sink.sent, 6000, "two pieces, then the socket is full");
-    assert!(f.awaits_writable() && f.has_more_output());
+    assert_eq!(f.more_output(), MoreOutput::WhenWritable);
     // WRITABLE: the socket takes the rest.
     sink.calls = 10;
     assert_eq!(call(&mut f, &mut sink), Flow::Continue);
     assert_eq!(sink.sent, 10_000);
-    assert!(!f.awaits_writable() && !f.has_more_output());
+    assert_eq!(f.more_output(), MoreOutput::Nothing);
     assert_eq!(stats.snapshot().files_served, 1);
 }
 
@@ -307,8 +308,5 @@ fn sendfile_keeps_the_per_call_cap() {
     assert_eq!(f.on_drained(&mut scratch, &mut out), Flow::Continue);
     assert!(out.finish().error.is_none());
     assert_eq!(sink.sent, (STEPS_PER_CALL * 1000) as u64);
-    assert!(
-        f.has_more_output() && !f.awaits_writable(),
-        "yields, to be requeued"
-    );
+    assert_eq!(f.more_output(), MoreOutput::Now, "yields, to be requeued");
 }
