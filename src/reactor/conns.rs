@@ -170,8 +170,11 @@ impl Reactor {
                 }
             }
             debug!(
-                "close token={} peer={} reason={reason:?}",
+                // The id pairs this line with the `open` line, which has the
+                // address: after a reset the kernel may no longer know it.
+                "close token={} id={} peer={} reason={reason:?}",
                 conn_token(key).0,
+                slot.conn.id,
                 slot.conn.peer()
             );
             stats::add(&self.shared.stats.closed, 1);

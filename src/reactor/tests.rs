@@ -227,3 +227,33 @@ fn the_drain_timeout_closes_what_is_left() {
     assert_eq!(r.conns.len(), 0);
     assert_eq!(counter(&r, |c| &c.drain_aborts), 1);
 }
+
+/// A slab key is reused at once, but a timer entry names the connection id
+/// it was meant for: the successor in the same slot is not closed at its
+/// predecessor's idle deadline, only at its own.
+#[test]
+fn a_reused_slot_ignores_its_predecessors_timer() {
+    let t0 = whole_ms_now();
+    let config = Config {
+        idle_timeout: Some(IDLE),
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    let client = connect(&mut r, addr, t0);
+    let first = r.conns.iter().next().map(|(key, _)| key).unwrap();
+    drop(client);
+    let t1 = t0 + IDLE / 2;
+    turns_until(&mut r, t1, |r| r.conns.is_empty());
+    let _second = connect(&mut r, addr, t1);
+    let second = r.conns.iter().next().map(|(key, _)| key).unwrap();
+    assert_eq!(first, second, "the slab hands out the freed key again");
+    r.fire_timers(t0 + IDLE);
+    assert_eq!(
+        r.conns.len(),
+        1,
+        "the first connection's deadline is not the second's"
+    );
+    r.fire_timers(t1 + IDLE);
+    assert_eq!(r.conns.len(), 0);
+    assert_eq!(counter(&r, |c| &c.idle_closes), 1);
+}
