@@ -39,7 +39,8 @@ server's ratio to echoloop. CPU per message is the server's utime+stime
 (warm-up included); syscalls per message come from
 `perf stat -e raw_syscalls:sys_enter` (Debian: linux-perf) when it works.
 
-Environment: SCENARIOS and SERVERS (space-separated) pick a subset.
+Environment: SCENARIOS and SERVERS (space-separated) pick a subset; ECHOLOOP_BASE=PATH
+adds "base", another echoloop binary with the same flags (before/after in one run).
 All traffic is on 127.0.0.1.
 """
 import json
@@ -78,6 +79,13 @@ LOADS = {
                  "--threads", "2"],
 }
 
+# ECHOLOOP_BASE=PATH adds "base", another echoloop binary (say, main's before
+# a change) run with the same flags, to every scenario echoloop is in: a
+# before/after comparison in one run, alternating like the peers.
+BASE = os.environ.get("ECHOLOOP_BASE")
+if BASE:
+    SERVERS["base"] = [BASE] + SERVERS["echoloop"][1:]
+
 # CPUs loadgen may run on (the server always has CPU 0).
 LOADGEN_CPUS = {"udp-busy": "0,1"}
 
@@ -91,6 +99,11 @@ CAST = {
     "udp-busy": ["echoloop", "echoloop-b1"],
     "idle": ["echoloop", "tokio", "mio", "threads"],
 }
+
+
+if BASE:
+    for cast in CAST.values():
+        cast.append("base")
 
 
 def perf_works():
@@ -221,7 +234,7 @@ def run_idle(name, cfg, perf):
     return {"rate": (peak - before) * 1024 / n, "ok": True}
 
 
-def run_files(sendfile, cfg):
+def run_files(sendfile, cfg, binary=f"{R}/echoloop"):
     root = os.path.join(tempfile.gettempdir(), "echoloop-lab-files")
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, "big.bin")
@@ -233,7 +246,7 @@ def run_files(sendfile, cfg):
     with open(path, "rb") as f:  # into the page cache
         while f.read(1 << 24):
             pass
-    argv = [f"{R}/echoloop", "--listen", "127.0.0.1:0", "--no-udp", "--mode", "files",
+    argv = [binary, "--listen", "127.0.0.1:0", "--no-udp", "--mode", "files",
             "--root", root] + ([] if sendfile else ["--no-sendfile"])
     server = Server("files", argv, perf=False)
     cpu0 = server.cpu_seconds()
@@ -328,8 +341,13 @@ def main():
                 LOADS["churn"] = ["--connections", "50", "--reconnect-after", "10"]
                 CAST["churn"] = CAST["pingpong"]
             if sc == "files":
-                for label, on in (("echoloop sendfile", True), ("echoloop copy", False)):
-                    results.setdefault(sc, {}).setdefault(label, []).append(run_files(on, cfg))
+                runs = [("echoloop sendfile", True, f"{R}/echoloop"),
+                        ("echoloop copy", False, f"{R}/echoloop")]
+                if BASE:
+                    runs += [("base sendfile", True, BASE), ("base copy", False, BASE)]
+                for label, on, binary in runs:
+                    row = run_files(on, cfg, binary)
+                    results.setdefault(sc, {}).setdefault(label, []).append(row)
                 continue
             cast = [s for s in CAST[sc] if not only or s in only]
             # Rotate the order each round, so no server always runs first.
