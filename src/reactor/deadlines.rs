@@ -118,7 +118,11 @@ impl Reactor {
                     if reason == CloseReason::Idle {
                         stats::add(&self.shared.stats.idle_closes, 1);
                     }
-                    debug!("timeout token={} reason={reason:?}", conn_token(due.key).0);
+                    debug!(
+                        "timeout token={} id={} reason={reason:?}",
+                        conn_token(due.key).0,
+                        due.id
+                    );
                     slot.conn.set_close(reason);
                     self.to_close.push((due.key, due.id));
                 }
