@@ -111,7 +111,14 @@ impl Reactor {
             if slot.conn.id != due.id {
                 continue; // stale: the slot was reused
             }
-            match slot.conn.deadline(self.config.idle_timeout) {
+            let mut deadline = slot.conn.deadline(self.config.idle_timeout);
+            if matches!(deadline, Some((at, CloseReason::Idle)) if at <= now) {
+                // Before calling it idle: did the kernel send it our bytes
+                // since? (one getsockopt per idle deadline, not per message)
+                slot.conn.note_kernel_sent(now);
+                deadline = slot.conn.deadline(self.config.idle_timeout);
+            }
+            match deadline {
                 // Due: compared with `<=`, so a deadline of exactly `now`
                 // fires now rather than one (rounded-up) poll later.
                 Some((at, reason)) if at <= now => {
