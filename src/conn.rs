@@ -13,7 +13,10 @@
 //! and nothing written, for `--idle-timeout`. Reads count in the read loop;
 //! every write goes through an `Output`, whose byte count `run_handler`
 //! reads back, so replies, flushes, chat deliveries and file bodies all
-//! count in one place. A readiness event alone does not.
+//! count in one place. A readiness event alone does not. And before an
+//! idle deadline closes it, the kernel's own sending counts
+//! ([`Conn::note_kernel_sent`]): a slow reader drains our socket buffer
+//! long after our last write.
 //!
 //! The type is generic over the socket so unit tests drive it with a scripted
 //! fake that returns short writes and `WouldBlock` on cue.
@@ -265,6 +268,27 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             self.input.close();
         }
         r
+    }
+
+    /// At an idle deadline: bytes may have moved without a write of ours.
+    /// Our socket buffer grows to megabytes, so for a peer that reads
+    /// steadily but slowly, the kernel keeps sending it what we wrote
+    /// long ago while our next write waits seconds for room (WRITABLE
+    /// comes once a third of the buffer is free). Those bytes moved too:
+    /// the last time the kernel sent data counts as activity. A peer that
+    /// reads nothing gets no data (only window probes), so it still idles.
+    pub fn note_kernel_sent(&mut self, now: Instant) {
+        let Some(ago) = self.socket.since_data_sent() else {
+            return;
+        };
+        // The kernel counts back from the real clock at this call, not
+        // from the turn's `now` (which tests set to virtual times).
+        if let Some(at) = Instant::now().checked_sub(ago) {
+            let at = at.min(now);
+            if Stamp::new(at) > self.last_active {
+                self.touch(at);
+            }
+        }
     }
 
     /// Bytes moved at `now`: the connection is not idle (see `last_active`).

@@ -66,8 +66,9 @@ struct Cli {
 
     /// Close a connection once no bytes moved either way for this many
     /// seconds (>=): nothing read from it (its EOF counts), nothing it was
-    /// sent (replies, chat lines, file bodies all count); readiness alone is
-    /// not activity. 0 = never.
+    /// sent (replies, chat lines, file bodies all count, and so does the
+    /// kernel still sending it bytes written earlier: a slow but steady
+    /// download is not idle); readiness alone is not activity. 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 

@@ -275,3 +275,52 @@ fn bad_root_exits_1() {
         &["not a directory"],
     );
 }
+
+/// With `RUST_LOG=debug` every close line names the connection's id, the
+/// one its open line gave next to the peer's address: by the time a
+/// connection closes its socket is usually disconnected and the address
+/// can no longer be asked of it (`peer=?`), so the id is what ties the two
+/// lines together. Pinned for a graceful close and a reset.
+#[test]
+fn debug_log_ties_each_close_to_its_open_line() {
+    use std::io::{Read, Write};
+    let mut child = common::spawn_binary_logging(&["--listen", "127.0.0.1:0", "--no-udp"], "debug");
+    let mut graceful = connect(child.tcp);
+    let reset = connect(child.tcp);
+    let ids: Vec<String> = [&graceful, &reset]
+        .iter()
+        .map(|s| {
+            let peer = format!("peer={}", s.local_addr().unwrap());
+            let open = child.wait_log("the open line", &format!("{peer} "));
+            assert!(open.contains(" open "), "{open}");
+            common::field(&open, "id=").to_string()
+        })
+        .collect();
+
+    graceful.write_all(b"hi").unwrap();
+    assert_eq!(common::read_n(&mut graceful, 2), b"hi");
+    graceful.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    graceful.read_to_end(&mut rest).unwrap();
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+
+    for (id, reason) in ids.iter().zip(["reason=Done", "reason=Reset"]) {
+        let needle = format!(" id={id} ");
+        let mut close = None;
+        common::wait_until("the close line naming the id", || {
+            close = child
+                .log()
+                .into_iter()
+                .find(|l| l.contains(" close ") && l.contains(&needle));
+            close.is_some()
+        });
+        let close = close.unwrap();
+        assert!(close.contains(reason), "{close}");
+    }
+    child.signal(libc::SIGTERM);
+    let status = child.process.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -384,3 +384,46 @@ fn a_leased_file_is_busy() {
     assert_eq!(header, json!({ "name": "leased.txt", "size": 8 }));
     assert_eq!(body, b"contents");
 }
+
+/// A download read steadily but slowly (about 250 KiB/s) outlives an idle
+/// timeout of 1 s many times over: bytes move to the client all along.
+/// The server itself writes only when its socket buffer (autotuned to
+/// megabytes) has room again, which at this pace is seconds apart, so
+/// counting only our own writes closed it as idle after 1 s and cut the
+/// body short. The kernel's sending to the peer counts too.
+#[test]
+fn a_slow_steady_download_is_not_idle() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    const STEP: usize = 25 * 1024;
+    let dir = TempDir::new("slow-steady");
+    let f = std::fs::File::create(dir.root().join("big.bin")).unwrap();
+    f.set_len(SIZE).unwrap();
+    drop(f);
+    let config = Config {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..files_config(&dir.root())
+    };
+    let server = start(config);
+    let mut s = server.connect();
+    s.write_all(b"big.bin\n").unwrap();
+    assert_eq!(
+        read_header(&mut s),
+        json!({ "name": "big.bin", "size": SIZE })
+    );
+    let mut buf = vec![0; STEP];
+    let started = Instant::now();
+    let mut got = 0usize;
+    while started.elapsed() < Duration::from_secs(5) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed after {got} of {SIZE} bytes, {:?} in (idle closes: {})",
+                started.elapsed(),
+                server.stats().idle_closes
+            ),
+            Ok(n) => got += n,
+            Err(e) => panic!("read: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.stats().idle_closes, 0);
+}

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 /// What a connection needs from its socket beyond `Read + Write`.
 pub trait StreamSocket {
@@ -38,6 +39,15 @@ pub trait StreamSocket {
     /// something only a debug log reads. `None` once the socket is
     /// disconnected, or where the socket cannot tell.
     fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// How long ago the kernel last sent the peer bytes of ours: it goes
+    /// on sending what we handed it as the peer's window opens, long after
+    /// our write (see `Conn::note_kernel_sent`). `None` while it only
+    /// resends what the peer did not take, or where the platform cannot
+    /// tell.
+    fn since_data_sent(&self) -> Option<Duration> {
         None
     }
 }
@@ -82,6 +92,11 @@ impl StreamSocket for mio::net::TcpStream {
     fn unacked(&self) -> usize {
         // SIOCOUTQ (= TIOCOUTQ): bytes in the send queue, not yet acked.
         crate::sys::unacked_bytes(self).unwrap_or(0)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn since_data_sent(&self) -> Option<Duration> {
+        crate::sys::since_data_sent(self).ok().flatten()
     }
 
     #[cfg(target_os = "linux")]

@@ -111,14 +111,25 @@ impl Reactor {
             if slot.conn.id != due.id {
                 continue; // stale: the slot was reused
             }
-            match slot.conn.deadline(self.config.idle_timeout) {
+            let mut deadline = slot.conn.deadline(self.config.idle_timeout);
+            if matches!(deadline, Some((at, CloseReason::Idle)) if at <= now) {
+                // Before calling it idle: did the kernel send it our bytes
+                // since? (one getsockopt per idle deadline, not per message)
+                slot.conn.note_kernel_sent(now);
+                deadline = slot.conn.deadline(self.config.idle_timeout);
+            }
+            match deadline {
                 // Due: compared with `<=`, so a deadline of exactly `now`
                 // fires now rather than one (rounded-up) poll later.
                 Some((at, reason)) if at <= now => {
                     if reason == CloseReason::Idle {
                         stats::add(&self.shared.stats.idle_closes, 1);
                     }
-                    debug!("timeout token={} reason={reason:?}", conn_token(due.key).0);
+                    debug!(
+                        "timeout token={} id={} reason={reason:?}",
+                        conn_token(due.key).0,
+                        due.id
+                    );
                     slot.conn.set_close(reason);
                     self.to_close.push((due.key, due.id));
                 }

@@ -77,6 +77,13 @@ const HEAVY_VISIT: usize = SCRATCH_SIZE;
 /// likewise treats a flow as new again only after a full round idle. Far
 /// longer than such gaps, far shorter than a light client's pauses.
 const HEAVY_MEMORY: Duration = Duration::from_millis(50);
+/// Most connections the slab and the timer heap reserve room for at start
+/// (7 MiB of address space, mapped only as entries are used). Reserving
+/// exactly `max_conns` spares the doubling's outgrown blocks, but a
+/// `--max-conns` far past what the machine holds (allowed where the
+/// open-files limit is that high) asked for terabytes at once, and a
+/// failed allocation aborts the process. Past this they grow as used.
+pub(super) const RESERVE_CONNS: usize = 1 << 16;
 
 pub(crate) struct Reactor {
     /// The readiness poller (epoll on Linux) every socket is registered with.
@@ -95,8 +102,9 @@ pub(crate) struct Reactor {
     shutdown: ShutdownHandle,
     /// Open connections. A connection's token is its key + `FIRST_CONN`;
     /// keys are reused, so anything remembered across turns also keeps the
-    /// connection's `id`. Room for `max_conns` is reserved at start (pages
-    /// are mapped as used; doubling left outgrown blocks resident).
+    /// connection's `id`. Room for `max_conns` (at most `RESERVE_CONNS`) is
+    /// reserved at start (pages are mapped as used; doubling left outgrown
+    /// blocks resident).
     conns: Slab<Slot>,
     /// The last connection id handed out; ids are never reused.
     next_id: u64,
@@ -183,7 +191,7 @@ impl Reactor {
             udp,
             signals,
             shutdown: shutdown.clone(),
-            conns: Slab::with_capacity(config.max_conns),
+            conns: Slab::with_capacity(config.max_conns.min(RESERVE_CONNS)),
             next_id: 0,
             shared: Shared {
                 scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -197,7 +205,7 @@ impl Reactor {
             room: Room::default(),
             // Shared nothing: each reactor keeps an equal share.
             memory: Memory::new(config.max_memory / reactors),
-            timers: Timers::with_capacity(config.max_conns),
+            timers: Timers::with_capacity(config.max_conns.min(RESERVE_CONNS)),
             to_close: Vec::new(),
             drain: None,
             next_stats: stats_interval.map(|d| now + d),

@@ -257,3 +257,31 @@ fn a_reused_slot_ignores_its_predecessors_timer() {
     assert_eq!(r.conns.len(), 0);
     assert_eq!(counter(&r, |c| &c.idle_closes), 1);
 }
+
+/// A `--max-conns` far beyond what this machine could hold (allowed where
+/// the open-files limit is that high) still starts: the slab and timer
+/// room reserved up front is capped, and past the cap they grow as used.
+/// Reserving all of it aborted the process ("memory allocation of ...
+/// failed") before it served anyone.
+#[test]
+fn a_huge_max_conns_reserves_a_bounded_slab() {
+    let config = Config {
+        max_conns: 1 << 40,
+        ..Config::default()
+    };
+    let (mut r, addr) = reactor(config);
+    assert!(r.conns.capacity() <= super::RESERVE_CONNS);
+    let mut client = connect(&mut r, addr, Instant::now());
+    client.write_all(b"ok").unwrap();
+    let mut back = [0u8; 2];
+    let start = Instant::now();
+    while r.shared.stats.bytes_out.load(Relaxed) < 2 {
+        assert!(start.elapsed() < PATIENCE, "no echo");
+        r.poll
+            .poll(&mut r.events, Some(Duration::from_millis(50)))
+            .unwrap();
+        assert_eq!(r.turn(Instant::now()), Exit::No);
+    }
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ok");
+}

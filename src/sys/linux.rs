@@ -271,6 +271,36 @@ pub(crate) fn queued_input_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
     ioctl_count(socket, libc::FIONREAD)
 }
 
+/// How long ago `socket` last sent its peer a segment carrying data
+/// (`TCP_INFO`'s `tcpi_last_data_sent`, kept by the kernel in ms). Not a
+/// window probe: a peer that reads nothing gets none. `None` while the
+/// kernel is retransmitting: resending what the peer did not take is not
+/// progress.
+pub(crate) fn since_data_sent(socket: &impl AsRawFd) -> io::Result<Option<std::time::Duration>> {
+    // SAFETY: tcp_info is plain integers, for which all zeroes is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is
+    // that long and lives for the call; the fd is open while we borrow it.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if info.tcpi_retransmits > 0 {
+        return Ok(None);
+    }
+    let ms = u64::from(info.tcpi_last_data_sent);
+    Ok(Some(std::time::Duration::from_millis(ms)))
+}
+
 /// An ioctl that reports a byte count through an `int`.
 fn ioctl_count(socket: &impl AsRawFd, request: libc::Ioctl) -> io::Result<usize> {
     let mut n: libc::c_int = 0;

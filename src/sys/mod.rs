@@ -6,7 +6,8 @@
 //! checked.
 //!
 //! Here: the open-files limit (every Unix). In `linux.rs`: batched UDP
-//! (`recvmmsg`/`sendmmsg`), `sendfile`, and the socket queue ioctls.
+//! (`recvmmsg`/`sendmmsg`), `sendfile`, the socket queue ioctls, and when
+//! a socket last sent data (`TCP_INFO`).
 
 use std::io;
 
@@ -14,7 +15,7 @@ use std::io;
 mod linux;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use linux::{queued_input_bytes, sendfile, unacked_bytes, Mmsg};
+pub(crate) use linux::{queued_input_bytes, sendfile, since_data_sent, unacked_bytes, Mmsg};
 
 /// The process's `RLIMIT_NOFILE`: soft and hard limit, `None` meaning
 /// unlimited.

@@ -216,13 +216,18 @@ pub struct Child {
 /// Starts the built binary with `args` (add `--listen 127.0.0.1:0`
 /// yourself) and waits for its `tcp=... udp=...` start-up line.
 pub fn spawn_binary(args: &[&str]) -> Child {
+    spawn_binary_logging(args, "info")
+}
+
+/// `spawn_binary` with `RUST_LOG` set to `level` (e.g. "debug").
+pub fn spawn_binary_logging(args: &[&str], level: &str) -> Child {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
 
     let mut process = Command::new(env!("CARGO_BIN_EXE_echoloop"))
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -250,7 +255,7 @@ pub fn spawn_binary(args: &[&str]) -> Child {
 }
 
 /// The value after `key` in a `key=value` log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let start = line.find(key).expect("key in line") + key.len();
     line[start..].split_whitespace().next().unwrap_or("")
 }
