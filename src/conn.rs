@@ -187,6 +187,21 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         self.deadline(idle).map(|(at, _)| at)
     }
 
+    /// Called just before the reactor closes the connection. Closed for lack
+    /// of progress (idle, or the linger or drain time ran out) while still
+    /// owing bytes, in our buffer or unacknowledged in the kernel's, the
+    /// peer is not taking them: a FIN would queue behind them and the
+    /// kernel would hold them (up to the send buffer, megabytes) while it
+    /// retries for minutes. A reset frees them at once.
+    pub fn reset_if_stalled(&self) {
+        let stalled = matches!(self.close, Some(CloseReason::Idle | CloseReason::Timeout));
+        if stalled && (self.has_pending() || self.socket.unacked() > 0) {
+            if let Err(e) = self.socket.reset_on_close() {
+                debug!("reset_on_close id={} error={e}", self.id);
+            }
+        }
+    }
+
     /// True while the connection still owes output (for the drain at shutdown).
     pub fn has_pending(&self) -> bool {
         !self.out.is_empty() || self.handler.more_output() != MoreOutput::Nothing

@@ -68,7 +68,8 @@ struct Cli {
     /// seconds (>=): nothing read from it (its EOF counts), nothing it was
     /// sent (replies, chat lines, file bodies all count, and so does the
     /// kernel still sending it bytes written earlier: a slow but steady
-    /// download is not idle); readiness alone is not activity. 0 = never.
+    /// download is not idle); readiness alone is not activity. One still
+    /// owed bytes then is reset, freeing what the kernel holds. 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = whole_secs(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
 

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{read_n, self_rss_kib, start, test_config, Rng, Running};
+use common::{read_n, self_rss_kib, start, test_config, wait_until, Rng, Running};
 use echoloop::{Config, ConfigError, Error, Mode, Server};
 use serde_json::{json, Value};
 
@@ -426,4 +426,46 @@ fn a_slow_steady_download_is_not_idle() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(server.stats().idle_closes, 0);
+}
+
+/// A downloader that stops reading is closed as idle with a reset, not a
+/// FIN queued behind the megabytes it did not take: those would stay in
+/// the kernel, retried for minutes, after the server let go of them. The
+/// client sees the reset once it reads again, well before the body's end.
+#[test]
+fn a_stalled_download_is_reset_when_it_idles() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let dir = TempDir::new("stalled");
+    let f = std::fs::File::create(dir.root().join("big.bin")).unwrap();
+    f.set_len(SIZE).unwrap();
+    drop(f);
+    let config = Config {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..files_config(&dir.root())
+    };
+    let server = start(config);
+    let mut s = server.connect();
+    s.write_all(b"big.bin\n").unwrap();
+    assert_eq!(
+        read_header(&mut s),
+        json!({ "name": "big.bin", "size": SIZE })
+    );
+    // Stop reading until the server gave up on us.
+    wait_until("an idle close", || server.stats().idle_closes > 0);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0; 1 << 16];
+    let mut got = 0u64;
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got += n as u64,
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(got < SIZE, "the whole body came");
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "after {got} bytes"
+    );
 }

@@ -27,6 +27,15 @@ pub trait StreamSocket {
         0
     }
 
+    /// Makes the coming close send a reset (SO_LINGER 0) instead of a FIN,
+    /// so the kernel drops what it still holds for the peer at once rather
+    /// than keep it (up to the send buffer, megabytes) while it retries a
+    /// peer that does not read. A failure is returned for the log; the
+    /// close then is an ordinary one.
+    fn reset_on_close(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// The error the socket recorded (SO_ERROR), such as a reset from the
     /// peer; reading it clears it. For a connection that is not reading or
     /// writing, this is the only way to learn that it died.
@@ -84,6 +93,10 @@ impl StreamSocket for mio::net::TcpStream {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         mio::net::TcpStream::peer_addr(self).ok()
+    }
+
+    fn reset_on_close(&self) -> io::Result<()> {
+        socket2::SockRef::from(self).set_linger(Some(Duration::ZERO))
     }
 
     // The ioctls are in `sys`, the crate's one home for `unsafe`; a failed

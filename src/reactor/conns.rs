@@ -177,6 +177,7 @@ impl Reactor {
                 slot.conn.id,
                 slot.conn.peer()
             );
+            slot.conn.reset_if_stalled();
             stats::add(&self.shared.stats.closed, 1);
             stats::sub(&self.shared.stats.active, 1);
             if let Some(msg) = slot.conn.on_close() {
