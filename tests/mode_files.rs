@@ -385,19 +385,15 @@ fn a_leased_file_is_busy() {
     assert_eq!(body, b"contents");
 }
 
-/// A download read steadily but slowly (about 250 KiB/s) outlives an idle
-/// timeout of 1 s many times over: bytes move to the client all along.
-/// The server itself writes only when its socket buffer (autotuned to
-/// megabytes) has room again, which at this pace is seconds apart, so
-/// counting only our own writes closed it as idle after 1 s and cut the
-/// body short. The kernel's sending to the peer counts too.
-#[test]
-fn a_slow_steady_download_is_not_idle() {
-    const SIZE: u64 = 64 * 1024 * 1024;
-    const STEP: usize = 25 * 1024;
-    let dir = TempDir::new("slow-steady");
+/// Size of the sparse file the idle-timeout download tests ask for.
+const BIG_SIZE: u64 = 64 * 1024 * 1024;
+
+/// A server with `--idle-timeout 1` serving a sparse `BIG_SIZE`-byte file, and
+/// a client that asked for it and read the header: the body comes next.
+fn big_download_with_idle_timeout_1s(tag: &str) -> (TempDir, Running, TcpStream) {
+    let dir = TempDir::new(tag);
     let f = std::fs::File::create(dir.root().join("big.bin")).unwrap();
-    f.set_len(SIZE).unwrap();
+    f.set_len(BIG_SIZE).unwrap();
     drop(f);
     let config = Config {
         idle_timeout: Some(Duration::from_secs(1)),
@@ -408,15 +404,28 @@ fn a_slow_steady_download_is_not_idle() {
     s.write_all(b"big.bin\n").unwrap();
     assert_eq!(
         read_header(&mut s),
-        json!({ "name": "big.bin", "size": SIZE })
+        json!({ "name": "big.bin", "size": BIG_SIZE })
     );
+    (dir, server, s)
+}
+
+/// A download read steadily but slowly (about 250 KiB/s) outlives an idle
+/// timeout of 1 s many times over: bytes move to the client all along.
+/// The server itself writes only when its socket buffer (autotuned to
+/// megabytes) has room again, which at this pace is seconds apart, so
+/// counting only our own writes closed it as idle after 1 s and cut the
+/// body short. The kernel's sending to the peer counts too.
+#[test]
+fn a_slow_steady_download_is_not_idle() {
+    const STEP: usize = 25 * 1024;
+    let (_dir, server, mut s) = big_download_with_idle_timeout_1s("slow-steady");
     let mut buf = vec![0; STEP];
     let started = Instant::now();
     let mut got = 0usize;
     while started.elapsed() < Duration::from_secs(5) {
         match s.read(&mut buf) {
             Ok(0) => panic!(
-                "closed after {got} of {SIZE} bytes, {:?} in (idle closes: {})",
+                "closed after {got} of {BIG_SIZE} bytes, {:?} in (idle closes: {})",
                 started.elapsed(),
                 server.stats().idle_closes
             ),
@@ -434,22 +443,7 @@ fn a_slow_steady_download_is_not_idle() {
 /// client sees the reset once it reads again, well before the body's end.
 #[test]
 fn a_stalled_download_is_reset_when_it_idles() {
-    const SIZE: u64 = 64 * 1024 * 1024;
-    let dir = TempDir::new("stalled");
-    let f = std::fs::File::create(dir.root().join("big.bin")).unwrap();
-    f.set_len(SIZE).unwrap();
-    drop(f);
-    let config = Config {
-        idle_timeout: Some(Duration::from_secs(1)),
-        ..files_config(&dir.root())
-    };
-    let server = start(config);
-    let mut s = server.connect();
-    s.write_all(b"big.bin\n").unwrap();
-    assert_eq!(
-        read_header(&mut s),
-        json!({ "name": "big.bin", "size": SIZE })
-    );
+    let (_dir, server, mut s) = big_download_with_idle_timeout_1s("stalled");
     // Stop reading until the server gave up on us.
     wait_until("an idle close", || server.stats().idle_closes > 0);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -462,7 +456,7 @@ fn a_stalled_download_is_reset_when_it_idles() {
             Err(e) => break Err(e),
         }
     };
-    assert!(got < SIZE, "the whole body came");
+    assert!(got < BIG_SIZE, "the whole body came");
     assert_eq!(
         end.map_err(|e| e.kind()),
         Err(std::io::ErrorKind::ConnectionReset),
