@@ -8,7 +8,10 @@ first:
     scripts/compare-peer.sh quick      # 1 short round, to try it out
 
 Servers (each one thread, pinned to CPU 0; loadgen pinned to CPU 1):
-  echoloop     the reactor (default flags; UDP with --udp-batch 32)
+  echoloop     the reactor (default flags; UDP with --udp-batch 32 and
+               --udp-coalesce 20)
+  echoloop-nc  echoloop --udp-coalesce 0: batches, but no pause to fill them
+               (UDP only)
   echoloop-b1  echoloop --udp-batch 1: the plain recvfrom/sendto loop (UDP only)
   tokio        examples/tokio_peer.rs, a current-thread tokio runtime
   mio          examples/mio_echo.rs, the plain mio loop (read until WouldBlock)
@@ -26,6 +29,9 @@ Scenarios:
   udp-busy   the same from 2 loadgen threads free to run on both CPUs, so
              loadgen takes CPU time from the server and the server, not
              loadgen, is the bottleneck (batches fill up)
+  udp-light  50 sockets, 64 B datagrams, open loop at 20,000 a second in all:
+             what --udp-coalesce costs in latency when datagrams come
+             sparsely (the p50 and p99 columns)
   idle       10,000 idle connections held by scripts/idle-conns.py: server
              peak RSS growth per connection
   files      echoloop --mode files: a cached 256 MiB file downloaded with
@@ -60,6 +66,9 @@ QUICK = dict(duration="1s", warmup="500ms", idle=1_000, file_mib=32, downloads=2
 
 SERVERS = {
     "echoloop": [f"{R}/echoloop", "--listen", "127.0.0.1:0", "--max-conns", "12000"],
+    "echoloop-nc": [
+        f"{R}/echoloop", "--listen", "127.0.0.1:0", "--max-conns", "12000", "--udp-coalesce", "0",
+    ],
     "echoloop-b1": [
         f"{R}/echoloop", "--listen", "127.0.0.1:0", "--max-conns", "12000", "--udp-batch", "1",
     ],
@@ -77,6 +86,7 @@ LOADS = {
                   "--udp-batch", "1"],
     "udp-busy": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16",
                  "--threads", "2"],
+    "udp-light": ["--udp", "--connections", "50", "--size", "64", "--rate", "20000"],
 }
 
 # ECHOLOOP_BASE=PATH adds "base", another echoloop binary (say, main's before
@@ -94,9 +104,10 @@ CAST = {
     "pingpong": ["echoloop", "tokio", "mio", "threads"],
     "pipeline": ["echoloop", "tokio", "mio", "threads"],
     "bulk": ["echoloop", "tokio", "mio", "threads"],
-    "udp": ["echoloop", "echoloop-b1", "tokio", "mio"],
-    "udp-plain": ["echoloop", "echoloop-b1"],
-    "udp-busy": ["echoloop", "echoloop-b1"],
+    "udp": ["echoloop", "echoloop-nc", "echoloop-b1", "tokio", "mio"],
+    "udp-plain": ["echoloop", "echoloop-nc", "echoloop-b1"],
+    "udp-busy": ["echoloop", "echoloop-nc", "echoloop-b1"],
+    "udp-light": ["echoloop", "echoloop-nc"],
     "idle": ["echoloop", "tokio", "mio", "threads"],
 }
 
@@ -203,6 +214,7 @@ def run_load(name, scenario, cfg, perf):
         "rate": report.get("bytes_per_sec", 0) / 1e6 if scenario == "bulk"
         else (report.get("connections") or {}).get("per_sec") or 0 if scenario == "churn"
         else report.get("msgs_per_sec", 0),
+        "p50_us": (report.get("latency_us") or {}).get("p50"),
         "p99_us": (report.get("latency_us") or {}).get("p99"),
         "cpu_us": cpu * 1e6 / sent if sent else None,
         "sys": syscalls / sent if syscalls and sent else None,
@@ -285,11 +297,12 @@ def ratio(v, base):
 
 def table(results, scenarios, rounds, machine):
     units = {"pingpong": "msg/s", "pipeline": "msg/s", "bulk": "MB/s", "udp": "datagrams/s",
-             "udp-plain": "datagrams/s", "udp-busy": "datagrams/s", "idle": "bytes/conn", "churn": "connections/s"}
+             "udp-plain": "datagrams/s", "udp-busy": "datagrams/s", "udp-light": "datagrams/s",
+             "idle": "bytes/conn", "churn": "connections/s"}
     print(f"\n{machine}; {rounds} round(s), medians\n")
-    print("| scenario | server | throughput | vs echoloop | p99 us | server CPU us/msg "
+    print("| scenario | server | throughput | vs echoloop | p50 us | p99 us | server CPU us/msg "
           "| vs echoloop | syscalls/msg | runs ok |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for sc in scenarios:
         if sc not in results:
             continue
@@ -301,6 +314,7 @@ def table(results, scenarios, rounds, machine):
             ok = sum(1 for r in rows if r.get("ok"))
             unit = units.get(sc, "MB/s")
             print(f"| {sc} ({unit}) | {name} | {fmt(rate)} | {ratio(rate, base['rate'])} "
+                  f"| {fmt(median([r.get('p50_us') for r in rows]))} "
                   f"| {fmt(median([r.get('p99_us') for r in rows]))} | {fmt(cpu)} "
                   f"| {ratio(cpu, base['cpu_us'])} | {fmt(median([r.get('sys') for r in rows]), 3)} "
                   f"| {ok}/{len(rows)} |")
@@ -320,7 +334,8 @@ def main():
     quick = arg == "quick"
     rounds = 1 if quick else int(arg)
     cfg = QUICK if quick else FULL
-    scenarios = os.environ.get("SCENARIOS", "pingpong pipeline bulk udp udp-busy idle files churn").split()
+    scenarios = os.environ.get(
+        "SCENARIOS", "pingpong pipeline bulk udp udp-busy udp-light idle files churn").split()
     only = os.environ.get("SERVERS", "").split()
     perf = perf_works()
     if not perf:

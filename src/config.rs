@@ -85,6 +85,12 @@ pub struct Config {
     /// `recvmmsg`, their replies in one `sendmmsg` (Linux; elsewhere the
     /// plain loop always runs). 1 keeps the plain `recvfrom`/`sendto` loop.
     pub udp_batch: usize,
+    /// Interrupt moderation for batched UDP: after a read that found four
+    /// or more datagrams already waiting, the reactor lets this much time
+    /// pass before it polls again, so the next `recvmmsg` finds a fuller
+    /// batch (see `udp.rs`). `Duration::ZERO` turns it off; it does nothing
+    /// with `udp_batch` 1. At most 1 ms.
+    pub udp_coalesce: Duration,
     /// `files` mode: send bodies with `sendfile` (Linux), straight from the
     /// page cache; `false` reads and writes them through user space, the
     /// only path elsewhere (kept for comparison: `--no-sendfile`).
@@ -114,6 +120,15 @@ pub(crate) const DEFAULT_UDP_BATCH: usize = 32;
 /// Largest `--udp-batch`: the per-event cap on datagrams (more would only be
 /// cut by it), and each slot reserves 64 KiB of address space.
 pub(crate) const MAX_UDP_BATCH: usize = 256;
+
+/// Default `--udp-coalesce`: enough for a batch of about 20 datagrams at
+/// 300,000 a second, short next to a network's round trip (see the
+/// README's performance section for the measurements behind it).
+pub(crate) const DEFAULT_UDP_COALESCE: Duration = Duration::from_micros(20);
+
+/// Longest `--udp-coalesce`: a pause the size of a millisecond would let a
+/// busy socket's receive buffer (about 200 KiB by default) overflow.
+pub(crate) const MAX_UDP_COALESCE: Duration = Duration::from_millis(1);
 
 /// Default `--max-conns`.
 pub(crate) const DEFAULT_MAX_CONNS: usize = 10_000;
@@ -146,6 +161,7 @@ impl Default for Config {
             max_memory: crate::memory::DEFAULT_MAX_MEMORY,
             handle_signals: false,
             udp_batch: DEFAULT_UDP_BATCH,
+            udp_coalesce: DEFAULT_UDP_COALESCE,
             sendfile: true,
         }
     }
@@ -202,6 +218,12 @@ impl Config {
         at_least("max-memory", self.max_memory, MIN_MAX_MEMORY)?;
         at_least("udp-batch", self.udp_batch, 1)?;
         at_most("udp-batch", self.udp_batch, MAX_UDP_BATCH)?;
+        if self.udp_coalesce > MAX_UDP_COALESCE {
+            return Err(TooLarge {
+                flag: "udp-coalesce",
+                max: MAX_UDP_COALESCE.as_micros() as u64,
+            });
+        }
         // Deadlines are `now + duration`; keep them far from overflowing.
         for (flag, d) in [
             ("idle-timeout", self.idle_timeout),
@@ -296,6 +318,16 @@ mod tests {
             ..d()
         };
         assert_eq!(refused(big_batch), max("udp-batch", MAX_UDP_BATCH as u64));
+        let long_wait = Config {
+            udp_coalesce: MAX_UDP_COALESCE + Duration::from_nanos(1),
+            ..d()
+        };
+        assert_eq!(refused(long_wait), max("udp-coalesce", 1000));
+        let longest = Config {
+            udp_coalesce: MAX_UDP_COALESCE,
+            ..d()
+        };
+        assert_eq!(longest.validate(), Ok(()));
         let chat = Config {
             mode: Mode::Chat,
             reactors: 2,

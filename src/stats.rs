@@ -112,6 +112,8 @@ counters! {
     datagrams_out,
     /// UDP replies dropped because the send queue was full.
     datagrams_dropped,
+    /// Pauses the reactor took to let a UDP batch fill (`--udp-coalesce`).
+    udp_waits,
     /// Times a connection's reading was paused because its output passed `max_pending`.
     backpressure_pauses,
     /// Connections closed by the idle timeout.

@@ -169,6 +169,75 @@ fn runs_from_one_sender_come_back_datagram_by_datagram() {
     }
 }
 
+/// `--udp-coalesce`: a client that sends 32 datagrams back to back makes
+/// the server find several waiting at once, so it pauses to let its
+/// batches fill (`udp_waits`), and every reply still comes back whole and
+/// in order. A lone request-reply client never has more than one waiting,
+/// so it never makes the server pause; with the setting at 0 nothing
+/// pauses at all. Bounded: at most 500 rounds (each reply waits at most
+/// `IO_TIMEOUT`).
+/// Linux only, like the batches the pause fills.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn busy_udp_pauses_to_fill_batches_and_a_lone_client_never_does() {
+    let server = start(test_config());
+    let udp = server.udp.unwrap();
+    let sock = client();
+    ping_pong(&sock, udp, 200);
+    assert_eq!(
+        server.stats().udp_waits,
+        0,
+        "one datagram at a time: no pause"
+    );
+
+    let mut rounds = 0;
+    while server.stats().udp_waits == 0 {
+        assert!(rounds < 500, "32 in flight for 500 rounds and no pause");
+        pipelined_round(&sock, udp, rounds, 32);
+        rounds += 1;
+    }
+    let stats = server.stop();
+    assert_eq!(stats.datagrams_out, stats.datagrams_in);
+    assert_eq!(stats.datagrams_dropped, 0);
+
+    let server = start(Config {
+        udp_coalesce: std::time::Duration::ZERO,
+        ..test_config()
+    });
+    let udp = server.udp.unwrap();
+    for round in 0..50 {
+        pipelined_round(&sock, udp, round, 32);
+    }
+    assert_eq!(server.stop().udp_waits, 0, "--udp-coalesce 0: never");
+}
+
+/// `rounds` datagrams, each sent when the previous reply came back.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn ping_pong(sock: &UdpSocket, to: std::net::SocketAddr, rounds: u32) {
+    let mut buf = [0u8; 16];
+    for seq in 0..rounds {
+        sock.send_to(&seq.to_be_bytes(), to).unwrap();
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(buf[..n], seq.to_be_bytes(), "reply {seq}");
+    }
+}
+
+/// `k` datagrams sent back to back, then their `k` replies, checked in
+/// order.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn pipelined_round(sock: &UdpSocket, to: std::net::SocketAddr, round: u32, k: u32) {
+    let mut buf = [0u8; 16];
+    for i in 0..k {
+        sock.send_to(&[round.to_be_bytes(), i.to_be_bytes()].concat(), to)
+            .unwrap();
+    }
+    for i in 0..k {
+        let n = sock.recv(&mut buf).unwrap();
+        let want = [round.to_be_bytes(), i.to_be_bytes()].concat();
+        assert_eq!(buf[..n], want[..], "round {round}: reply {i}");
+    }
+}
+
 /// `udp: None` (`--no-udp`) runs TCP only.
 #[test]
 fn udp_can_be_turned_off() {

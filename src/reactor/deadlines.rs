@@ -49,6 +49,12 @@ impl Turn {
         self.visits += 1;
     }
 
+    /// True if this turn (or the last one, between turns) served a
+    /// connection.
+    pub(super) fn visited(&self) -> bool {
+        self.visits != self.visits_at_start
+    }
+
     /// Bytes moved (the budget's running total now: `spent`) and visits
     /// made since this turn began.
     fn done(&self, spent: u64) -> (u64, u64) {
@@ -94,6 +100,20 @@ impl Reactor {
                 self.metrics_deadline(),
             ],
         )
+    }
+
+    /// How long to pause before the next poll so that datagrams gather into
+    /// a fuller batch (`--udp-coalesce`; `Udp::linger` says when). The pause
+    /// holds every client of this reactor, so only after a turn that served
+    /// the UDP socket alone; never while work is left (`timeout` zero), nor
+    /// past the next deadline.
+    pub(super) fn coalesce_pause(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.turn.visited() {
+            return None;
+        }
+        let pause = self.udp.as_ref()?.linger()?;
+        let pause = timeout.map_or(pause, |t| t.min(pause));
+        (!pause.is_zero()).then_some(pause)
     }
 
     /// Closes idle (or lingering) connections whose deadline passed by

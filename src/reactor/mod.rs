@@ -28,7 +28,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::trace;
+use log::{debug, trace};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -42,7 +42,7 @@ use crate::ready::Ready;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
 use crate::stamp::Stamp;
-use crate::stats::Stats;
+use crate::stats::{self, Stats};
 use crate::timer::Timers;
 use crate::token::{conn_key, is_metrics, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
@@ -170,7 +170,12 @@ impl Reactor {
                 poll.registry()
                     .register(&mut socket, UDP, Interest::READABLE)
                     .map_err(register("udp socket"))?;
-                Some(Udp::new(socket, config.mode, config.udp_batch))
+                Some(Udp::new(
+                    socket,
+                    config.mode,
+                    config.udp_batch,
+                    config.udp_coalesce,
+                ))
             }
             None => None,
         };
@@ -220,8 +225,20 @@ impl Reactor {
     /// The loop. Returns after a graceful shutdown (the counters are in
     /// the shared `Stats`).
     pub(crate) fn run(mut self) -> Result<(), Error> {
+        if !self.config.udp_coalesce.is_zero() {
+            // A 20 µs pause must not last 70 (see `sys`).
+            if let Err(e) = crate::sys::set_precise_timers() {
+                debug!("timer slack not set error={e}");
+            }
+        }
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            let mut timeout = self.poll_timeout(Instant::now());
+            if let Some(pause) = self.coalesce_pause(timeout) {
+                // Let a UDP batch fill (`--udp-coalesce`, see `udp.rs`).
+                std::thread::sleep(pause);
+                stats::add(&self.shared.stats.udp_waits, 1);
+                timeout = self.poll_timeout(Instant::now());
+            }
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 // A signal interrupted epoll_wait: not an error, poll again.
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -7,7 +7,7 @@
 //!
 //! Here: the open-files limit (every Unix). In `linux.rs`: batched UDP
 //! (`recvmmsg`/`sendmmsg`), `sendfile`, the socket queue ioctls, and when
-//! a socket last sent data (`TCP_INFO`).
+//! a socket last sent data (`TCP_INFO`), the thread's timer slack.
 
 use std::io;
 
@@ -15,7 +15,16 @@ use std::io;
 mod linux;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use linux::{queued_input_bytes, sendfile, since_data_sent, unacked_bytes, Mmsg};
+pub(crate) use linux::{
+    queued_input_bytes, sendfile, set_precise_timers, since_data_sent, unacked_bytes, Mmsg,
+};
+
+/// Elsewhere the timer slack stays as it is: `--udp-coalesce` only acts
+/// with batches, which are Linux-only.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn set_precise_timers() -> io::Result<()> {
+    Ok(())
+}
 
 /// The process's `RLIMIT_NOFILE`: soft and hard limit, `None` meaning
 /// unlimited.

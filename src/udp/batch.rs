@@ -60,7 +60,7 @@ use std::ops::Range;
 use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 
-use super::{ReplyQueue, MAX_RECVS_PER_EVENT};
+use super::{ReadLoop, ReplyQueue, MAX_RECVS_PER_EVENT};
 use crate::budget::TurnBudget;
 use crate::config::Mode;
 use crate::protocol::datagram_reply;
@@ -123,9 +123,10 @@ impl Batch {
         }
     }
 
-    /// READABLE: receive and answer batches until the socket is drained.
-    /// Returns true if the per-event cap stopped it first (the reactor calls
-    /// again: no new edge comes for datagrams already queued).
+    /// READABLE: receive and answer batches until the socket is drained, or
+    /// until the per-event cap or the turn's budget stops the loop first
+    /// (the reactor calls again: no new edge comes for datagrams already
+    /// queued).
     pub(crate) fn on_readable(
         &mut self,
         socket: &UdpSocket,
@@ -133,19 +134,21 @@ impl Batch {
         queue: &mut ReplyQueue,
         stats: &Counters,
         turn: &mut TurnBudget,
-    ) -> bool {
+    ) -> ReadLoop {
+        let mut done = ReadLoop::default();
         let mut budget = MAX_RECVS_PER_EVENT;
         while budget > 0 {
             // The turn's budget is checked between batches, like the plain
             // loop checks it between datagrams: one batch always goes.
             if budget < MAX_RECVS_PER_EVENT && turn.exhausted() {
-                return true;
+                done.capped = true;
+                return done;
             }
             let want = self.size.min(budget);
             let got = match self.mmsg.recv(socket, &mut self.bufs, SLOT, want) {
                 Ok(n) => n,
                 // Drained: the next datagram raises a new edge.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return done,
                 // A signal arrived before any datagram: retry.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -158,6 +161,7 @@ impl Batch {
                 }
             };
             stats::add(&stats.datagrams_in, got as u64);
+            done.received += got;
             trace!("udp recvmmsg n={got}");
             budget -= got;
             for (i, slot) in self.bufs.chunks_mut(SLOT).take(got).enumerate() {
@@ -169,10 +173,11 @@ impl Batch {
             self.reply(socket, got, queue, stats);
             // Short batch: the receive queue ran empty (see the module docs).
             if got < want {
-                return false;
+                return done;
             }
         }
-        true
+        done.capped = true;
+        done
     }
 
     /// Sends the replies in slots `..n` with as few `sendmmsg` calls as the
