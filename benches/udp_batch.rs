@@ -1,7 +1,8 @@
 //! The UDP path under many datagrams: an in-process echoloop answers bursts
 //! from several client sockets, with `--udp-batch 1` (the plain
 //! `recvfrom`/`sendto` loop) and with batches (`recvmmsg`/`sendmmsg`, and
-//! GSO for runs to one sender, on Linux), measured side by side in one run.
+//! GSO for runs to one sender, on Linux), with and without the pauses that
+//! let batches fill (`--udp-coalesce`), measured side by side in one run.
 //!
 //! Each iteration: 8 client sockets each send a burst of 16 datagrams of
 //! 64 B (128 in flight, as `loadgen --udp --pipeline 16` keeps them), then
@@ -35,12 +36,13 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
-fn start(udp_batch: usize) -> Running {
+fn start(udp_batch: usize, udp_coalesce: Duration) -> Running {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     let config = Config {
         listen: any,
         udp: Some(any),
         udp_batch,
+        udp_coalesce,
         ..Config::default()
     };
     let server = Server::bind(config).expect("bind on loopback");
@@ -85,13 +87,16 @@ fn round(clients: &[UdpSocket], to: SocketAddr, buf: &mut [u8]) {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("udp_128_in_flight");
     group.throughput(Throughput::Elements((CLIENTS * BURST) as u64));
-    for udp_batch in [1, 32] {
-        let server = start(udp_batch);
+    let pause = Config::default().udp_coalesce;
+    for (name, udp_batch, coalesce) in [
+        ("udp_batch_1", 1, Duration::ZERO),
+        ("udp_batch_32_no_pause", 32, Duration::ZERO),
+        ("udp_batch_32", 32, pause),
+    ] {
+        let server = start(udp_batch, coalesce);
         let socks = clients();
         let mut buf = vec![0u8; 2048];
-        group.bench_function(format!("udp_batch_{udp_batch}"), |b| {
-            b.iter(|| round(&socks, server.udp, &mut buf))
-        });
+        group.bench_function(name, |b| b.iter(|| round(&socks, server.udp, &mut buf)));
         server.handle.shutdown();
         server.thread.join().expect("server thread");
     }
