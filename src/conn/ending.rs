@@ -34,8 +34,9 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// after an EOF: it flushes what it owes, sends FIN, and closes.
     pub(super) fn end_input_short(&mut self, left: usize, ctx: &mut Ctx<'_>) {
         let needed = self.handler.unfinished();
-        // After an EOF, `on_eof` has run already.
-        if needed == 0 || needed <= left || self.input == Input::Eof {
+        // After an EOF, `on_eof` has run already; a connection closing for
+        // another reason (a reset) is gone, and its frame with it.
+        if needed == 0 || needed <= left || self.input == Input::Eof || self.close.is_some() {
             return;
         }
         debug!(
@@ -54,9 +55,9 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// Called on the visits a paused connection still gets: an event (its
     /// FIN raises one) or a requeued read.
     pub(super) fn end_paused_input(&mut self, ctx: &mut Ctx<'_>) {
-        // Most paused connections hold nothing unfinished (echo's replies):
-        // no syscall for them.
-        if self.handler.unfinished() == 0 {
+        // Most paused connections hold nothing unfinished (echo's replies),
+        // and one closing already is not read again: no syscall for them.
+        if self.handler.unfinished() == 0 || self.close.is_some() {
             return;
         }
         let left = match self.input {

@@ -16,6 +16,10 @@ impl StreamSocket for ScriptedIo {
         Ok(())
     }
 
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.pending_error.map(io::Error::from))
+    }
+
     /// The data steps scripted before the first pause: what "the kernel"
     /// holds now.
     fn queued_input(&self) -> Option<usize> {

@@ -104,3 +104,17 @@ fn a_frame_left_short_when_the_held_input_runs_out_is_dropped() {
     assert_eq!(env.stats.snapshot().partial_frames, 1);
     assert!(c.shutdown_done());
 }
+
+/// A reset is not the end of the input: the connection closes as reset,
+/// and its frame is not counted as one the input ended before.
+#[test]
+fn a_paused_frame_whose_peer_resets_is_not_counted() {
+    let mut env = Env::new(1024);
+    let mut c = paused_mid_frame(&mut env);
+    c.socket.reads = vec![ReadStep::Error(io::ErrorKind::ConnectionReset)].into();
+    c.socket.pending_error = Some(io::ErrorKind::ConnectionReset);
+    c.note_read_closed();
+    c.on_readable(&mut env.ctx(1024));
+    assert_eq!(c.close_reason(), Some(CloseReason::Reset));
+    assert_eq!(env.stats.snapshot().partial_frames, 0);
+}
