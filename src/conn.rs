@@ -32,7 +32,8 @@
 //! Also here: `conn/visit.rs` (READABLE, WRITABLE and the interest to
 //! register), `conn/input.rs` (the input's states), `conn/room.rs` (a chat
 //! member receiving the room's messages), `conn/shutdown.rs` (a connection
-//! during the drain), `conn/ctx.rs` (what a visit borrows),
+//! during the drain), `conn/ending.rs` (input known to end before what the
+//! handler holds can complete), `conn/ctx.rs` (what a visit borrows),
 //! `conn/flags.rs` (its yes/no state in one byte), `conn/socket.rs` (the
 //! socket trait).
 
@@ -50,6 +51,7 @@ use crate::stamp::Stamp;
 use crate::stats;
 
 mod ctx;
+mod ending;
 mod flags;
 mod input;
 mod room;

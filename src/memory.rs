@@ -21,6 +21,9 @@
 //! Nobody is disconnected for it: clients are slowed down, and their bytes
 //! wait in the kernel (their TCP windows close), not in our memory.
 //! (Redis's `maxmemory-clients` disconnects the biggest client instead.)
+//! A paused connection still hears of its peer's reset and FIN: a partial
+//! frame its FIN leaves incomplete is dropped then (`conn/ending.rs`), so
+//! input that can never become a reply does not keep the budget engaged.
 //!
 //! So the total stays below `limit + connections x ~2 x SMALL_HOLDING`,
 //! whatever clients do. Pure bookkeeping, unit-tested.

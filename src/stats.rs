@@ -124,7 +124,7 @@ counters! {
     drain_aborts,
     /// Protocol violations that closed a connection (oversize frame or line, bad request).
     protocol_errors,
-    /// `framed`: incomplete frames discarded at EOF.
+    /// `framed`: incomplete frames discarded because the input ended first (EOF, shutdown).
     partial_frames,
     /// `chat`: members disconnected because they did not read.
     slow_consumers,

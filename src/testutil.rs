@@ -26,6 +26,9 @@ pub struct ScriptedIo {
     pub written: Vec<u8>,
     pub write_calls: usize,
     pub read_calls: usize,
+    /// What `take_error` (SO_ERROR) reports, e.g. a reset seen while
+    /// not reading.
+    pub pending_error: Option<io::ErrorKind>,
     fail_writes: Option<io::ErrorKind>,
 }
 

@@ -19,13 +19,21 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// serve: the reactor visits the connection for that reading.
     pub fn begin_shutdown(&mut self, ctx: &mut Ctx<'_>) -> Ready {
         if self.input == Input::Open {
-            let queued = self.socket.queued_input();
+            // Where the platform cannot tell, nothing more is processed.
+            let queued = self.socket.queued_input().unwrap_or(0);
             debug!(
                 "shutdown id={} peer={} held_input={queued}",
                 self.id,
                 self.peer()
             );
             self.input.shutdown(queued);
+            // A frame that input cannot complete is dropped now: paused by
+            // the memory budget, the connection might never read that input.
+            let left = match self.input {
+                Input::Held { left } => left as usize,
+                _ => 0,
+            };
+            self.end_input_short(left, ctx);
         }
         self.progress(ctx);
         Ready {

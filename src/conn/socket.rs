@@ -21,10 +21,11 @@ pub trait StreamSocket {
     }
 
     /// Bytes received (and acknowledged to the peer) but not read by us yet.
-    /// At shutdown exactly these are still processed. `0` where the platform
-    /// cannot tell.
-    fn queued_input(&self) -> usize {
-        0
+    /// At shutdown exactly these are still processed; once the peer's FIN is
+    /// queued behind them, they are all the input there will ever be.
+    /// `None` where the platform cannot tell.
+    fn queued_input(&self) -> Option<usize> {
+        None
     }
 
     /// Makes the coming close send a reset (SO_LINGER 0) instead of a FIN,
@@ -100,7 +101,7 @@ impl StreamSocket for mio::net::TcpStream {
     }
 
     // The ioctls are in `sys`, the crate's one home for `unsafe`; a failed
-    // one counts as 0, as on platforms that cannot tell.
+    // one counts as on platforms that cannot tell.
     #[cfg(target_os = "linux")]
     fn unacked(&self) -> usize {
         // SIOCOUTQ (= TIOCOUTQ): bytes in the send queue, not yet acked.
@@ -113,9 +114,10 @@ impl StreamSocket for mio::net::TcpStream {
     }
 
     #[cfg(target_os = "linux")]
-    fn queued_input(&self) -> usize {
-        // SIOCINQ (= FIONREAD): bytes in the receive queue.
-        crate::sys::queued_input_bytes(self).unwrap_or(0)
+    fn queued_input(&self) -> Option<usize> {
+        // SIOCINQ (= FIONREAD): bytes in the receive queue (a queued FIN
+        // not counted).
+        crate::sys::queued_input_bytes(self).ok()
     }
 }
 

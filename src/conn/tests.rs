@@ -16,16 +16,18 @@ impl StreamSocket for ScriptedIo {
         Ok(())
     }
 
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.pending_error.map(io::Error::from))
+    }
+
     /// The data steps scripted before the first pause: what "the kernel"
     /// holds now.
-    fn queued_input(&self) -> usize {
-        self.reads
-            .iter()
-            .map_while(|r| match r {
-                ReadStep::Data(d) => Some(d.len()),
-                _ => None,
-            })
-            .sum()
+    fn queued_input(&self) -> Option<usize> {
+        let data = self.reads.iter().map_while(|r| match r {
+            ReadStep::Data(d) => Some(d.len()),
+            _ => None,
+        });
+        Some(data.sum())
     }
 }
 
@@ -350,4 +352,5 @@ fn an_idle_connection_fits_its_bound() {
 }
 
 /// The idle rule, the linger time and the timer entries they ask for.
+mod ending;
 mod idle;

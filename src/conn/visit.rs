@@ -64,7 +64,10 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// come for either, so the reactor must queue the connection again.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
         if self.flags.has(Flag::MemoryPaused) && self.close.is_none() {
+            // Not reading, we learn of a reset only by asking, and of the
+            // input's end only from its FIN's event (`note_read_closed`).
             self.check_error(ctx);
+            self.end_paused_input(ctx);
         }
         let mut reads = 0;
         let mut allowance = ctx.read_allowance;
@@ -166,7 +169,12 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // timeout, and with every big holder paused the total never
             // fell: the budget stayed engaged for minutes after the
             // clients left. An edge per arriving segment is all this
-            // costs, and a paused peer's window soon closes.
+            // costs, and a paused peer's window soon closes. It also
+            // serves a paused connection whose peer took the replies it
+            // was owed: the switch from WRITABLE to READABLE re-arms the
+            // registration, and input already waiting (its FIN too)
+            // raises an event at once, so the budget's gate sees it hold
+            // little and lets it read, though nothing new arrives.
             (false, false) if self.flags.has(Flag::MemoryPaused) => Some(Interest::READABLE),
             (false, false) => None,
         }
@@ -197,6 +205,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         self.run_handler(ctx, |p, scratch, out| {
             (p.on_data(&mut scratch[..n], out), ())
         });
+        if self.input == Input::Discard {
+            // The input held at shutdown ran out (or the handler closed):
+            // what it left unfinished never will be.
+            self.end_input_short(0, ctx);
+        }
         if !self.flags.has(Flag::Paused) && self.out.len() >= ctx.max_pending {
             // The peer is not reading what we send. Stop reading it, so its
             // bytes wait in the kernel (and its TCP window closes) instead of

@@ -19,7 +19,11 @@
 //! echoed first. Counted in `protocol_errors`.
 //!
 //! EOF: an incomplete frame (or header) at EOF is counted in
-//! `partial_frames` and dropped, never echoed.
+//! `partial_frames` and dropped, never echoed. So is one the input is known
+//! to end short of (`Handler::unfinished`), as soon as that is known: a
+//! client the memory budget paused mid-frame that then sends its FIN can
+//! never finish the frame, and its bytes are not kept waiting for a read
+//! the budget would not allow (`conn/ending.rs`).
 
 use log::debug;
 
@@ -71,6 +75,19 @@ impl FrameDecoder {
     /// Bytes of memory the incomplete frame holds.
     pub fn held(&self) -> usize {
         self.partial.capacity()
+    }
+
+    /// The fewest bytes still to come before the buffered frame is
+    /// complete: the rest of its header (a frame may be empty), or of its
+    /// payload. 0 while none is buffered.
+    pub fn missing(&self) -> usize {
+        let have = self.partial.len();
+        match have {
+            0 => 0,
+            _ if have < HEADER => HEADER - have,
+            // At most `HEADER + max_frame`: the header was checked.
+            _ => (HEADER + frame_len(&self.partial) as usize).saturating_sub(have),
+        }
     }
 
     /// Drops the incomplete frame and its memory.
@@ -197,10 +214,20 @@ impl Handler for Framed {
         self.decoder.held()
     }
 
-    /// The peer is done sending: an incomplete frame is counted and dropped.
+    /// The rest of the partial frame: input that ends sooner (a FIN queued
+    /// behind fewer bytes) leaves it incomplete for good.
+    fn unfinished(&self) -> usize {
+        self.decoder.missing()
+    }
+
+    /// The peer is done sending, or will not send enough to complete the
+    /// frame: an incomplete frame is counted and dropped.
     fn on_eof(&mut self, out: &mut Output<'_>) -> Flow {
         if self.decoder.has_partial() {
-            debug!("framed: partial frame at eof");
+            debug!(
+                "framed: partial frame at end of input missing={}",
+                self.decoder.missing()
+            );
             stats::add(&out.stats.partial_frames, 1);
             self.decoder.clear();
         }
@@ -352,6 +379,14 @@ mod tests {
             prop_assert_eq!(out, whole);
             prop_assert!(emits <= payloads.len());
             prop_assert_eq!(d.has_partial(), tail > 0);
+            // What the frame still misses: until its header is whole, the
+            // rest of that (a frame may be empty); then the rest of it.
+            let missing = match tail {
+                0 => 0,
+                t if t < HEADER => HEADER - t,
+                t => 54 - t,
+            };
+            prop_assert_eq!(d.missing(), missing);
         }
 
         /// An oversize header is refused at the same point however the

@@ -87,8 +87,10 @@ pub trait Handler: fmt::Debug {
     /// transform it in place before sending it back).
     fn on_data(&mut self, data: &mut [u8], out: &mut Output<'_>) -> Flow;
 
-    /// The peer half-closed (EOF). The connection flushes what is queued
-    /// (and what [`Handler::more_output`] promises), then closes.
+    /// No more input will reach the handler: the peer half-closed (EOF), or
+    /// the input still to come is known to be too short to complete what
+    /// it holds (see [`Handler::unfinished`]). The connection flushes what
+    /// is queued (and what [`Handler::more_output`] promises), then closes.
     fn on_eof(&mut self, _out: &mut Output<'_>) -> Flow {
         Flow::Continue
     }
@@ -130,6 +132,17 @@ pub trait Handler: fmt::Debug {
     /// Input bytes the handler holds between reads (partial frames and
     /// lines, unanswered requests), for the memory budget.
     fn held(&self) -> usize {
+        0
+    }
+
+    /// The fewest input bytes still needed before what the handler holds can
+    /// become a reply: the rest of a partial frame. 0 when it holds nothing
+    /// waiting for more, or cannot tell (a line ends at any byte). When the
+    /// input is known to end sooner (the peer's FIN is queued behind fewer
+    /// bytes, or a shutdown takes fewer), what it holds can never complete:
+    /// the connection calls [`Handler::on_eof`] at once instead of keeping
+    /// those bytes while the memory budget keeps it from reading them.
+    fn unfinished(&self) -> usize {
         0
     }
 

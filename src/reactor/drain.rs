@@ -2,7 +2,9 @@
 //!
 //! Policy: the first SIGINT/SIGTERM (or a `ShutdownHandle`) stops accepting
 //! and taking new requests; input the kernel already held for a connection
-//! is still processed, once (its sender saw it acknowledged); then each
+//! is still processed, once (its sender saw it acknowledged), except a
+//! partial frame that input cannot complete, dropped at once (a connection
+//! the memory budget paused might never be let read it); then each
 //! connection flushes what it owes and closes once the peer has
 //! acknowledged it, or when `--drain-timeout` runs out. A second signal
 //! ends the process at once from its handler (`signals.rs`).
