@@ -116,12 +116,17 @@ impl Udp {
     /// with batches: the plain loop pays two syscalls per datagram however
     /// many wait, so pausing would only add latency.
     pub(crate) fn linger(&self) -> Option<Duration> {
+        (self.may_pause() && self.received >= COALESCE_MIN).then_some(self.coalesce)
+    }
+
+    /// Whether `linger` can ever ask for a pause: batches, a pause set, and
+    /// UDP not stopped.
+    pub(crate) fn may_pause(&self) -> bool {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let batched = self.batch.is_some();
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let batched = false;
-        let busy = batched && self.received >= COALESCE_MIN;
-        (busy && !self.coalesce.is_zero()).then_some(self.coalesce)
+        batched && !self.coalesce.is_zero()
     }
 
     /// The interest this socket needs now.
