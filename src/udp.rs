@@ -24,7 +24,7 @@
 //! arrive faster than the loop turns, the reactor pauses a few microseconds
 //! before it polls again, and the next batch is fuller. A lone
 //! request-reply client never has more than one datagram waiting, so it
-//! never waits; when traffic thins out, the pauses stop by themselves. [`Udp::linger`] decides, the
+//! never waits; when traffic thins out, the pauses stop by themselves. [`Udp::batch_pause`] decides, the
 //! reactor (`reactor/deadlines.rs`) pauses.
 
 use std::collections::VecDeque;
@@ -77,7 +77,7 @@ pub(crate) struct Udp {
     batch: Option<batch::Batch>,
     /// `--udp-coalesce`: the pause that lets a batch fill; zero for none.
     coalesce: Duration,
-    /// Datagrams the latest `serve` received (see `linger`).
+    /// Datagrams the latest `serve` received (see `batch_pause`).
     received: usize,
 }
 
@@ -115,11 +115,11 @@ impl Udp {
     /// found at least [`COALESCE_MIN`] datagrams waiting, else `None`. Only
     /// with batches: the plain loop pays two syscalls per datagram however
     /// many wait, so pausing would only add latency.
-    pub(crate) fn linger(&self) -> Option<Duration> {
+    pub(crate) fn batch_pause(&self) -> Option<Duration> {
         (self.may_pause() && self.received >= COALESCE_MIN).then_some(self.coalesce)
     }
 
-    /// Whether `linger` can ever ask for a pause: batches, a pause set, and
+    /// Whether `batch_pause` can ever ask for a pause: batches, a pause set, and
     /// UDP not stopped.
     pub(crate) fn may_pause(&self) -> bool {
         #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -361,19 +361,19 @@ mod tests {
         let bind = || UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let pause = Duration::from_micros(20);
         let mut udp = Udp::new(bind(), Mode::Echo, 32, pause);
-        assert_eq!(udp.linger(), None, "nothing read yet");
+        assert_eq!(udp.batch_pause(), None, "nothing read yet");
         udp.received = COALESCE_MIN - 1;
-        assert_eq!(udp.linger(), None, "too few to pay for a pause");
+        assert_eq!(udp.batch_pause(), None, "too few to pay for a pause");
         udp.received = COALESCE_MIN;
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        assert_eq!(udp.linger(), Some(pause));
+        assert_eq!(udp.batch_pause(), Some(pause));
         udp.stop(mio::Poll::new().unwrap().registry());
-        assert_eq!(udp.linger(), None, "stopped");
+        assert_eq!(udp.batch_pause(), None, "stopped");
 
         for (batch, coalesce) in [(1, pause), (32, Duration::ZERO)] {
             let mut udp = Udp::new(bind(), Mode::Echo, batch, coalesce);
             udp.received = 100;
-            assert_eq!(udp.linger(), None, "batch {batch}, pause {coalesce:?}");
+            assert_eq!(udp.batch_pause(), None, "batch {batch}, pause {coalesce:?}");
         }
     }
 
