@@ -24,8 +24,19 @@
 //! arrive faster than the loop turns, the reactor pauses a few microseconds
 //! before it polls again, and the next batch is fuller. A lone
 //! request-reply client never has more than one datagram waiting, so it
-//! never waits; when traffic thins out, the pauses stop by themselves. [`Udp::batch_pause`] decides, the
-//! reactor (`reactor/deadlines.rs`) pauses.
+//! never waits; when traffic thins out, the pauses stop by themselves.
+//! [`Udp::batch_pause`] decides, the reactor (`reactor/deadlines.rs`)
+//! pauses.
+//!
+//! What it costs. The pause is a plain sleep of the reactor's thread (an
+//! `epoll_wait` would return at the first datagram, which is what the pause
+//! is for), so everything else waits too: a TCP request or a signal that
+//! arrives during a pause waits up to its length. A turn that served a
+//! connection is never followed by a pause, so a request waits for at most
+//! one. And "several waiting" is not always "more on the way": a client
+//! that sends a burst and waits for its replies (a pipelined client, a few
+//! of them) has its next burst wait out every pause, and the pause gathers
+//! nothing the burst would not have brought anyway.
 
 use std::collections::VecDeque;
 use std::io;
@@ -55,7 +66,9 @@ pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
 /// sleep) and a wakeup, so it must gather more than a couple: measured at
 /// 20,000 datagrams a second from 50 sockets, a threshold of 2 cost about
 /// 25% more server CPU per datagram than no pause at all, 4 and 8 nothing
-/// measurable, and all three gave the same batches under full load.
+/// measurable, and all three gave the same batches under full load. A
+/// burst of 4 from one pipelined client passes it too, and then the pause
+/// only delays that client's next burst (see the module docs).
 const COALESCE_MIN: usize = 4;
 /// Most replies waiting for WRITABLE.
 pub(crate) const MAX_QUEUED: usize = 1024;
