@@ -32,6 +32,8 @@ Scenarios:
   udp-light  50 sockets, 64 B datagrams, open loop at 20,000 a second in all:
              what --udp-coalesce costs in latency when datagrams come
              sparsely (the p50 and p99 columns)
+  udp-burst  1 socket, 64 B datagrams, pipeline 4: a client that sends bursts
+             of 4 and waits for them, the load --udp-coalesce costs most
   idle       10,000 idle connections held by scripts/idle-conns.py: server
              peak RSS growth per connection
   files      echoloop --mode files: a cached 256 MiB file downloaded with
@@ -87,6 +89,7 @@ LOADS = {
     "udp-busy": ["--udp", "--connections", "50", "--size", "64", "--pipeline", "16",
                  "--threads", "2"],
     "udp-light": ["--udp", "--connections", "50", "--size", "64", "--rate", "20000"],
+    "udp-burst": ["--udp", "--connections", "1", "--size", "64", "--pipeline", "4"],
 }
 
 # ECHOLOOP_BASE=PATH adds "base", another echoloop binary (say, main's before
@@ -108,6 +111,7 @@ CAST = {
     "udp-plain": ["echoloop", "echoloop-nc", "echoloop-b1"],
     "udp-busy": ["echoloop", "echoloop-nc", "echoloop-b1"],
     "udp-light": ["echoloop", "echoloop-nc"],
+    "udp-burst": ["echoloop", "echoloop-nc"],
     "idle": ["echoloop", "tokio", "mio", "threads"],
 }
 
@@ -298,6 +302,7 @@ def ratio(v, base):
 def table(results, scenarios, rounds, machine):
     units = {"pingpong": "msg/s", "pipeline": "msg/s", "bulk": "MB/s", "udp": "datagrams/s",
              "udp-plain": "datagrams/s", "udp-busy": "datagrams/s", "udp-light": "datagrams/s",
+             "udp-burst": "datagrams/s",
              "idle": "bytes/conn", "churn": "connections/s"}
     print(f"\n{machine}; {rounds} round(s), medians\n")
     print("| scenario | server | throughput | vs echoloop | p50 us | p99 us | server CPU us/msg "
@@ -335,7 +340,7 @@ def main():
     rounds = 1 if quick else int(arg)
     cfg = QUICK if quick else FULL
     scenarios = os.environ.get(
-        "SCENARIOS", "pingpong pipeline bulk udp udp-busy udp-light idle files churn").split()
+        "SCENARIOS", "pingpong pipeline bulk udp udp-busy udp-light udp-burst idle files churn").split()
     only = os.environ.get("SERVERS", "").split()
     perf = perf_works()
     if not perf:

@@ -113,11 +113,11 @@
 //! | `reactor/drain.rs` | `Drain`: the graceful shutdown's deadline and checks |
 //! | `reactor/runq.rs` | the run queue: fresh and old lanes |
 //! | `reactor/conns.rs` | bookkeeping after IO: interest, timers, deferred close |
-//! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats |
+//! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats, the UDP pause |
 //! | `reactor/room.rs` | chat fan-out, spread over turns |
 //! | `reactor/account.rs` | `Memory`: the memory budget in the loop |
 //! | `reactor/metrics.rs` | the loop's side of `--metrics`: scrape events, turn histograms, gauges |
-//! | `reactor/tests.rs` | idle timers and the drain on virtual time |
+//! | `reactor/tests.rs` | idle timers, the drain and the UDP pause on virtual time |
 //! | `budget.rs` | the work one turn may do |
 //! | `memory.rs` | the server-wide memory budget's policy |
 //! | `ready.rs` | readiness not served yet |
@@ -125,9 +125,9 @@
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
 //! | `output.rs`, `output/` | the write path: write first, queue the rest, `sendfile` |
 //! | `buffer.rs` | the pending-output buffer |
-//! | `udp.rs` | the UDP socket and its bounded reply queue |
+//! | `udp.rs` | the UDP socket and its bounded reply queue; when to pause so a batch fills |
 //! | `udp/batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
-//! | `sys/` | every `unsafe` of the crate: the open-files limit; on Linux `recvmmsg`, `sendmmsg`, `sendfile`, socket queue ioctls |
+//! | `sys/` | every `unsafe` of the crate: the open-files limit; on Linux `recvmmsg`, `sendmmsg`, `sendfile`, socket queue ioctls, timer slack |
 //! | `protocol/` | the `Handler` trait and one file per `--mode`: what the bytes mean |
 //! | `timer.rs` | idle deadlines: a lazy min-heap |
 //! | `stamp.rs` | 8-byte timestamps for what every connection carries |

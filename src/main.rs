@@ -133,9 +133,13 @@ struct Cli {
     /// this long before it looks again, so the next recvmmsg takes a fuller
     /// batch: far fewer syscalls and less CPU per datagram under load, for
     /// up to US more latency while datagrams keep arriving that fast. A
-    /// lone request-reply client never waits. The pause holds the whole
-    /// reactor, so it is skipped in turns that served a TCP connection.
-    /// 0 turns it off; ignored with --udp-batch 1. 0 to 1000.
+    /// lone request-reply client never waits, but a few clients that each
+    /// send a burst and wait for its replies (say 1 to 4 sockets with 4 in
+    /// flight) do, on every burst: set 0 for them. The pause holds the
+    /// whole reactor: a TCP request or a signal that arrives during it
+    /// waits up to US too (it is skipped in turns that served a TCP
+    /// connection, so at most once per request). 0 turns it off; ignored
+    /// with --udp-batch 1. 0 to 1000.
     #[arg(long, value_name = "US", default_value_t = DEFAULTS.udp_coalesce.as_micros() as u64)]
     udp_coalesce: u64,
 

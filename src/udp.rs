@@ -24,8 +24,19 @@
 //! arrive faster than the loop turns, the reactor pauses a few microseconds
 //! before it polls again, and the next batch is fuller. A lone
 //! request-reply client never has more than one datagram waiting, so it
-//! never waits; when traffic thins out, the pauses stop by themselves. [`Udp::linger`] decides, the
-//! reactor (`reactor/deadlines.rs`) pauses.
+//! never waits; when traffic thins out, the pauses stop by themselves.
+//! [`Udp::batch_pause`] decides, the reactor (`reactor/deadlines.rs`)
+//! pauses.
+//!
+//! What it costs. The pause is a plain sleep of the reactor's thread (an
+//! `epoll_wait` would return at the first datagram, which is what the pause
+//! is for), so everything else waits too: a TCP request or a signal that
+//! arrives during a pause waits up to its length. A turn that served a
+//! connection is never followed by a pause, so a request waits for at most
+//! one. And "several waiting" is not always "more on the way": a client
+//! that sends a burst and waits for its replies (a pipelined client, a few
+//! of them) has its next burst wait out every pause, and the pause gathers
+//! nothing the burst would not have brought anyway.
 
 use std::collections::VecDeque;
 use std::io;
@@ -55,7 +66,9 @@ pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
 /// sleep) and a wakeup, so it must gather more than a couple: measured at
 /// 20,000 datagrams a second from 50 sockets, a threshold of 2 cost about
 /// 25% more server CPU per datagram than no pause at all, 4 and 8 nothing
-/// measurable, and all three gave the same batches under full load.
+/// measurable, and all three gave the same batches under full load. A
+/// burst of 4 from one pipelined client passes it too, and then the pause
+/// only delays that client's next burst (see the module docs).
 const COALESCE_MIN: usize = 4;
 /// Most replies waiting for WRITABLE.
 pub(crate) const MAX_QUEUED: usize = 1024;
@@ -77,7 +90,7 @@ pub(crate) struct Udp {
     batch: Option<batch::Batch>,
     /// `--udp-coalesce`: the pause that lets a batch fill; zero for none.
     coalesce: Duration,
-    /// Datagrams the latest `serve` received (see `linger`).
+    /// Datagrams the latest `serve` received (see `batch_pause`).
     received: usize,
 }
 
@@ -115,13 +128,18 @@ impl Udp {
     /// found at least [`COALESCE_MIN`] datagrams waiting, else `None`. Only
     /// with batches: the plain loop pays two syscalls per datagram however
     /// many wait, so pausing would only add latency.
-    pub(crate) fn linger(&self) -> Option<Duration> {
+    pub(crate) fn batch_pause(&self) -> Option<Duration> {
+        (self.may_pause() && self.received >= COALESCE_MIN).then_some(self.coalesce)
+    }
+
+    /// Whether `batch_pause` can ever ask for a pause: batches, a pause set, and
+    /// UDP not stopped.
+    pub(crate) fn may_pause(&self) -> bool {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let batched = self.batch.is_some();
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let batched = false;
-        let busy = batched && self.received >= COALESCE_MIN;
-        (busy && !self.coalesce.is_zero()).then_some(self.coalesce)
+        batched && !self.coalesce.is_zero()
     }
 
     /// The interest this socket needs now.
@@ -356,19 +374,19 @@ mod tests {
         let bind = || UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let pause = Duration::from_micros(20);
         let mut udp = Udp::new(bind(), Mode::Echo, 32, pause);
-        assert_eq!(udp.linger(), None, "nothing read yet");
+        assert_eq!(udp.batch_pause(), None, "nothing read yet");
         udp.received = COALESCE_MIN - 1;
-        assert_eq!(udp.linger(), None, "too few to pay for a pause");
+        assert_eq!(udp.batch_pause(), None, "too few to pay for a pause");
         udp.received = COALESCE_MIN;
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        assert_eq!(udp.linger(), Some(pause));
+        assert_eq!(udp.batch_pause(), Some(pause));
         udp.stop(mio::Poll::new().unwrap().registry());
-        assert_eq!(udp.linger(), None, "stopped");
+        assert_eq!(udp.batch_pause(), None, "stopped");
 
         for (batch, coalesce) in [(1, pause), (32, Duration::ZERO)] {
             let mut udp = Udp::new(bind(), Mode::Echo, batch, coalesce);
             udp.received = 100;
-            assert_eq!(udp.linger(), None, "batch {batch}, pause {coalesce:?}");
+            assert_eq!(udp.batch_pause(), None, "batch {batch}, pause {coalesce:?}");
         }
     }
 

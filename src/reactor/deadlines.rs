@@ -103,7 +103,7 @@ impl Reactor {
     }
 
     /// How long to pause before the next poll so that datagrams gather into
-    /// a fuller batch (`--udp-coalesce`; `Udp::linger` says when). The pause
+    /// a fuller batch (`--udp-coalesce`; `Udp::batch_pause` says when). The pause
     /// holds every client of this reactor, so only after a turn that served
     /// the UDP socket alone; never while work is left (`timeout` zero), nor
     /// past the next deadline.
@@ -111,7 +111,7 @@ impl Reactor {
         if self.turn.visited() {
             return None;
         }
-        let pause = self.udp.as_ref()?.linger()?;
+        let pause = self.udp.as_ref()?.batch_pause()?;
         let pause = timeout.map_or(pause, |t| t.min(pause));
         (!pause.is_zero()).then_some(pause)
     }

@@ -225,12 +225,14 @@ impl Reactor {
     /// The loop. Returns after a graceful shutdown (the counters are in
     /// the shared `Stats`).
     pub(crate) fn run(mut self) -> Result<(), Error> {
-        if !self.config.udp_coalesce.is_zero() {
-            // A 20 µs pause must not last 70 (see `sys`).
-            if let Err(e) = crate::sys::set_precise_timers() {
-                debug!("timer slack not set error={e}");
-            }
-        }
+        // A 20 µs pause must not last 70 (see `sys`). Held until `run`
+        // returns: the thread may be the embedder's.
+        let _precise_timers = match &self.udp {
+            Some(udp) if udp.may_pause() => crate::sys::PreciseTimers::new()
+                .inspect_err(|e| debug!("timer slack not set error={e}"))
+                .ok(),
+            _ => None,
+        };
         loop {
             let mut timeout = self.poll_timeout(Instant::now());
             if let Some(pause) = self.coalesce_pause(timeout) {

@@ -1,7 +1,8 @@
 //! The reactor's timing decisions on virtual time: idle timers, the accept
-//! back-off, the drain's deadline. Real sockets on 127.0.0.1, but no sleeping: the clock the
-//! reactor sees is whatever `now` the test passes to `turn`, `fire_timers`
-//! and `drain_done` (smoltcp's `set_now`, in spirit). Only waiting for the
+//! back-off, the drain's deadline, when to pause for a UDP batch. Real
+//! sockets on 127.0.0.1, but no sleeping: the clock the reactor sees is
+//! whatever `now` the test passes to `turn`, `fire_timers` and
+//! `drain_done` (smoltcp's `set_now`, in spirit). Only waiting for the
 //! kernel to deliver loopback bytes takes wall-clock time, bounded by
 //! `PATIENCE`.
 
@@ -38,6 +39,25 @@ fn reactor(config: Config) -> (Reactor, SocketAddr) {
     let shutdown = ShutdownHandle::new(vec![waker]);
     let reactor = Reactor::new(shard, &config, &shutdown, &Stats::default(), None).unwrap();
     (reactor, addrs.tcp)
+}
+
+/// A reactor on 127.0.0.1:0 with UDP too: the reactor, its TCP and UDP
+/// addresses.
+fn reactor_with_udp(config: Config) -> (Reactor, SocketAddr, SocketAddr) {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = Config {
+        listen: any,
+        udp: Some(any),
+        ..config
+    };
+    let mut addrs = Addrs {
+        tcp: any,
+        udp: Some(any),
+    };
+    let (shard, waker) = bind_shard(&config, 0, &mut addrs, None).unwrap();
+    let shutdown = ShutdownHandle::new(vec![waker]);
+    let reactor = Reactor::new(shard, &config, &shutdown, &Stats::default(), None).unwrap();
+    (reactor, addrs.tcp, addrs.udp.unwrap())
 }
 
 /// Runs turns at virtual time `now` until `done` holds; each waits up to
@@ -284,4 +304,83 @@ fn a_huge_max_conns_reserves_a_bounded_slab() {
     }
     client.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ok");
+}
+
+/// `--udp-coalesce`: the loop pauses before its next poll only after a
+/// turn that served a burst of datagrams and no connection (the pause
+/// holds every client), for no longer than the time to the next deadline,
+/// never while work is left (a zero timeout), and never once the drain
+/// began. Bursts of 8 datagrams (and a TCP message) are sent before the
+/// reactor looks; a loaded machine may split them across turns, so each
+/// case is tried until it happened, at most `TRIES` times.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_pause_follows_only_a_turn_that_served_datagrams_alone() {
+    const TRIES: usize = 50;
+    let pause = Duration::from_micros(20);
+    let config = Config {
+        udp_coalesce: pause,
+        idle_timeout: None,
+        ..Config::default()
+    };
+    let (mut r, tcp, udp) = reactor_with_udp(config);
+    let now = Instant::now();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Runs turns until `total` datagrams and `bytes` TCP bytes were served;
+    // true if one of them served 4 or more datagrams and a connection.
+    let serve = |r: &mut Reactor, total: u64, bytes: u64| {
+        let (start, mut both) = (Instant::now(), false);
+        while counter(r, |c| &c.datagrams_out) < total || counter(r, |c| &c.bytes_out) < bytes {
+            assert!(start.elapsed() < PATIENCE, "not served");
+            let before = counter(r, |c| &c.datagrams_in);
+            r.poll.poll(&mut r.events, Some(PATIENCE)).unwrap();
+            assert_eq!(r.turn(now), Exit::No);
+            if r.turn.visited() {
+                assert_eq!(r.coalesce_pause(None), None, "a connection was served");
+                both |= counter(r, |c| &c.datagrams_in) - before >= 4;
+            }
+        }
+        both
+    };
+    let mut sent = 0;
+    let mut burst = || {
+        for i in 0..8u8 {
+            sock.send_to(&[i], udp).unwrap();
+        }
+        sent += 8;
+        sent
+    };
+
+    // Datagrams alone.
+    let paused = (0..TRIES).any(|_| {
+        let total = burst();
+        serve(&mut r, total, 0);
+        r.coalesce_pause(None).is_some()
+    });
+    assert!(paused, "{TRIES} bursts of 8 and never a pause");
+    assert_eq!(r.coalesce_pause(None), Some(pause));
+    let sooner = Duration::from_micros(5);
+    assert_eq!(r.coalesce_pause(Some(sooner)), Some(sooner), "a deadline");
+    assert_eq!(r.coalesce_pause(Some(Duration::ZERO)), None, "work left");
+
+    // Datagrams and a connection in one turn.
+    let mut client = connect(&mut r, tcp, now);
+    let mut echoed = 0;
+    let together = (0..TRIES).any(|_| {
+        client.write_all(b"x").unwrap();
+        echoed += 1;
+        let total = burst();
+        serve(&mut r, total, echoed)
+    });
+    assert!(together, "{TRIES} tries and never a turn with both");
+
+    // Not once the drain began.
+    let paused = (0..TRIES).any(|_| {
+        let total = burst();
+        serve(&mut r, total, echoed);
+        r.coalesce_pause(None).is_some()
+    });
+    assert!(paused, "{TRIES} bursts of 8 and never a pause");
+    r.begin_shutdown();
+    assert_eq!(r.coalesce_pause(None), None, "draining");
 }

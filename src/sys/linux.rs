@@ -1,6 +1,6 @@
 //! The Linux syscalls that std, mio and socket2 do not wrap: `recvmmsg` and
 //! `sendmmsg` (many datagrams per call, for `udp/batch.rs`), `sendfile`
-//! (file bodies without a copy through user space, for `protocol/files.rs`)
+//! (file bodies without a copy through user space, for `protocol/files.rs`),
 //! the two ioctls that count a socket's queued bytes (for
 //! `conn/socket.rs`), and the timer slack that decides how precisely a
 //! short pause ends (for `--udp-coalesce`).
@@ -336,16 +336,45 @@ pub(crate) fn sendfile(
     Ok(n)
 }
 
-/// Asks the kernel to end this thread's sleeps and poll timeouts within
-/// 1 µs of the time asked for. By default it may add up to 50 µs ("timer
-/// slack", so that wakeups bunch together and save power), which would
-/// turn a 20 µs pause (`--udp-coalesce`) into 70. The setting is per
-/// thread: the reactor's thread sets it for itself.
-pub(crate) fn set_precise_timers() -> io::Result<()> {
-    const SLACK_NS: libc::c_ulong = 1_000;
+/// This thread's timer slack, 1 µs while the value lives: the kernel then
+/// ends the thread's sleeps and poll timeouts within 1 µs of the time asked
+/// for. By default it may add up to 50 µs ("timer slack", so that wakeups
+/// bunch together and save power), which would turn a 20 µs pause
+/// (`--udp-coalesce`) into 70. The setting is per thread, and the thread
+/// may be an embedder's (`Server::run` runs the first reactor on its
+/// caller's): dropping the value gives the thread its old slack back.
+pub(crate) struct PreciseTimers {
+    /// The slack the thread had before, in nanoseconds.
+    previous: libc::c_ulong,
+}
+
+impl PreciseTimers {
+    /// Sets the calling thread's slack to 1 µs, remembering the old one.
+    pub(crate) fn new() -> io::Result<PreciseTimers> {
+        const PRECISE_NS: libc::c_ulong = 1_000;
+        // SAFETY: PR_GET_TIMERSLACK reads no memory and returns the slack
+        // (or -1 and errno); the unused arguments are zero as prctl(2) asks.
+        let rc = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+        // A slack past `c_int::MAX` comes back negative: leave it alone.
+        let previous = libc::c_ulong::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+        set_timer_slack(PRECISE_NS)?;
+        Ok(PreciseTimers { previous })
+    }
+}
+
+impl Drop for PreciseTimers {
+    fn drop(&mut self) {
+        // Setting a value read from the kernel does not fail; if it did,
+        // the thread would only wake more precisely than it asked for.
+        let _ = set_timer_slack(self.previous);
+    }
+}
+
+/// Sets the calling thread's timer slack to `ns` nanoseconds.
+fn set_timer_slack(ns: libc::c_ulong) -> io::Result<()> {
     // SAFETY: PR_SET_TIMERSLACK takes its value by integer and reads no
     // memory; the unused arguments are zero as prctl(2) asks.
-    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, SLACK_NS, 0, 0, 0) };
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

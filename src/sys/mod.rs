@@ -6,8 +6,8 @@
 //! checked.
 //!
 //! Here: the open-files limit (every Unix). In `linux.rs`: batched UDP
-//! (`recvmmsg`/`sendmmsg`), `sendfile`, the socket queue ioctls, and when
-//! a socket last sent data (`TCP_INFO`), the thread's timer slack.
+//! (`recvmmsg`/`sendmmsg`), `sendfile`, the socket queue ioctls, when a
+//! socket last sent data (`TCP_INFO`), and the thread's timer slack.
 
 use std::io;
 
@@ -16,14 +16,19 @@ mod linux;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::{
-    queued_input_bytes, sendfile, set_precise_timers, since_data_sent, unacked_bytes, Mmsg,
+    queued_input_bytes, sendfile, since_data_sent, unacked_bytes, Mmsg, PreciseTimers,
 };
 
 /// Elsewhere the timer slack stays as it is: `--udp-coalesce` only acts
 /// with batches, which are Linux-only.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn set_precise_timers() -> io::Result<()> {
-    Ok(())
+pub(crate) struct PreciseTimers;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+impl PreciseTimers {
+    pub(crate) fn new() -> io::Result<PreciseTimers> {
+        Ok(PreciseTimers)
+    }
 }
 
 /// The process's `RLIMIT_NOFILE`: soft and hard limit, `None` meaning
