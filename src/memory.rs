@@ -47,9 +47,11 @@
 //! back what it took, and a client that stalls costs the others at most
 //! `OVERDRAFT_STALL`, and itself its frame.
 //!
-//! So each reactor's total stays below `limit + connections x ~2 x
-//! SMALL_HOLDING + one frame` (the frame header plus `--max-frame`),
-//! whatever clients do. Pure bookkeeping, unit-tested.
+//! So each reactor's total stays below the limit plus one frame (the
+//! overdraft: the frame header plus `--max-frame`), plus what the visit
+//! that crossed the limit added (up to two reads, or half a frame when a
+//! partial frame's buffer doubled), plus `connections x ~2 x
+//! SMALL_HOLDING`, whatever clients do. Pure bookkeeping, unit-tested.
 
 pub(crate) mod overdraft;
 

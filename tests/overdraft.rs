@@ -67,9 +67,11 @@ fn echo_client(server: &Running, frame: Vec<u8>, start: Arc<Barrier>) -> thread:
 
 /// 20 clients each send one whole 1 MiB frame at once under a 1 MiB
 /// budget (20 MiB in flight): every frame comes back, and the server never
-/// held more than the budget plus one frame plus the small top-ups the
-/// budget allows every client. Before the overdraft, 0 to 4 came back and
-/// the rest waited for `--idle-timeout`.
+/// held more than the budget, plus one frame for the overdraft, plus what
+/// the visit that crossed the budget added (up to half a frame when a
+/// partial frame's buffer doubled), plus the small top-ups the budget
+/// allows every client. Before the overdraft, 0 to 4 came back and the
+/// rest waited for `--idle-timeout`.
 #[test]
 fn frames_bigger_than_the_budget_together_are_all_echoed() {
     const CLIENTS: usize = 20;
@@ -86,7 +88,7 @@ fn frames_bigger_than_the_budget_together_are_all_echoed() {
     assert!(end.memory_overdrafts > 0, "{end:?}");
     assert_eq!(end.overdraft_expiries, 0);
     assert_eq!(end.partial_frames, 0);
-    let bound = MIB + (4 + MIB) + CLIENTS * 2 * SMALL;
+    let bound = MIB + (4 + MIB) + (MIB / 2 + 128 * 1024) + CLIENTS * 2 * SMALL;
     assert!(
         end.memory_held_max <= bound as u64,
         "held {} > {bound}",

@@ -25,9 +25,15 @@ pub(crate) struct Holder {
     pub(crate) id: u64,
     /// When it was granted the overdraft.
     pub(crate) since: Instant,
-    /// What it held then. It has repaid once it holds no more than this
-    /// with nothing unfinished: its frame done and the reply taken.
+    /// What it held then. It has repaid once its frame is done and it
+    /// holds no more than this: the reply taken.
     pub(crate) held_before: usize,
+    /// Its frame is done (nothing was unfinished after one of its visits):
+    /// from now on it reads only what the budget allows anyone. The
+    /// overdraft is for one frame: without this, a client pipelining
+    /// frames would take the next one's top-up and go on past the budget
+    /// with it, frame after frame, while everyone else waited.
+    pub(crate) finished: bool,
 }
 
 /// Where the holder's overdraft stands.
@@ -89,11 +95,29 @@ impl Overdraft {
                     id,
                     since: now,
                     held_before,
+                    finished: false,
                 });
                 return self.holder;
             }
         }
         None
+    }
+
+    /// True if (key, id) may read past the budget now: it holds the
+    /// overdraft and has not finished its frame.
+    pub(crate) fn allows(&self, key: usize, id: u64) -> bool {
+        self.holder
+            .is_some_and(|h| h.key == key && h.id == id && !h.finished)
+    }
+
+    /// After (key, id) did IO: if it holds the overdraft and its frame
+    /// misses nothing now, its frame is done.
+    pub(crate) fn note(&mut self, key: usize, id: u64, unfinished: usize) {
+        if let Some(h) = self.holder.as_mut() {
+            if h.key == key && h.id == id && unfinished == 0 {
+                h.finished = true;
+            }
+        }
     }
 
     /// The holder repaid, lost it, or went away.
@@ -116,19 +140,13 @@ impl Overdraft {
         Some(stall.min(h.since + OVERDRAFT_LIMIT))
     }
 
-    /// The holder's standing at `now`, given when its bytes last moved,
-    /// what it holds, and how many bytes its frame still misses.
-    pub(crate) fn standing(
-        &self,
-        now: Instant,
-        last_moved: Instant,
-        held: usize,
-        unfinished: usize,
-    ) -> Standing {
+    /// The holder's standing at `now`, given when its bytes last moved and
+    /// what it holds.
+    pub(crate) fn standing(&self, now: Instant, last_moved: Instant, held: usize) -> Standing {
         let Some(h) = self.holder else {
             return Standing::Repaid;
         };
-        if unfinished == 0 && held <= h.held_before {
+        if h.finished && held <= h.held_before {
             Standing::Repaid
         } else if self.deadline(last_moved).is_some_and(|at| at <= now) {
             Standing::Expired {
@@ -179,12 +197,30 @@ mod tests {
         let mut o = Overdraft::default();
         o.wait(1, 10);
         o.grant(t0, |_, _| Some(6000));
+        assert!(o.allows(1, 10) && !o.allows(1, 11) && !o.allows(2, 10));
         // Reading the rest of its frame: holds more, misses less.
-        assert_eq!(o.standing(t0 + S, t0 + S, 500_000, 10), Standing::Running);
+        o.note(1, 10, 10);
+        assert!(o.allows(1, 10));
+        assert_eq!(o.standing(t0 + S, t0 + S, 500_000), Standing::Running);
         // Frame done, reply not taken yet (in its output).
-        assert_eq!(o.standing(t0 + S, t0 + S, 600_000, 0), Standing::Running);
+        o.note(1, 10, 0);
+        assert_eq!(o.standing(t0 + S, t0 + S, 600_000), Standing::Running);
         // Reply taken.
-        assert_eq!(o.standing(t0 + S, t0 + S, 0, 0), Standing::Repaid);
+        assert_eq!(o.standing(t0 + S, t0 + S, 0), Standing::Repaid);
+    }
+
+    #[test]
+    fn the_overdraft_is_for_one_frame() {
+        let t0 = Instant::now();
+        let mut o = Overdraft::default();
+        o.wait(1, 10);
+        o.grant(t0, |_, _| Some(6000));
+        o.note(1, 10, 0);
+        // A pipelining client's next frame, begun with a small top-up,
+        // misses bytes again: it reads only what the budget allows anyone.
+        o.note(1, 10, 700_000);
+        assert!(!o.allows(1, 10));
+        assert_eq!(o.standing(t0 + S, t0 + S, 4096), Standing::Repaid);
     }
 
     #[test]
@@ -197,15 +233,15 @@ mod tests {
         let before = t0 - 60 * S;
         assert_eq!(o.deadline(before), Some(t0 + OVERDRAFT_STALL));
         let late = t0 + OVERDRAFT_STALL;
-        assert_eq!(o.standing(late - S, before, 6000, 9), Standing::Running);
+        assert_eq!(o.standing(late - S, before, 6000), Standing::Running);
         // Read nothing: used none of it, may simply lose it.
         assert_eq!(
-            o.standing(late, before, 6000, 9),
+            o.standing(late, before, 6000),
             Standing::Expired { used: false }
         );
         // Read part of its frame, then stopped: used it.
         assert_eq!(
-            o.standing(late + S, t0 + S, 90_000, 9),
+            o.standing(late + S, t0 + S, 90_000),
             Standing::Expired { used: true }
         );
     }
@@ -219,9 +255,9 @@ mod tests {
         // A byte a second: never stalled, but out of time at the limit.
         let end = t0 + OVERDRAFT_LIMIT;
         assert_eq!(o.deadline(end - S), Some(end));
-        assert_eq!(o.standing(end - S, end - S, 7000, 9), Standing::Running);
+        assert_eq!(o.standing(end - S, end - S, 7000), Standing::Running);
         assert_eq!(
-            o.standing(end, end - S, 7000, 9),
+            o.standing(end, end - S, 7000),
             Standing::Expired { used: true }
         );
     }

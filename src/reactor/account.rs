@@ -53,11 +53,16 @@ impl Memory {
 }
 
 impl Reactor {
-    /// Counts what connection `key` holds now.
+    /// Counts what connection `key` holds now (and, for the overdraft's
+    /// holder, whether its frame is done).
     pub(super) fn account(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if self.memory.overdraft.holder().is_some_and(|h| h.key == key) {
+            let unfinished = slot.conn.unfinished();
+            self.memory.overdraft.note(key, slot.conn.id, unfinished);
+        }
         let held = slot.conn.held();
         if held != slot.held {
             let before = std::mem::replace(&mut slot.held, held);

@@ -31,11 +31,10 @@ impl Reactor {
             return 0;
         };
         let allowance = self.memory.budget.read_allowance(slot.held);
-        match self.memory.overdraft.holder() {
-            Some(h) if h.key == key && h.id == slot.conn.id => {
-                allowance.max(slot.conn.unfinished())
-            }
-            _ => allowance,
+        if self.memory.overdraft.allows(key, slot.conn.id) {
+            allowance.max(slot.conn.unfinished())
+        } else {
+            allowance
         }
     }
 
@@ -101,10 +100,7 @@ impl Reactor {
             Standing::Repaid
         } else {
             let last = slot.conn.last_moved();
-            let unfinished = slot.conn.unfinished();
-            self.memory
-                .overdraft
-                .standing(now, last, slot.held, unfinished)
+            self.memory.overdraft.standing(now, last, slot.held)
         };
         match standing {
             Standing::Running => return,
@@ -122,8 +118,9 @@ impl Reactor {
 
     /// `h` ran out of time after reading with its overdraft: its unfinished
     /// frame is dropped (the connection ends as after an EOF), and if it
-    /// still holds more than before, it is closed as stalled (a reset, which
-    /// frees the kernel's copy of what it did not read too).
+    /// still holds more than before (its frame was done, but it does not
+    /// read the reply), it is closed as stalled (a reset, which frees the
+    /// kernel's copy of what it did not read too).
     fn expire_overdraft(&mut self, h: Holder, now: Instant) {
         stats::add(&self.shared.stats.overdraft_expiries, 1);
         let hold_fin = self.hold_fin();
@@ -137,9 +134,11 @@ impl Reactor {
             slot.held,
             slot.conn.unfinished()
         );
-        let mut ctx = self.shared.ctx(now, 0, hold_fin);
-        slot.conn.abandon_unfinished(&mut ctx);
-        self.after_conn_io(h.key);
+        if !h.finished {
+            let mut ctx = self.shared.ctx(now, 0, hold_fin);
+            slot.conn.abandon_unfinished(&mut ctx);
+            self.after_conn_io(h.key);
+        }
         if let Some(slot) = self.conns.get_mut(h.key) {
             if slot.held > h.held_before && slot.conn.close_reason().is_none() {
                 slot.conn.set_close(CloseReason::Timeout);
