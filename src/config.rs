@@ -73,8 +73,10 @@ pub struct Config {
     /// Server-wide bound on the bytes held for clients: unsent output,
     /// partial frames and lines, unanswered file requests. Past it (more
     /// than this held) the connections holding the most stop being read
-    /// until the total falls to 3/4 of it (`<=`; see `memory.rs`). With
-    /// several reactors each gets an equal share.
+    /// until the total falls to 3/4 of it (`<=`; see `memory.rs`), but for
+    /// one framed client at a time let past it to finish its frame (the
+    /// overdraft: at most one `max_frame` more). With several reactors each
+    /// gets an equal share.
     pub max_memory: usize,
     /// Turn SIGINT/SIGTERM into a graceful shutdown, and a second one into
     /// an immediate exit (see `signals.rs`). The binary sets it; an embedder

@@ -225,6 +225,24 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         self.out.len() + self.handler.held()
     }
 
+    /// The fewest input bytes the handler still needs before what it holds
+    /// becomes a reply (the rest of a partial frame, see
+    /// `Handler::unfinished`); 0 once no more input will reach it. What the
+    /// memory budget's overdraft lets a paused holder read (`memory.rs`).
+    pub fn unfinished(&self) -> usize {
+        if self.close.is_none() && self.input.to_handler() {
+            self.handler.unfinished()
+        } else {
+            0
+        }
+    }
+
+    /// When bytes last moved either way (or we sent FIN): how the memory
+    /// budget's overdraft tells a holder that stalled.
+    pub fn last_moved(&self) -> Instant {
+        self.last_active.instant()
+    }
+
     /// Stops (or resumes) reading for the memory budget. Returns true if
     /// that changed whether the connection reads.
     pub fn set_memory_paused(&mut self, paused: bool) -> bool {

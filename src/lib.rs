@@ -115,11 +115,11 @@
 //! | `reactor/conns.rs` | bookkeeping after IO: interest, timers, deferred close |
 //! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats, the UDP pause |
 //! | `reactor/room.rs` | chat fan-out, spread over turns |
-//! | `reactor/account.rs` | `Memory`: the memory budget in the loop |
+//! | `reactor/account.rs`, `reactor/overdraft.rs` | `Memory`: the memory budget in the loop; the overdraft that lets one paused holder finish its frame |
 //! | `reactor/metrics.rs` | the loop's side of `--metrics`: scrape events, turn histograms, gauges |
 //! | `reactor/tests.rs` | idle timers, the drain and the UDP pause on virtual time |
 //! | `budget.rs` | the work one turn may do |
-//! | `memory.rs` | the server-wide memory budget's policy |
+//! | `memory.rs`, `memory/overdraft.rs` | the server-wide memory budget's policy; who waits for the overdraft, and when its holder runs out |
 //! | `ready.rs` | readiness not served yet |
 //! | `signals.rs` | SIGINT/SIGTERM, and the second one |
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |

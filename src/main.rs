@@ -103,9 +103,13 @@ struct Cli {
     /// Server-wide bound on the bytes held for clients: unsent output,
     /// partial frames and lines, unanswered file requests. Past it (more
     /// than BYTES held) connections holding 4096 bytes or more stop being
-    /// read (nobody is dropped) until the total falls to 3/4 of it (<=); a
-    /// small request from anyone else is still served. Split evenly between
-    /// reactors. At least 1048576.
+    /// read until the total falls to 3/4 of it (<=); a small request from
+    /// anyone else is still served. So that framed clients whose frames
+    /// together pass it still finish, one paused client at a time may read
+    /// past it exactly what completes its frame (the total may pass BYTES by
+    /// one --max-frame per reactor); one that then stalls 2 s (or takes 10 s
+    /// in all) loses that frame, and its connection if it does not read its
+    /// reply. Split evenly between reactors. At least 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULTS.max_memory)]
     max_memory: usize,
 

@@ -18,15 +18,42 @@
 //! can add more than `SMALL_HOLDING` plus its reply before it too is paused.
 //! Reading resumes for everyone once the total falls to the low-water mark,
 //! three quarters of the limit, so the server does not flap at the edge.
-//! Nobody is disconnected for it: clients are slowed down, and their bytes
+//! Nobody is disconnected for holding memory: clients are slowed down, and their bytes
 //! wait in the kernel (their TCP windows close), not in our memory.
 //! (Redis's `maxmemory-clients` disconnects the biggest client instead.)
 //! A paused connection still hears of its peer's reset and FIN: a partial
 //! frame its FIN leaves incomplete is dropped then (`conn/ending.rs`), so
 //! input that can never become a reply does not keep the budget engaged.
 //!
-//! So the total stays below `limit + connections x ~2 x SMALL_HOLDING`,
-//! whatever clients do. Pure bookkeeping, unit-tested.
+//! Progress: pausing alone can deadlock. Framed clients whose frames in
+//! flight add up to more than the budget are each paused mid-frame, and a
+//! partial frame is given back only when it completes, which takes reads
+//! the budget forbids: the total never falls. So while the budget is over,
+//! one paused holder of an unfinished frame at a time gets an *overdraft*
+//! (`memory/overdraft.rs`): it may read past the budget exactly the bytes
+//! its frame still misses (`Handler::unfinished`), no more. When its frame
+//! is done and the reply taken (it holds no more than before), the next
+//! paused holder gets it, first paused first; each completed frame gives
+//! back what its holder held, until the total falls to the low-water mark
+//! and everyone reads. Holders of echo or chat output do not qualify (they
+//! hold bytes owed, which go when their peer reads), nor do partial lines
+//! (a line has no known end). A holder that stops moving bytes for
+//! `OVERDRAFT_STALL` (or has not finished after `OVERDRAFT_LIMIT`) loses
+//! the overdraft: if it read nothing with it, it just waits again at the
+//! back; if it did, its unfinished frame is dropped as at EOF (counted in
+//! `partial_frames`) and, if it still holds more than before (a reply it
+//! does not read), the connection is closed. That is what keeps the
+//! overdraft one frame: the next holder starts only once the last one gave
+//! back what it took, and a client that stalls costs the others at most
+//! `OVERDRAFT_STALL`, and itself its frame.
+//!
+//! So each reactor's total stays below the limit plus one frame (the
+//! overdraft: the frame header plus `--max-frame`), plus what the visit
+//! that crossed the limit added (up to two reads, or half a frame when a
+//! partial frame's buffer doubled), plus `connections x ~2 x
+//! SMALL_HOLDING`, whatever clients do. Pure bookkeeping, unit-tested.
+
+pub(crate) mod overdraft;
 
 /// Default `--max-memory`: 1 GiB. Ordinary traffic holds next to nothing
 /// (echo replies go straight back; an idle connection owns no buffer), so

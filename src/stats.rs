@@ -141,6 +141,16 @@ counters! {
     /// Bytes held for clients now: unsent output, partial frames and lines,
     /// unanswered requests (what `--max-memory` bounds).
     memory_held: gauge,
+    /// The most bytes held for clients at once since start (the high-water
+    /// mark of `memory_held`).
+    memory_held_max: gauge,
+    /// Times a paused framed client was let read past `--max-memory` to
+    /// finish its frame (one at a time per reactor, see `memory.rs`).
+    memory_overdrafts,
+    /// Overdrafts that ran out after the client read with one: its
+    /// unfinished frame was dropped, and its connection closed if it still
+    /// held more than before (a reply it did not read).
+    overdraft_expiries,
     /// The longest turn of the event loop since start (microseconds in the
     /// stats line, seconds in the metrics): from `poll` returning to the
     /// loop's next `poll`. Nothing else runs

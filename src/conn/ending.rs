@@ -15,6 +15,10 @@
 //! idle timeout; a shutdown waited its whole drain timeout for input the
 //! budget never let it read. Bytes *owed* to the peer (echo's replies) are
 //! another matter: they wait for the peer to read them, paused or not.
+//!
+//! The same ending serves a holder whose overdraft past the budget ran out
+//! mid-frame (`abandon_unfinished`): the input may go on, but the frame it
+//! holds will not be finished in time, and its bytes must be given back.
 
 use std::io::Read;
 
@@ -47,6 +51,16 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         );
         self.run_handler(ctx, |p, _, out| (p.on_eof(out), ()));
         self.input.close();
+    }
+
+    /// The memory budget's overdraft ran out before this connection
+    /// finished the frame it was for (`memory.rs`): what the handler holds
+    /// unfinished is dropped as if the input ended here, the rest of the
+    /// input is read and dropped, and the connection ends as after an EOF
+    /// (it flushes what it owes, sends FIN, and closes).
+    pub fn abandon_unfinished(&mut self, ctx: &mut Ctx<'_>) {
+        self.end_input_short(0, ctx);
+        self.progress(ctx);
     }
 
     /// While the memory budget keeps this connection from reading: if the

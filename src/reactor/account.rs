@@ -1,16 +1,20 @@
 //! The memory budget in the loop: keeping the total of what connections hold
 //! up to date, and pausing and resuming reads by it (the policy is in
-//! `memory.rs`).
+//! `memory.rs`; the overdraft that lets one paused holder finish its frame
+//! is in `overdraft.rs`).
 //!
 //! A connection's holding changes only when it does IO (a visit, a chat
 //! handoff) or closes, and the reactor accounts for it right after each:
 //! one comparison per visit, and nothing at all on the echo hot path, where
 //! the holding stays 0.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use log::{debug, info, warn};
 
 use super::runq::Lane;
 use super::Reactor;
+use crate::memory::overdraft::Overdraft;
 use crate::memory::{MemoryBudget, Pressure};
 use crate::ready::Ready;
 use crate::stats;
@@ -31,6 +35,9 @@ pub(super) struct Memory {
     paused: Vec<(usize, u64)>,
     /// `room.bytes()` at its last accounting (see `account_room`).
     room_held: usize,
+    /// Paused holders of unfinished frames waiting for the overdraft, and
+    /// the one allowed past the budget to finish its frame.
+    pub(super) overdraft: Overdraft,
 }
 
 impl Memory {
@@ -40,16 +47,22 @@ impl Memory {
             budget: MemoryBudget::new(max),
             paused: Vec::new(),
             room_held: 0,
+            overdraft: Overdraft::default(),
         }
     }
 }
 
 impl Reactor {
-    /// Counts what connection `key` holds now.
+    /// Counts what connection `key` holds now (and, for the overdraft's
+    /// holder, whether its frame is done).
     pub(super) fn account(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if self.memory.overdraft.holder().is_some_and(|h| h.key == key) {
+            let unfinished = slot.conn.unfinished();
+            self.memory.overdraft.note(key, slot.conn.id, unfinished);
+        }
         let held = slot.conn.held();
         if held != slot.held {
             let before = std::mem::replace(&mut slot.held, held);
@@ -74,7 +87,9 @@ impl Reactor {
     }
 
     fn track(&mut self, before: usize, after: usize) {
-        stats::shift(&self.shared.stats.memory_held, before, after);
+        let stats = &self.shared.stats;
+        stats::shift(&stats.memory_held, before, after);
+        stats::max(&stats.memory_held_max, stats.memory_held.load(Relaxed));
         if self.memory.budget.update(before, after) == Pressure::Engaged {
             warn!(
                 "memory budget reached, pausing reads of the biggest holders held={} max_memory={}",
@@ -108,11 +123,19 @@ impl Reactor {
             );
         }
         let id = slot.conn.id;
-        if self.memory.paused.len() > 2 * self.conns.len() + STALE_PAUSED_SLACK {
-            let conns = &self.conns;
-            self.memory
-                .paused
-                .retain(|&(k, i)| conns.get(k).is_some_and(|s| s.conn.id == i));
+        if slot.conn.unfinished() > 0 {
+            // It holds a frame only reads can finish: it waits its turn for
+            // the overdraft (`overdraft.rs`).
+            self.memory.overdraft.wait(key, id);
+        }
+        let most = 2 * self.conns.len() + STALE_PAUSED_SLACK;
+        let conns = &self.conns;
+        let live = |k: usize, i: u64| conns.get(k).is_some_and(|s| s.conn.id == i);
+        if self.memory.paused.len() > most {
+            self.memory.paused.retain(|&(k, i)| live(k, i));
+        }
+        if self.memory.overdraft.waiting() > most {
+            self.memory.overdraft.compact(live);
         }
         self.memory.paused.push((key, id));
         false
@@ -120,9 +143,13 @@ impl Reactor {
 
     /// Once the total fell to the low-water mark, every paused connection
     /// reads again: queued with read readiness, since the bytes that waited
-    /// raised their edges long ago.
+    /// raised their edges long ago. Nobody needs the overdraft then.
     pub(super) fn resume_if_released(&mut self) {
-        if self.memory.budget.is_over() || self.memory.paused.is_empty() {
+        if self.memory.budget.is_over() {
+            return;
+        }
+        self.memory.overdraft.clear();
+        if self.memory.paused.is_empty() {
             return;
         }
         info!(

@@ -98,6 +98,7 @@ impl Reactor {
                 self.drain.as_ref().and_then(|d| d.wake_at(now, has_conns)),
                 self.next_stats,
                 self.metrics_deadline(),
+                self.overdraft_deadline(),
             ],
         )
     }

@@ -18,10 +18,11 @@
 //! listener, `max_conns`, the EMFILE back-off), the `Drain` (`drain.rs`:
 //! the graceful shutdown's deadline and waiting), the `RunQueue`
 //! (`runq.rs`), the `Room` (`room.rs`: chat fan-out) and `Memory`
-//! (`account.rs`: the memory budget). `conns.rs` holds the bookkeeping
-//! around a connection's IO and the deferred close, `deadlines.rs` what
-//! bounds the poll timeout and fires timers. Every timing decision takes
-//! `now` as a parameter, so `tests.rs` runs them on virtual time.
+//! (`account.rs`, `overdraft.rs`: the memory budget). `conns.rs` holds
+//! the bookkeeping around a connection's IO and the deferred close,
+//! `deadlines.rs` what bounds the poll timeout and fires timers. Every
+//! timing decision takes `now` as a parameter, so `tests.rs` runs them on
+//! virtual time.
 
 use std::io;
 use std::path::Path;
@@ -53,6 +54,7 @@ mod conns;
 mod deadlines;
 mod drain;
 mod metrics;
+mod overdraft;
 mod room;
 mod runq;
 
@@ -279,7 +281,7 @@ impl Reactor {
         self.serve();
         self.close_batch();
         self.fire_timers(now);
-        self.resume_if_released();
+        self.balance_memory(now);
         self.log_stats(now);
         self.end_turn();
         if self.drain_done(now) {
@@ -370,7 +372,7 @@ impl Reactor {
         if slot.conn.close_reason().is_some() {
             return;
         }
-        let allowance = self.memory.budget.read_allowance(slot.held);
+        let allowance = self.read_allowance(key);
         if self.memory_gate(key, allowance) {
             // Unpaused: input that waited meanwhile raised no new edge.
             ready.read = true;

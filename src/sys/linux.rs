@@ -276,7 +276,10 @@ pub(crate) fn queued_input_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
 /// (`TCP_INFO`'s `tcpi_last_data_sent`, kept by the kernel in ms). Not a
 /// window probe: a peer that reads nothing gets none. `None` while the
 /// kernel is retransmitting: resending what the peer did not take is not
-/// progress.
+/// progress. `None` too for a socket that never sent data (no byte
+/// acknowledged, none in flight): the kernel then reports the time since
+/// the connection was set up, which is not traffic, and which made a
+/// silent connection look active a few milliseconds past its accept.
 pub(crate) fn since_data_sent(socket: &impl AsRawFd) -> io::Result<Option<std::time::Duration>> {
     // SAFETY: tcp_info is plain integers, for which all zeroes is valid.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -295,7 +298,7 @@ pub(crate) fn since_data_sent(socket: &impl AsRawFd) -> io::Result<Option<std::t
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    if info.tcpi_retransmits > 0 {
+    if info.tcpi_retransmits > 0 || (info.tcpi_bytes_acked == 0 && info.tcpi_unacked == 0) {
         return Ok(None);
     }
     let ms = u64::from(info.tcpi_last_data_sent);
