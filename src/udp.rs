@@ -20,13 +20,13 @@
 //! and it still pays an `epoll_wait`, a `recvmmsg` and a `sendmmsg` for
 //! each handful. `--udp-coalesce` is the answer network cards give to the
 //! same problem (interrupt moderation, `ethtool -C rx-usecs`): once a read
-//! finds several datagrams already waiting (`COALESCE_MIN`), which says they
-//! arrive faster than the loop turns, the reactor pauses a few microseconds
-//! before it polls again, and the next batch is fuller. A lone
-//! request-reply client never has more than one datagram waiting, so it
-//! never waits; when traffic thins out, the pauses stop by themselves.
-//! [`Udp::batch_pause`] decides, the reactor (`reactor/deadlines.rs`)
-//! pauses.
+//! finds several datagrams already waiting, which says they arrive faster
+//! than the loop turns, the reactor pauses a few microseconds before it
+//! polls again, and the next batch is fuller. A lone request-reply client
+//! never has more than one datagram waiting, so it never waits; when
+//! traffic thins out, the pauses stop by themselves. `udp/moderation.rs`
+//! decides ([`Udp::batch_pause`] asks it), the reactor
+//! (`reactor/deadlines.rs`) pauses.
 //!
 //! What it costs. The pause is a plain sleep of the reactor's thread (an
 //! `epoll_wait` would return at the first datagram, which is what the pause
@@ -34,9 +34,10 @@
 //! arrives during a pause waits up to its length. A turn that served a
 //! connection is never followed by a pause, so a request waits for at most
 //! one. And "several waiting" is not always "more on the way": a client
-//! that sends a burst and waits for its replies (a pipelined client, a few
-//! of them) has its next burst wait out every pause, and the pause gathers
-//! nothing the burst would not have brought anyway.
+//! that sends a burst and waits for its replies would have its next burst
+//! wait out every pause, which gathers nothing the burst would not have
+//! brought anyway; so a pause that brought no more than a read without one
+//! makes the rule back off (`moderation.rs`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -49,6 +50,7 @@ use mio::{Interest, Registry};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod batch;
+mod moderation;
 
 use crate::budget::TurnBudget;
 use crate::config::Mode;
@@ -56,20 +58,10 @@ use crate::protocol::datagram_reply;
 use crate::ready::Ready;
 use crate::stats::{self, Counters};
 use crate::token::UDP;
+use moderation::Moderation;
 
 /// Datagrams read per readiness event before yielding to TCP connections.
 pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
-/// Datagrams a read must find waiting before the reactor pauses to let the
-/// next batch fill. One is what a lone request-reply client sends; several
-/// at once say that datagrams arrive faster than the loop turns, so the
-/// pause will gather about as many again. A pause costs a syscall (the
-/// sleep) and a wakeup, so it must gather more than a couple: measured at
-/// 20,000 datagrams a second from 50 sockets, a threshold of 2 cost about
-/// 25% more server CPU per datagram than no pause at all, 4 and 8 nothing
-/// measurable, and all three gave the same batches under full load. A
-/// burst of 4 from one pipelined client passes it too, and then the pause
-/// only delays that client's next burst (see the module docs).
-const COALESCE_MIN: usize = 4;
 /// Most replies waiting for WRITABLE.
 pub(crate) const MAX_QUEUED: usize = 1024;
 /// Most bytes waiting for WRITABLE (64 full-size datagrams).
@@ -88,10 +80,8 @@ pub(crate) struct Udp {
     /// runs the plain loop below.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     batch: Option<batch::Batch>,
-    /// `--udp-coalesce`: the pause that lets a batch fill; zero for none.
-    coalesce: Duration,
-    /// Datagrams the latest `serve` received (see `batch_pause`).
-    received: usize,
+    /// When to pause so that a batch fills (`--udp-coalesce`).
+    moderation: Moderation,
 }
 
 /// How a read loop ended.
@@ -118,18 +108,21 @@ impl Udp {
             queue: ReplyQueue::default(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             batch: (batch > 1).then(|| batch::Batch::new(batch)),
-            coalesce,
-            received: 0,
+            moderation: Moderation::new(coalesce),
         }
     }
 
     /// How long the reactor should let datagrams gather before it polls
-    /// again (`--udp-coalesce`): the configured pause if the latest `serve`
-    /// found at least [`COALESCE_MIN`] datagrams waiting, else `None`. Only
-    /// with batches: the plain loop pays two syscalls per datagram however
-    /// many wait, so pausing would only add latency.
+    /// again (`--udp-coalesce`), if at all: `moderation.rs` has the rule.
+    /// Only with batches: the plain loop pays two syscalls per datagram
+    /// however many wait, so pausing would only add latency.
     pub(crate) fn batch_pause(&self) -> Option<Duration> {
-        (self.may_pause() && self.received >= COALESCE_MIN).then_some(self.coalesce)
+        self.may_pause().then(|| self.moderation.pause()).flatten()
+    }
+
+    /// The reactor paused before its poll, as `batch_pause` asked.
+    pub(crate) fn paused(&mut self) {
+        self.moderation.paused();
     }
 
     /// Whether `batch_pause` can ever ask for a pause: batches, a pause set, and
@@ -139,7 +132,7 @@ impl Udp {
         let batched = self.batch.is_some();
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let batched = false;
-        batched && !self.coalesce.is_zero()
+        batched && self.moderation.enabled()
     }
 
     /// The interest this socket needs now.
@@ -219,7 +212,9 @@ impl Udp {
         budget: &mut TurnBudget,
     ) {
         let ready = std::mem::take(&mut self.ready);
-        self.received = 0;
+        if !ready.read {
+            self.moderation.read(0);
+        }
         if ready.is_empty() {
             return;
         }
@@ -229,7 +224,7 @@ impl Udp {
         }
         if ready.read {
             let done = self.on_readable(scratch, stats, budget);
-            self.received = done.received;
+            self.moderation.read(done.received);
             if done.capped {
                 self.ready |= Ready::READ; // stopped early: more next turn
             }
@@ -248,7 +243,7 @@ impl Udp {
     pub(crate) fn stop(&mut self, registry: &Registry) {
         self.ready = Ready::default();
         // Nothing more will be read: no reason left to pause for.
-        self.coalesce = Duration::ZERO;
+        self.moderation.stop();
         if let Err(e) = registry.deregister(&mut self.socket) {
             debug!("udp deregister error={e}");
         }
@@ -366,18 +361,16 @@ mod tests {
         assert_eq!(stats.datagrams_dropped.load(Relaxed), 3);
     }
 
-    /// The pause rule (`--udp-coalesce`): only after a serve that found
-    /// several datagrams, only with batches, never when set to zero, and
-    /// never once UDP has stopped.
+    /// The pause (`--udp-coalesce`) is asked for only with batches, never
+    /// when set to zero, and never once UDP has stopped; when, is
+    /// `moderation.rs`'s rule (tested there).
     #[test]
-    fn pauses_only_after_several_datagrams_waited() {
+    fn pauses_only_with_batches_until_stopped() {
         let bind = || UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let pause = Duration::from_micros(20);
         let mut udp = Udp::new(bind(), Mode::Echo, 32, pause);
         assert_eq!(udp.batch_pause(), None, "nothing read yet");
-        udp.received = COALESCE_MIN - 1;
-        assert_eq!(udp.batch_pause(), None, "too few to pay for a pause");
-        udp.received = COALESCE_MIN;
+        udp.moderation.read(100);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         assert_eq!(udp.batch_pause(), Some(pause));
         udp.stop(mio::Poll::new().unwrap().registry());
@@ -385,7 +378,7 @@ mod tests {
 
         for (batch, coalesce) in [(1, pause), (32, Duration::ZERO)] {
             let mut udp = Udp::new(bind(), Mode::Echo, batch, coalesce);
-            udp.received = 100;
+            udp.moderation.read(100);
             assert_eq!(udp.batch_pause(), None, "batch {batch}, pause {coalesce:?}");
         }
     }

@@ -117,6 +117,22 @@ impl Reactor {
         (!pause.is_zero()).then_some(pause)
     }
 
+    /// Pauses before the next poll if `coalesce_pause` says so (a plain
+    /// sleep: an `epoll_wait` would return at the first datagram), and
+    /// tells the UDP socket, whose next read says whether it paid. True if
+    /// it paused.
+    pub(super) fn pause_for_batch(&mut self, timeout: Option<Duration>) -> bool {
+        let Some(pause) = self.coalesce_pause(timeout) else {
+            return false;
+        };
+        std::thread::sleep(pause);
+        stats::add(&self.shared.stats.udp_waits, 1);
+        if let Some(udp) = self.udp.as_mut() {
+            udp.paused();
+        }
+        true
+    }
+
     /// Closes idle (or lingering) connections whose deadline passed by
     /// `now`; entries for connections that were active since are pushed to
     /// their new deadline. Ends an accept back-off that is over.

@@ -43,7 +43,7 @@ use crate::ready::Ready;
 use crate::shutdown::ShutdownHandle;
 use crate::signals::SignalSet;
 use crate::stamp::Stamp;
-use crate::stats::{self, Stats};
+use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::token::{conn_key, is_metrics, LISTENER, SIGNALS, UDP, WAKER};
 use crate::udp::Udp;
@@ -237,10 +237,8 @@ impl Reactor {
         };
         loop {
             let mut timeout = self.poll_timeout(Instant::now());
-            if let Some(pause) = self.coalesce_pause(timeout) {
-                // Let a UDP batch fill (`--udp-coalesce`, see `udp.rs`).
-                std::thread::sleep(pause);
-                stats::add(&self.shared.stats.udp_waits, 1);
+            // Let a UDP batch fill (`--udp-coalesce`, see `udp.rs`).
+            if self.pause_for_batch(timeout) {
                 timeout = self.poll_timeout(Instant::now());
             }
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
