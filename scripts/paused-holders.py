@@ -11,7 +11,8 @@ Runs BIN twice with `--mode framed --max-memory 1048576 --drain-timeout 30`:
    final `drain_aborts` and `partial_frames`.
 3. 20 clients each send one whole 1 MiB frame at once (20 MiB in flight
    against the 1 MiB budget) and read its echo. Prints how many came back
-   within 15 s (all, since the memory overdraft; 0 to 4 before it).
+   within 15 s (all, since the memory overdraft; 0 to 4 before it), when
+   the last did, and the most the server held at once.
 
 Used for README's "Reliability" figures:
 
@@ -29,13 +30,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 
-def start(binary):
+def start(binary, extra=()):
     args = [binary, "--listen", "127.0.0.1:0", "--no-udp", "--mode", "framed",
-            "--max-memory", "1048576", "--drain-timeout", "30"]
+            "--max-memory", "1048576", "--drain-timeout", "30", *extra]
     server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
+    server.first_line = server.stdout.readline()
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", server.first_line).group(1))
     return server, port
 
 
@@ -97,9 +100,11 @@ def drain(binary):
 
 
 def whole_frames(binary):
-    server, port = start(binary)
+    server, port = start(binary, ["--metrics", "127.0.0.1:0"])
+    metrics = re.search(r"metrics=127\.0\.0\.1:(\d+)", server.first_line).group(1)
     frame = struct.pack(">I", 1 << 20) + b"x" * (1 << 20)
     echoed = []
+    started = time.time()
 
     def client():
         c = socket.create_connection(("127.0.0.1", port))
@@ -114,14 +119,21 @@ def whole_frames(binary):
                 got += len(chunk)
         except OSError:
             pass
-        echoed.append(got == len(frame))
+        echoed.append((got == len(frame), time.time() - started))
 
     threads = [threading.Thread(target=client) for _ in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    print(f"whole 1 MiB frames from 20 clients echoed within 15 s: {sum(echoed)}/20")
+    done = [t for ok, t in echoed if ok]
+    last = f", the last after {max(done):.2f} s" if done else ""
+    url = f"http://127.0.0.1:{metrics}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    peak = re.search(r"^echoloop_memory_held_max (\d+)", text, re.M)
+    peak = f"{int(peak.group(1)) / (1 << 20):.2f} MiB" if peak else "not counted"
+    print(f"whole 1 MiB frames from 20 clients echoed within 15 s: {len(done)}/20{last}; "
+          f"most held at once (memory_held_max): {peak}")
     server.kill()
     server.wait()
 
