@@ -113,7 +113,7 @@ counters! {
     /// UDP replies dropped because the send queue was full.
     datagrams_dropped,
     /// Pauses the reactor took to let a UDP batch fill (`--udp-coalesce`).
-    udp_waits,
+    udp_pauses,
     /// Times a connection's reading was paused because its output passed `max_pending`.
     backpressure_pauses,
     /// Connections closed by the idle timeout.

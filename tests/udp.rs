@@ -171,7 +171,7 @@ fn runs_from_one_sender_come_back_datagram_by_datagram() {
 
 /// `--udp-coalesce`: a client that sends 32 datagrams back to back makes
 /// the server find several waiting at once, so it pauses to let its
-/// batches fill (`udp_waits`), and every reply still comes back whole and
+/// batches fill (`udp_pauses`), and every reply still comes back whole and
 /// in order. A lone request-reply client never has more than one waiting,
 /// so it never makes the server pause; with the setting at 0 nothing
 /// pauses at all. Bounded: at most 500 rounds (each reply waits at most
@@ -185,13 +185,13 @@ fn busy_udp_pauses_to_fill_batches_and_a_lone_client_never_does() {
     let sock = client();
     ping_pong(&sock, udp, 200);
     assert_eq!(
-        server.stats().udp_waits,
+        server.stats().udp_pauses,
         0,
         "one datagram at a time: no pause"
     );
 
     let mut rounds = 0;
-    while server.stats().udp_waits == 0 {
+    while server.stats().udp_pauses == 0 {
         assert!(rounds < 500, "32 in flight for 500 rounds and no pause");
         pipelined_round(&sock, udp, rounds, 32);
         rounds += 1;
@@ -208,7 +208,7 @@ fn busy_udp_pauses_to_fill_batches_and_a_lone_client_never_does() {
     for round in 0..50 {
         pipelined_round(&sock, udp, round, 32);
     }
-    assert_eq!(server.stop().udp_waits, 0, "--udp-coalesce 0: never");
+    assert_eq!(server.stop().udp_pauses, 0, "--udp-coalesce 0: never");
 }
 
 /// `rounds` datagrams, each sent when the previous reply came back.

@@ -126,7 +126,7 @@ impl Reactor {
             return false;
         };
         std::thread::sleep(pause);
-        stats::add(&self.shared.stats.udp_waits, 1);
+        stats::add(&self.shared.stats.udp_pauses, 1);
         if let Some(udp) = self.udp.as_mut() {
             udp.paused();
         }
