@@ -63,7 +63,8 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// streaming handler yielded (see `Conn::yielded`). No new edge will
     /// come for either, so the reactor must queue the connection again.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
-        if self.flags.has(Flag::MemoryPaused) && self.close.is_none() {
+        if self.waits_to_read() {
+            // Not reading: this event may be the peer's reset.
             self.check_error(ctx);
         }
         let mut reads = 0;
@@ -167,7 +168,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // fell: the budget stayed engaged for minutes after the
             // clients left. An edge per arriving segment is all this
             // costs, and a paused peer's window soon closes.
-            (false, false) if self.flags.has(Flag::MemoryPaused) => Some(Interest::READABLE),
+            // The same for a chat member whose last message is still on
+            // its way through the room: under connect-and-reset churn, a
+            // newcomer's reset is seen at once, before its join notice went
+            // out, and then nobody is told of either (see `reactor/room.rs`).
+            (false, false) if self.waits_to_read() => Some(Interest::READABLE),
             (false, false) => None,
         }
     }
