@@ -11,8 +11,10 @@
 //!
 //! Prints the churn rate achieved and, over the probes, the time from
 //! sending a probe until every other member had it: p50, p90 and max.
-//! CHURN 0 measures the same without churn. Fails (exit 1) if a member is
-//! disconnected or a probe is lost.
+//! CHURN 0 measures the same without churn. A probe still missing somewhere
+//! after 200 ms is reported on stderr, with how many members wait for it
+//! (all of them: the server has not handed it out; a few: their sockets).
+//! Fails (exit 1) if a member is disconnected or a probe is lost.
 //!
 //! ```text
 //! cargo build --release --bin echoloop --example chat_churn
@@ -35,6 +37,8 @@ use mio::{Events, Interest, Poll, Token};
 const DEADLINE: Duration = Duration::from_secs(120);
 /// Churn before the first probe, so the room is as busy as it gets.
 const WARMUP: Duration = Duration::from_secs(1);
+/// A probe slower than this is reported on stderr, with who still waits.
+const SLOW: Duration = Duration::from_millis(200);
 /// Pause between one probe reaching everyone and the next being sent.
 const GAP: Duration = Duration::from_millis(10);
 
@@ -171,13 +175,23 @@ fn measure(
     for k in 1..=probes {
         let sent = Instant::now();
         sender.write_all(b"~\n")?;
+        let mut noted = false;
         loop {
-            let done = members
-                .iter()
-                .enumerate()
-                .all(|(i, m)| i == 1 || m.probes >= k);
-            if done {
+            let missing: Vec<usize> = (0..n)
+                .filter(|&i| i != 1 && members[i].probes < k)
+                .collect();
+            if missing.is_empty() {
                 break;
+            }
+            if !noted && sent.elapsed() > SLOW {
+                // Which members wait says where it is stuck: all of them
+                // (the server has not read it) or a few (their sockets).
+                noted = true;
+                eprintln!(
+                    "probe {k}: {} members still without it after {SLOW:?}, first {}",
+                    missing.len(),
+                    missing[0]
+                );
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!("timed out on probe {k}")));
