@@ -74,7 +74,7 @@ fn notices_until(r: &mut BufReader<TcpStream>, stop: impl Fn(&str) -> bool) -> u
 
 /// A thousand connections opened and reset at once, then a member's line:
 /// the line reaches member 0 ahead of most of their join and leave notices.
-/// Here 20 to 70 of the 2,000 notices come first (most are never sent, see
+/// Here 20 to 130 of the 2,000 notices come first (most are never sent, see
 /// below; 30 to 170 before lines went ahead of notices). (Before the room
 /// bounded accepts, all 1,000 were accepted at once and their 1,000 joins
 /// came first; against a live churn of 14,000 connections a second, a
