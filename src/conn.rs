@@ -256,6 +256,18 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         self.flags.has(Flag::MemoryPaused)
     }
 
+    /// True while reading waits for something other than the peer: the
+    /// memory budget, or a handler that takes no input until its last
+    /// message left through the room and has nothing else to do. Such a
+    /// connection stays registered for READABLE, and an event then means
+    /// a reset is worth checking for (`on_readable`).
+    fn waits_to_read(&self) -> bool {
+        let waits_for_room = self.input.to_handler()
+            && !self.handler.wants_input()
+            && self.handler.more_output() == MoreOutput::Nothing;
+        self.close.is_none() && (self.flags.has(Flag::MemoryPaused) || waits_for_room)
+    }
+
     /// The handler's leave message, when the connection goes.
     pub fn on_close(&mut self) -> Option<Rc<[u8]>> {
         self.handler.on_close()

@@ -114,7 +114,7 @@
 //! | `reactor/runq.rs` | the run queue: fresh and old lanes |
 //! | `reactor/conns.rs` | bookkeeping after IO: interest, timers, deferred close |
 //! | `reactor/deadlines.rs` | the poll timeout, idle timers, periodic stats, the UDP pause |
-//! | `reactor/room.rs` | chat fan-out, spread over turns |
+//! | `reactor/room.rs` | chat fan-out, spread over turns, lines before join/leave notices (bookkeeping in `room/queue.rs`) |
 //! | `reactor/account.rs`, `reactor/overdraft.rs` | `Memory`: the memory budget in the loop; the overdraft that lets one paused holder finish its frame |
 //! | `reactor/metrics.rs` | the loop's side of `--metrics`: scrape events, turn histograms, gauges |
 //! | `reactor/tests.rs` | idle timers, the drain and the UDP pause on virtual time |

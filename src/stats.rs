@@ -128,6 +128,9 @@ counters! {
     partial_frames,
     /// `chat`: members disconnected because they did not read.
     slow_consumers,
+    /// `chat`: connections that left before their join notice reached
+    /// every member; the members that had not had it got neither notice.
+    notices_skipped,
     /// `files`: files served whole.
     files_served,
     /// Bytes owed to TCP peers, held in connection output buffers.

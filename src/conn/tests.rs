@@ -287,6 +287,27 @@ fn reads_stay_within_the_memory_allowance() {
     assert_eq!(c.interest(), Some(Interest::READABLE));
 }
 
+/// A chat member whose join notice is still on its way through the room
+/// reads nothing, but stays registered, so that a reset from its peer is
+/// seen before the notice went out (and then nobody is told of it).
+#[test]
+fn a_member_waiting_for_the_room_stays_registered_without_reading() {
+    let mut env = Env::new(64);
+    let io = ScriptedIo::new(vec![]).with_reads(vec![ReadStep::Data(b"hi\n".to_vec())]);
+    let peer = "10.0.0.1:4242".parse().unwrap();
+    let chat = Box::new(crate::protocol::chat::Chat::new(peer, 64));
+    let mut c = Conn::new(io, 1, chat, &mut env.ctx(1024));
+    assert!(!env.room.is_empty(), "the join notice");
+    assert!(!c.can_read());
+    assert_eq!(c.interest(), Some(Interest::READABLE));
+    assert!(c.on_readable(&mut env.ctx(1024)).is_empty());
+    assert_eq!(c.socket.read_calls, 0, "its input waits for the room");
+    c.on_delivered();
+    assert_eq!(c.interest(), Some(Interest::READABLE));
+    c.on_readable(&mut env.ctx(1024));
+    assert_eq!(c.socket.read_calls, 1);
+}
+
 fn framed_conn(io: ScriptedIo, env: &mut Env) -> Conn<ScriptedIo> {
     let proto = Box::new(crate::protocol::framed::Framed::new(1 << 20));
     Conn::new(io, 1, proto, &mut env.ctx(1024))

@@ -63,9 +63,10 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
     /// streaming handler yielded (see `Conn::yielded`). No new edge will
     /// come for either, so the reactor must queue the connection again.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Ready {
-        if self.flags.has(Flag::MemoryPaused) && self.close.is_none() {
-            // Not reading, we learn of a reset only by asking, and of the
-            // input's end only from its FIN's event (`note_read_closed`).
+        if self.waits_to_read() {
+            // Not reading, we learn of a reset only by asking (this event
+            // may be it), and of a paused input's end only from its FIN's
+            // event (`note_read_closed`).
             self.check_error(ctx);
             self.end_paused_input(ctx);
         }
@@ -175,7 +176,11 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
             // registration, and input already waiting (its FIN too)
             // raises an event at once, so the budget's gate sees it hold
             // little and lets it read, though nothing new arrives.
-            (false, false) if self.flags.has(Flag::MemoryPaused) => Some(Interest::READABLE),
+            // The same for a chat member whose last message is still on
+            // its way through the room: under connect-and-reset churn, a
+            // newcomer's reset is seen at once, before its join notice went
+            // out, and then nobody is told of either (see `reactor/room.rs`).
+            (false, false) if self.waits_to_read() => Some(Interest::READABLE),
             (false, false) => None,
         }
     }

@@ -10,7 +10,10 @@
 //! - a line `text` from `1.2.3.4:5678` reaches every *other* member as
 //!   `1.2.3.4:5678: text`; a sender never sees its own lines;
 //! - `* 1.2.3.4:5678 joined` when a member connects, `* 1.2.3.4:5678 left`
-//!   when it goes, for whatever reason;
+//!   when it goes, for whatever reason; a member that goes before its join
+//!   notice reached someone is announced to them not at all (each member
+//!   sees another's join and leave as a pair, or neither: see
+//!   `reactor/room.rs`, which also hands lines out ahead of notices);
 //! - a line longer than `--max-line` bytes (terminator excluded) gets
 //!   `error: line exceeds N bytes` back, and the member is disconnected
 //!   (counted in `protocol_errors`). Its earlier lines still go out.
@@ -39,6 +42,7 @@ use std::rc::Rc;
 use log::debug;
 
 use super::lines::LineDecoder;
+use super::outbox::Kind;
 use super::{Flow, Handler};
 use crate::output::Output;
 use crate::stats;
@@ -85,7 +89,7 @@ impl Chat {
 impl Handler for Chat {
     /// Announces the new member to everyone else.
     fn on_open(&mut self, out: &mut Output<'_>) -> Flow {
-        out.room.push(notice(self.peer, "joined"));
+        out.room.push(Kind::Join, notice(self.peer, "joined"));
         self.delivering = true;
         Flow::Continue
     }
@@ -155,7 +159,7 @@ mod tests {
 
     fn texts(h: &mut Harness) -> Vec<String> {
         let bc = h.room.drain();
-        bc.map(|m| String::from_utf8_lossy(&m).into_owned())
+        bc.map(|(_, m)| String::from_utf8_lossy(&m).into_owned())
             .collect()
     }
 
@@ -176,7 +180,7 @@ mod tests {
         let mut data = *b"ial\n";
         assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
         if let Some(left) = c.on_close() {
-            h.room.push(left);
+            h.room.push(Kind::Leave, left);
         }
         assert_eq!(
             texts(&mut h),
@@ -224,7 +228,7 @@ mod tests {
         assert!(input >= 128, "a short line still fits: {input}");
         let mut data = b"\n".repeat(input);
         assert_eq!(h.with(|out| c.on_data(&mut data, out)), Flow::Continue);
-        let chunk: usize = h.room.drain().map(|m| m.len()).sum();
+        let chunk: usize = h.room.drain().map(|(_, m)| m.len()).sum();
         assert!(chunk <= allowance, "chunk {chunk} > {allowance}");
         assert!(
             chunk > allowance / 2,

@@ -10,8 +10,23 @@
 //! then share that chunk: no allocation or copy per line, nor per member.
 //! (A chunk per line per member made a 64 KiB read of one-byte lines 32,768
 //! allocations and queue entries for every member.)
+//!
+//! Each message says what it is (`Kind`): the room serves members' lines
+//! ahead of join and leave notices, and drops the notices of a connection
+//! that left before its join reached anyone (`reactor/room.rs`).
 
 use std::rc::Rc;
+
+/// What a room message is, which decides its place in the room's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A member's lines: what people came to read, served first.
+    Lines,
+    /// `* <peer> joined`.
+    Join,
+    /// `* <peer> left` (made by `Handler::on_close`, never through here).
+    Leave,
+}
 
 /// Keep at most this much assembly capacity between reads, so one huge
 /// read (a long `--max-line`) does not pin its buffer forever.
@@ -23,7 +38,7 @@ pub struct Outbox {
     /// Lines of the current read, prefixed, not yet sealed.
     assembly: Vec<u8>,
     /// Sealed messages, in order, waiting for the reactor.
-    messages: Vec<Rc<[u8]>>,
+    messages: Vec<(Kind, Rc<[u8]>)>,
 }
 
 impl Outbox {
@@ -41,7 +56,8 @@ impl Outbox {
         if self.assembly.is_empty() {
             return false;
         }
-        self.messages.push(Rc::from(&self.assembly[..]));
+        self.messages
+            .push((Kind::Lines, Rc::from(&self.assembly[..])));
         self.assembly.clear();
         if self.assembly.capacity() > KEEP_CAPACITY {
             self.assembly = Vec::new();
@@ -49,9 +65,9 @@ impl Outbox {
         true
     }
 
-    /// Queues a ready-made message (a join or leave notice).
-    pub fn push(&mut self, msg: Rc<[u8]>) {
-        self.messages.push(msg);
+    /// Queues a ready-made message (a join notice).
+    pub fn push(&mut self, kind: Kind, msg: Rc<[u8]>) {
+        self.messages.push((kind, msg));
     }
 
     /// True when no sealed message waits.
@@ -60,7 +76,7 @@ impl Outbox {
     }
 
     /// Takes the sealed messages, oldest first.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Rc<[u8]>> {
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (Kind, Rc<[u8]>)> {
         self.messages.drain(..)
     }
 }
@@ -77,11 +93,14 @@ mod tests {
             o.push_line(b"p: ", line);
         }
         assert!(o.seal());
-        o.push(Rc::from(&b"* left\n"[..]));
-        let got: Vec<Rc<[u8]>> = o.drain().collect();
+        o.push(Kind::Join, Rc::from(&b"* joined\n"[..]));
+        let got: Vec<(Kind, Rc<[u8]>)> = o.drain().collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(&*got[0], b"p: a\np: bb\np: \n");
-        assert_eq!(&*got[1], b"* left\n");
+        assert_eq!(
+            (got[0].0, &*got[0].1),
+            (Kind::Lines, &b"p: a\np: bb\np: \n"[..])
+        );
+        assert_eq!((got[1].0, &*got[1].1), (Kind::Join, &b"* joined\n"[..]));
         assert!(o.is_empty());
     }
 

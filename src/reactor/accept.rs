@@ -20,7 +20,7 @@ use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 
-use super::room::ACCEPT_BELOW_DELIVERIES;
+use super::room::ACCEPT_BELOW_NOTICES;
 use super::runq::Lane;
 use super::Reactor;
 use crate::stats::{self, Counters};
@@ -263,11 +263,11 @@ impl Reactor {
     /// an event there, and a turn serves far fewer visits than it may
     /// accept, so a client that connects and closes in a loop would grow
     /// the lane without bound, and a light client's request waits at its
-    /// back), or the chat room is far behind (see
-    /// `ACCEPT_BELOW_DELIVERIES`). Both mean work is queued, so the loop
+    /// back), or the chat room is far behind with notices (see
+    /// `ACCEPT_BELOW_NOTICES`). Both mean work is queued, so the loop
     /// polls without sleeping and accepts again once it caught up.
     fn behind(&self) -> bool {
-        self.runq.len(Lane::Fresh) >= ACCEPTS_PER_TURN || self.room.len() > ACCEPT_BELOW_DELIVERIES
+        self.runq.len(Lane::Fresh) >= ACCEPTS_PER_TURN || self.room.notices() > ACCEPT_BELOW_NOTICES
     }
 }
 

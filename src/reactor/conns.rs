@@ -110,8 +110,8 @@ impl Reactor {
             return;
         };
         let sender = (key, slot.conn.id);
-        for msg in self.shared.outbox.drain() {
-            self.room.send(sender, msg, self.next_id);
+        for (kind, msg) in self.shared.outbox.drain() {
+            self.room.send(sender, kind, msg, self.next_id);
         }
         debug_assert!(self.shared.outbox.is_empty(), "outbox drained");
         self.account_room();
@@ -181,9 +181,9 @@ impl Reactor {
             stats::add(&self.shared.stats.closed, 1);
             stats::sub(&self.shared.stats.active, 1);
             if let Some(msg) = slot.conn.on_close() {
-                // After any lines of its own still on their way.
-                self.room.send((key, id), msg, self.next_id);
-                self.account_room();
+                // After any lines of its own still on their way (or to
+                // nobody who has not had its join, see `room.rs`).
+                self.leave_room((key, id), msg);
             }
             // Dropping the socket closes it.
         }
