@@ -90,7 +90,8 @@ pub struct Config {
     /// Interrupt moderation for batched UDP: after a read that found four
     /// or more datagrams already waiting, the reactor lets this much time
     /// pass before it polls again, so the next `recvmmsg` finds a fuller
-    /// batch (see `udp.rs`). `Duration::ZERO` turns it off; it does nothing
+    /// batch (see `udp.rs` and `udp/moderation.rs`, which also backs off
+    /// when pauses gather nothing). `Duration::ZERO` turns it off; it does nothing
     /// with `udp_batch` 1. At most 1 ms.
     pub udp_coalesce: Duration,
     /// `files` mode: send bodies with `sendfile` (Linux), straight from the
@@ -125,7 +126,7 @@ pub(crate) const MAX_UDP_BATCH: usize = 256;
 
 /// Default `--udp-coalesce`: enough for a batch of about 20 datagrams at
 /// 300,000 a second, short next to a network's round trip (see the
-/// README's "Interrupt moderation" for the measurements behind it, and
+/// README for the measurements behind it, and
 /// the loads it costs).
 pub(crate) const DEFAULT_UDP_COALESCE: Duration = Duration::from_micros(20);
 

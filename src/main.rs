@@ -137,9 +137,9 @@ struct Cli {
     /// this long before it looks again, so the next recvmmsg takes a fuller
     /// batch: far fewer syscalls and less CPU per datagram under load, for
     /// up to US more latency while datagrams keep arriving that fast. A
-    /// lone request-reply client never waits, but a few clients that each
-    /// send a burst and wait for its replies (say 1 to 4 sockets with 4 in
-    /// flight) do, on every burst: set 0 for them. The pause holds the
+    /// lone request-reply client never waits, and when pauses bring no more
+    /// than a read without one (a client that sends a burst and waits for
+    /// its replies), the server stops pausing for a while. The pause holds the
     /// whole reactor: a TCP request or a signal that arrives during it
     /// waits up to US too (it is skipped in turns that served a TCP
     /// connection, so at most once per request). 0 turns it off; ignored
