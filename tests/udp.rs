@@ -211,6 +211,31 @@ fn busy_udp_pauses_to_fill_batches_and_a_lone_client_never_does() {
     assert_eq!(server.stop().udp_pauses, 0, "--udp-coalesce 0: never");
 }
 
+/// A client that sends a burst and waits for its replies gains nothing from
+/// pauses (its next burst only comes after the replies), so after the
+/// first pauses that bring no more than a read without one the server
+/// backs off: 300 bursts of 8 make it pause in far fewer than a quarter of
+/// them, where without the back-off nearly every burst is followed by one.
+/// Bounded: 300 rounds, each reply within `IO_TIMEOUT`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn pauses_back_off_for_a_client_that_waits_for_its_bursts() {
+    let server = start(test_config());
+    let udp = server.udp.unwrap();
+    let sock = client();
+    let rounds = 300;
+    for round in 0..rounds {
+        pipelined_round(&sock, udp, round, 8);
+    }
+    let stats = server.stop();
+    assert_eq!(stats.datagrams_out, u64::from(rounds) * 8);
+    assert!(
+        stats.udp_pauses < u64::from(rounds) / 4,
+        "{} pauses in {rounds} bursts",
+        stats.udp_pauses
+    );
+}
+
 /// `rounds` datagrams, each sent when the previous reply came back.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn ping_pong(sock: &UdpSocket, to: std::net::SocketAddr, rounds: u32) {
