@@ -142,3 +142,49 @@ fn holders_that_stall_with_the_overdraft_do_not_block_the_others() {
         other => panic!("F was answered or closed: {other:?}"),
     }
 }
+
+/// Paused holders with nothing left to read are passed over for the
+/// overdraft: they could not use it, only hold it for the stall time. F
+/// fills the budget with most of a 1 MiB frame; ten clients each send
+/// exactly the 4 KiB of a 1 MiB frame a client may read over the budget,
+/// and stop, so each is paused with nothing in the kernel; then an honest
+/// client sends a 256 KiB frame. It comes back at once. Before, each of
+/// the ten held the overdraft for the 2 s stall time in turn (and then
+/// waited again at the back), so the frame took over 20 s; 20 such clients
+/// made it 41 s, at no cost to them but 4 KiB each.
+#[test]
+fn holders_with_nothing_to_read_do_not_hold_the_overdraft() {
+    const IDLE: usize = 10;
+    let server = framed_server();
+    let f = connect(server.tcp);
+    let f_frame = frame(MIB, 1);
+    let mut fw = f.try_clone().unwrap();
+    let most = f_frame[..f_frame.len() - 2].to_vec();
+    let f_writer = thread::spawn(move || fw.write_all(&most).unwrap());
+    server.wait_stats("F filled the budget", |s| s.memory_held > MIB as u64);
+    f_writer.join().unwrap();
+    let pauses = server.stats().memory_pauses;
+    let idle: Vec<_> = (0..IDLE)
+        .map(|i| {
+            let mut c = connect(server.tcp);
+            c.write_all(&frame(MIB, 20 + i as u8)[..SMALL]).unwrap();
+            c
+        })
+        .collect();
+    server.wait_stats("the idle holders paused", |s| {
+        s.memory_pauses >= pauses + IDLE as u64
+    });
+    let started = std::time::Instant::now();
+    let honest = echo_clients(&server, vec![frame(256 * 1024, 7)]);
+    let echoed = honest.into_iter().all(|c| c.join().unwrap());
+    let took = started.elapsed();
+    eprintln!("honest frame echoed={echoed} after {took:?}");
+    assert!(echoed, "the honest frame did not come back");
+    // Half of what the ten stall times would take at the least: room for
+    // a loaded machine, none for the old behaviour.
+    assert!(
+        took < Duration::from_secs(IDLE as u64),
+        "the honest frame waited {took:?}"
+    );
+    drop((f, idle));
+}

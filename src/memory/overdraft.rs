@@ -59,13 +59,20 @@ pub(crate) struct Overdraft {
     /// nearly complete frames go first forever). May hold stale entries,
     /// skipped when reached.
     waiting: VecDeque<(usize, u64)>,
+    /// The entries of `waiting`: each connection waits once, in its first
+    /// place. A client must not gain turns by making events while it waits
+    /// (each arriving segment of a paused holder asks to wait).
+    queued: HashSet<(usize, u64)>,
     holder: Option<Holder>,
 }
 
 impl Overdraft {
-    /// A holder of an unfinished frame was paused: it waits its turn.
+    /// A holder of an unfinished frame was paused, or input arrived for
+    /// one: it waits its turn, unless it waits already.
     pub(crate) fn wait(&mut self, key: usize, id: u64) {
-        self.waiting.push_back((key, id));
+        if self.queued.insert((key, id)) {
+            self.waiting.push_back((key, id));
+        }
     }
 
     /// Entries waiting, stale ones included.
@@ -80,8 +87,8 @@ impl Overdraft {
 
     /// Grants the overdraft to the first waiting connection that still
     /// qualifies: `held` says what a (key, id) holds, or `None` if it no
-    /// longer waits (closed, reading again, frame finished). Entries it
-    /// passes are dropped: each is looked at once.
+    /// longer waits (closed, reading again, frame finished, nothing to
+    /// read). Entries it passes are dropped: each is looked at once.
     pub(crate) fn grant(
         &mut self,
         now: Instant,
@@ -89,6 +96,7 @@ impl Overdraft {
     ) -> Option<Holder> {
         debug_assert!(self.holder.is_none(), "one holder at a time");
         while let Some((key, id)) = self.waiting.pop_front() {
+            self.queued.remove(&(key, id));
             if let Some(held_before) = held(key, id) {
                 self.holder = Some(Holder {
                     key,
@@ -129,6 +137,7 @@ impl Overdraft {
     pub(crate) fn clear(&mut self) {
         self.holder = None;
         self.waiting.clear();
+        self.queued.clear();
     }
 
     /// When the holder runs out of time, given when bytes last moved for
@@ -157,14 +166,19 @@ impl Overdraft {
         }
     }
 
-    /// Drops the entries `keep` rejects and repeated ones (a connection
-    /// paused again before its turn came), keeping the order: so the queue
-    /// stays proportional to the connections paused now. Amortised: the
-    /// caller compacts only when the queue has doubled past them.
+    /// Drops the entries `keep` rejects (connections gone), keeping the
+    /// order: so the queue stays proportional to the connections paused
+    /// now. Amortised: the caller compacts only when the queue has grown
+    /// to twice the connections.
     pub(crate) fn compact(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
-        let mut seen = HashSet::new();
-        self.waiting
-            .retain(|&(key, id)| keep(key, id) && seen.insert((key, id)));
+        let queued = &mut self.queued;
+        self.waiting.retain(|&(key, id)| {
+            let kept = keep(key, id);
+            if !kept {
+                queued.remove(&(key, id));
+            }
+            kept
+        });
     }
 }
 
@@ -262,11 +276,33 @@ mod tests {
         );
     }
 
+    /// A connection asking again while it waits keeps its first place and
+    /// gets one turn: events it makes do not buy it more.
     #[test]
-    fn compaction_keeps_the_order_and_drops_stale_and_repeated_entries() {
+    fn a_connection_waits_once_in_its_first_place() {
         let now = Instant::now();
         let mut o = Overdraft::default();
-        for (key, id) in [(1, 10), (2, 20), (1, 10), (3, 30), (2, 21)] {
+        for (key, id) in [(1, 10), (2, 20), (1, 10), (1, 10), (3, 30)] {
+            o.wait(key, id);
+        }
+        assert_eq!(o.waiting(), 3);
+        let order: Vec<usize> = std::iter::from_fn(|| {
+            let h = o.grant(now, |_, _| Some(0))?;
+            o.end();
+            Some(h.key)
+        })
+        .collect();
+        assert_eq!(order, [1, 2, 3]);
+        // Once its turn came, it may wait again.
+        o.wait(1, 10);
+        assert_eq!(o.waiting(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_order_and_drops_stale_entries() {
+        let now = Instant::now();
+        let mut o = Overdraft::default();
+        for (key, id) in [(1, 10), (2, 20), (3, 30), (2, 21)] {
             o.wait(key, id);
         }
         o.compact(|key, id| (key, id) != (2, 20));
