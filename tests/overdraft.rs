@@ -96,16 +96,19 @@ fn frames_bigger_than_the_budget_together_are_all_echoed() {
     );
 }
 
-/// Two holders that stall with the overdraft do not keep the others from
-/// finishing. F sends all but the last two bytes of a 1 MiB frame: it
-/// fills the budget alone; one more byte, arriving over the budget, pauses
-/// it, and it never finishes. S sends 8 KiB of a 1 MiB frame and stops.
-/// Eight clients then each send a whole 256 KiB frame. F's turn comes
-/// first: it takes its byte, no more memory, and stalls, so after the
-/// stall time it simply waits again at the back. S's turn: it reads its 4
-/// KiB left in the kernel, then stalls holding more than before, so its
-/// frame is dropped and it gets a FIN. Then the eight finish, one after
-/// another. Before, F kept the budget engaged and no frame came back.
+/// Holders that stall with the overdraft do not keep the others from
+/// finishing, and one that read any of its frame with it loses that frame.
+/// F sends all but the last two bytes of a 1 MiB frame: it fills the
+/// budget alone; one more byte, arriving over the budget, pauses it, and it
+/// never finishes. S sends 8 KiB of a 1 MiB frame and stops. Eight clients
+/// then each send a whole 256 KiB frame. F's turn comes first: it reads its
+/// byte (no more memory: its buffer had room) and stalls, so after the
+/// stall time its frame is dropped and it gets a FIN. That gives back its
+/// megabyte, and everyone reads again: the eight finish, S keeps its
+/// connection. Before, F kept the budget engaged and no frame came back;
+/// and until F's byte counted as a use, F just waited again at the back
+/// (a client could hold the overdraft for the stall time, turn after turn,
+/// a byte each, and never lose anything).
 #[test]
 fn holders_that_stall_with_the_overdraft_do_not_block_the_others() {
     let server = framed_server();
@@ -129,17 +132,18 @@ fn holders_that_stall_with_the_overdraft_do_not_block_the_others() {
     for (i, c) in others.into_iter().enumerate() {
         assert!(c.join().unwrap(), "client {i}: its frame did not come back");
     }
-    // S: its frame dropped, a FIN (no reply, no reset).
+    // F: its frame dropped, a FIN (no reply, no reset).
     let mut b = [0u8; 1];
-    assert_eq!(s.read(&mut b).unwrap(), 0, "S was answered");
-    let st = server.wait_stats("S's frame counted", |st| st.partial_frames >= 1);
+    f.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    assert_eq!(f.read(&mut b).unwrap(), 0, "F was answered");
+    let st = server.wait_stats("F's frame counted", |st| st.partial_frames >= 1);
     eprintln!("{st:?}");
     assert!(st.overdraft_expiries >= 1, "{st:?}");
-    // F lost its turns but not its connection: it used none of them.
-    f.set_nonblocking(true).unwrap();
-    match f.read(&mut b) {
+    // S neither answered nor closed: its frame is still unfinished.
+    s.set_nonblocking(true).unwrap();
+    match s.read(&mut b) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        other => panic!("F was answered or closed: {other:?}"),
+        other => panic!("S was answered or closed: {other:?}"),
     }
 }
 

@@ -28,6 +28,13 @@ pub(crate) struct Holder {
     /// What it held then. It has repaid once its frame is done and it
     /// holds no more than this: the reply taken.
     pub(crate) held_before: usize,
+    /// What its frame missed then.
+    pub(crate) missing_before: usize,
+    /// It read part of its frame with the overdraft. Out of time, that
+    /// frame is then dropped: without this, a client whose partial frame's
+    /// buffer had room to spare could send one byte per turn, hold the
+    /// overdraft for the stall time each time, and never lose anything.
+    pub(crate) read: bool,
     /// Its frame is done (nothing was unfinished after one of its visits):
     /// from now on it reads only what the budget allows anyone. The
     /// overdraft is for one frame: without this, a client pipelining
@@ -43,9 +50,10 @@ pub(crate) enum Standing {
     Running,
     /// Frame done, reply taken: the next may have it.
     Repaid,
-    /// Out of time. `used`: it holds more than when it began (part of its
-    /// frame, or a reply it does not take), memory it can give back only
-    /// by losing its frame or its connection.
+    /// Out of time. `used`: it read part of its frame with it, or holds
+    /// more than when it began (a reply it does not take): memory it can
+    /// give back, and a turn it cannot have again, only by losing its
+    /// frame or its connection.
     Expired { used: bool },
 }
 
@@ -86,23 +94,26 @@ impl Overdraft {
     }
 
     /// Grants the overdraft to the first waiting connection that still
-    /// qualifies: `held` says what a (key, id) holds, or `None` if it no
-    /// longer waits (closed, reading again, frame finished, nothing to
-    /// read). Entries it passes are dropped: each is looked at once.
+    /// qualifies: `held` says what a (key, id) holds and what its frame
+    /// misses, or `None` if it no longer waits (closed, reading again,
+    /// frame finished, nothing to read). Entries it passes are dropped:
+    /// each is looked at once.
     pub(crate) fn grant(
         &mut self,
         now: Instant,
-        mut held: impl FnMut(usize, u64) -> Option<usize>,
+        mut held: impl FnMut(usize, u64) -> Option<(usize, usize)>,
     ) -> Option<Holder> {
         debug_assert!(self.holder.is_none(), "one holder at a time");
         while let Some((key, id)) = self.waiting.pop_front() {
             self.queued.remove(&(key, id));
-            if let Some(held_before) = held(key, id) {
+            if let Some((held_before, missing_before)) = held(key, id) {
                 self.holder = Some(Holder {
                     key,
                     id,
                     since: now,
                     held_before,
+                    missing_before,
+                    read: false,
                     finished: false,
                 });
                 return self.holder;
@@ -118,12 +129,13 @@ impl Overdraft {
             .is_some_and(|h| h.key == key && h.id == id && !h.finished)
     }
 
-    /// After (key, id) did IO: if it holds the overdraft and its frame
-    /// misses nothing now, its frame is done.
+    /// After (key, id) did IO: if it holds the overdraft, whether it read
+    /// some of its frame, and if its frame misses nothing now, it is done.
     pub(crate) fn note(&mut self, key: usize, id: u64, unfinished: usize) {
         if let Some(h) = self.holder.as_mut() {
-            if h.key == key && h.id == id && unfinished == 0 {
-                h.finished = true;
+            if h.key == key && h.id == id {
+                h.read |= unfinished < h.missing_before;
+                h.finished |= unfinished == 0;
             }
         }
     }
@@ -159,7 +171,7 @@ impl Overdraft {
             Standing::Repaid
         } else if self.deadline(last_moved).is_some_and(|at| at <= now) {
             Standing::Expired {
-                used: held > h.held_before,
+                used: h.read || held > h.held_before,
             }
         } else {
             Standing::Running
@@ -196,13 +208,15 @@ mod tests {
         o.wait(2, 20);
         o.wait(3, 30);
         // 1 closed meanwhile: skipped and dropped; 2 gets it.
-        let h = o.grant(now, |key, _| (key != 1).then_some(5000)).unwrap();
+        let h = o
+            .grant(now, |key, _| (key != 1).then_some((5000, 100)))
+            .unwrap();
         assert_eq!((h.key, h.id, h.held_before), (2, 20, 5000));
         assert_eq!(o.waiting(), 1);
         o.end();
-        assert_eq!(o.grant(now, |_, _| Some(1)).unwrap().key, 3);
+        assert_eq!(o.grant(now, |_, _| Some((1, 100))).unwrap().key, 3);
         o.end();
-        assert_eq!(o.grant(now, |_, _| Some(1)), None, "nobody left");
+        assert_eq!(o.grant(now, |_, _| Some((1, 100))), None, "nobody left");
     }
 
     #[test]
@@ -210,7 +224,7 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Overdraft::default();
         o.wait(1, 10);
-        o.grant(t0, |_, _| Some(6000));
+        o.grant(t0, |_, _| Some((6000, 1_000_000)));
         assert!(o.allows(1, 10) && !o.allows(1, 11) && !o.allows(2, 10));
         // Reading the rest of its frame: holds more, misses less.
         o.note(1, 10, 10);
@@ -228,7 +242,7 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Overdraft::default();
         o.wait(1, 10);
-        o.grant(t0, |_, _| Some(6000));
+        o.grant(t0, |_, _| Some((6000, 1_000_000)));
         o.note(1, 10, 0);
         // A pipelining client's next frame, begun with a small top-up,
         // misses bytes again: it reads only what the budget allows anyone.
@@ -242,7 +256,7 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Overdraft::default();
         o.wait(1, 10);
-        o.grant(t0, |_, _| Some(6000));
+        o.grant(t0, |_, _| Some((6000, 1_000_000)));
         // Last moved long before the grant: the stall time counts from it.
         let before = t0 - 60 * S;
         assert_eq!(o.deadline(before), Some(t0 + OVERDRAFT_STALL));
@@ -260,12 +274,32 @@ mod tests {
         );
     }
 
+    /// A byte of its frame is a use, though its buffer had room for it:
+    /// else a client could take the overdraft for the stall time, turn
+    /// after turn, one byte each, and lose nothing.
+    #[test]
+    fn reading_any_of_its_frame_uses_the_overdraft() {
+        let t0 = Instant::now();
+        let mut o = Overdraft::default();
+        o.wait(1, 10);
+        o.grant(t0, |_, _| Some((8192, 500_000)));
+        o.note(1, 10, 500_000);
+        let late = t0 + OVERDRAFT_STALL;
+        assert_eq!(
+            o.standing(late, t0, 8192),
+            Standing::Expired { used: false },
+            "no bytes of its frame read"
+        );
+        o.note(1, 10, 499_999);
+        assert_eq!(o.standing(late, t0, 8192), Standing::Expired { used: true });
+    }
+
     #[test]
     fn a_trickling_holder_expires_at_the_limit() {
         let t0 = Instant::now();
         let mut o = Overdraft::default();
         o.wait(1, 10);
-        o.grant(t0, |_, _| Some(6000));
+        o.grant(t0, |_, _| Some((6000, 1_000_000)));
         // A byte a second: never stalled, but out of time at the limit.
         let end = t0 + OVERDRAFT_LIMIT;
         assert_eq!(o.deadline(end - S), Some(end));
@@ -287,7 +321,7 @@ mod tests {
         }
         assert_eq!(o.waiting(), 3);
         let order: Vec<usize> = std::iter::from_fn(|| {
-            let h = o.grant(now, |_, _| Some(0))?;
+            let h = o.grant(now, |_, _| Some((0, 100)))?;
             o.end();
             Some(h.key)
         })
@@ -308,14 +342,14 @@ mod tests {
         o.compact(|key, id| (key, id) != (2, 20));
         assert_eq!(o.waiting(), 3);
         let order: Vec<usize> = std::iter::from_fn(|| {
-            let h = o.grant(now, |_, _| Some(0))?;
+            let h = o.grant(now, |_, _| Some((0, 100)))?;
             o.end();
             Some(h.key)
         })
         .collect();
         assert_eq!(order, [1, 3, 2]);
         o.wait(4, 40);
-        o.grant(now, |_, _| Some(0));
+        o.grant(now, |_, _| Some((0, 100)));
         o.clear();
         assert_eq!((o.holder(), o.waiting()), (None, 0));
     }

@@ -63,7 +63,7 @@ impl Reactor {
             // frame waiting 41 s, and cost nothing more, since an unused
             // overdraft put them back in the queue. Passed over, it waits
             // again when its input arrives (`overdraft_candidate`).
-            (waits && slot.conn.has_input_waiting()).then_some(slot.held)
+            (waits && slot.conn.has_input_waiting()).then_some((slot.held, slot.conn.unfinished()))
         });
         let Some(h) = next else {
             return;
