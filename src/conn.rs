@@ -237,6 +237,15 @@ impl<S: Read + Sink + StreamSocket> Conn<S> {
         }
     }
 
+    /// False only if the kernel is known to hold no input for us now (a
+    /// platform that cannot tell says true). The memory budget's overdraft
+    /// goes only to a paused holder that can use it at once: one with
+    /// nothing to read would hold it, and keep everyone behind it waiting,
+    /// for the whole stall time, turn after turn (`reactor/overdraft.rs`).
+    pub fn has_input_waiting(&self) -> bool {
+        self.socket.queued_input().is_none_or(|n| n > 0)
+    }
+
     /// When bytes last moved either way (or we sent FIN): how the memory
     /// budget's overdraft tells a holder that stalled.
     pub fn last_moved(&self) -> Instant {

@@ -33,7 +33,9 @@
 //! (`memory/overdraft.rs`): it may read past the budget exactly the bytes
 //! its frame still misses (`Handler::unfinished`), no more. When its frame
 //! is done and the reply taken (it holds no more than before), the next
-//! paused holder gets it, first paused first; each completed frame gives
+//! paused holder gets it, first paused first (one with nothing to read is
+//! passed over until more of its input arrives: it could only hold the
+//! overdraft idle, while everyone behind it waited); each completed frame gives
 //! back what its holder held, until the total falls to the low-water mark
 //! and everyone reads. Holders of echo or chat output do not qualify (they
 //! hold bytes owed, which go when their peer reads), nor do partial lines

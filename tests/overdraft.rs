@@ -96,16 +96,19 @@ fn frames_bigger_than_the_budget_together_are_all_echoed() {
     );
 }
 
-/// Two holders that stall with the overdraft do not keep the others from
-/// finishing. F sends all but the last two bytes of a 1 MiB frame: it
-/// fills the budget alone; one more byte, arriving over the budget, pauses
-/// it, and it never finishes. S sends 8 KiB of a 1 MiB frame and stops.
-/// Eight clients then each send a whole 256 KiB frame. F's turn comes
-/// first: it takes its byte, no more memory, and stalls, so after the
-/// stall time it simply waits again at the back. S's turn: it reads its 4
-/// KiB left in the kernel, then stalls holding more than before, so its
-/// frame is dropped and it gets a FIN. Then the eight finish, one after
-/// another. Before, F kept the budget engaged and no frame came back.
+/// Holders that stall with the overdraft do not keep the others from
+/// finishing, and one that read any of its frame with it loses that frame.
+/// F sends all but the last two bytes of a 1 MiB frame: it fills the
+/// budget alone; one more byte, arriving over the budget, pauses it, and it
+/// never finishes. S sends 8 KiB of a 1 MiB frame and stops. Eight clients
+/// then each send a whole 256 KiB frame. F's turn comes first: it reads its
+/// byte (no more memory: its buffer had room) and stalls, so after the
+/// stall time its frame is dropped and it gets a FIN. That gives back its
+/// megabyte, and everyone reads again: the eight finish, S keeps its
+/// connection. Before, F kept the budget engaged and no frame came back;
+/// and until F's byte counted as a use, F just waited again at the back
+/// (a client could hold the overdraft for the stall time, turn after turn,
+/// a byte each, and never lose anything).
 #[test]
 fn holders_that_stall_with_the_overdraft_do_not_block_the_others() {
     let server = framed_server();
@@ -129,16 +132,63 @@ fn holders_that_stall_with_the_overdraft_do_not_block_the_others() {
     for (i, c) in others.into_iter().enumerate() {
         assert!(c.join().unwrap(), "client {i}: its frame did not come back");
     }
-    // S: its frame dropped, a FIN (no reply, no reset).
+    // F: its frame dropped, a FIN (no reply, no reset).
     let mut b = [0u8; 1];
-    assert_eq!(s.read(&mut b).unwrap(), 0, "S was answered");
-    let st = server.wait_stats("S's frame counted", |st| st.partial_frames >= 1);
+    f.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    assert_eq!(f.read(&mut b).unwrap(), 0, "F was answered");
+    let st = server.wait_stats("F's frame counted", |st| st.partial_frames >= 1);
     eprintln!("{st:?}");
     assert!(st.overdraft_expiries >= 1, "{st:?}");
-    // F lost its turns but not its connection: it used none of them.
-    f.set_nonblocking(true).unwrap();
-    match f.read(&mut b) {
+    // S neither answered nor closed: its frame is still unfinished.
+    s.set_nonblocking(true).unwrap();
+    match s.read(&mut b) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        other => panic!("F was answered or closed: {other:?}"),
+        other => panic!("S was answered or closed: {other:?}"),
     }
+}
+
+/// Paused holders with nothing left to read are passed over for the
+/// overdraft: they could not use it, only hold it for the stall time. F
+/// fills the budget with most of a 1 MiB frame; ten clients each send
+/// exactly the 4 KiB of a 1 MiB frame a client may read over the budget,
+/// and stop, so each is paused with nothing in the kernel; then an honest
+/// client sends a 256 KiB frame. It comes back at once. Before, each of
+/// the ten held the overdraft for the 2 s stall time in turn (and then
+/// waited again at the back), so the frame took over 20 s; 20 such clients
+/// made it 41 s, at no cost to them but 4 KiB each.
+#[test]
+fn holders_with_nothing_to_read_do_not_hold_the_overdraft() {
+    const IDLE: usize = 10;
+    let server = framed_server();
+    let f = connect(server.tcp);
+    let f_frame = frame(MIB, 1);
+    let mut fw = f.try_clone().unwrap();
+    let most = f_frame[..f_frame.len() - 2].to_vec();
+    let f_writer = thread::spawn(move || fw.write_all(&most).unwrap());
+    server.wait_stats("F filled the budget", |s| s.memory_held > MIB as u64);
+    f_writer.join().unwrap();
+    let pauses = server.stats().memory_pauses;
+    let idle: Vec<_> = (0..IDLE)
+        .map(|i| {
+            let mut c = connect(server.tcp);
+            c.write_all(&frame(MIB, 20 + i as u8)[..SMALL]).unwrap();
+            c
+        })
+        .collect();
+    server.wait_stats("the idle holders paused", |s| {
+        s.memory_pauses >= pauses + IDLE as u64
+    });
+    let started = std::time::Instant::now();
+    let honest = echo_clients(&server, vec![frame(256 * 1024, 7)]);
+    let echoed = honest.into_iter().all(|c| c.join().unwrap());
+    let took = started.elapsed();
+    eprintln!("honest frame echoed={echoed} after {took:?}");
+    assert!(echoed, "the honest frame did not come back");
+    // Half of what the ten stall times would take at the least: room for
+    // a loaded machine, none for the old behaviour.
+    assert!(
+        took < Duration::from_secs(IDLE as u64),
+        "the honest frame waited {took:?}"
+    );
+    drop((f, idle));
 }

@@ -99,6 +99,23 @@ impl Reactor {
         }
     }
 
+    /// Before a visit of connection `key`, given its read allowance and
+    /// whether input arrived (`readable`): `memory_gate`, and for one that
+    /// stays paused, a chance to wait for the overdraft (it may now have
+    /// input to use it on). Returns true if it was just unpaused.
+    pub(super) fn gate_visit(&mut self, key: usize, allowance: usize, readable: bool) -> bool {
+        let was_paused = self.conns.get(key).is_some_and(|s| s.conn.memory_paused());
+        if self.memory_gate(key, allowance) {
+            return true;
+        }
+        if was_paused && readable {
+            // Its event (at worst a read queued before it was paused: the
+            // queue takes each connection once).
+            self.overdraft_candidate(key);
+        }
+        false
+    }
+
     /// Applies the memory budget to connection `key` before a visit, given
     /// its read allowance: pauses it at 0, unpauses it otherwise. Returns
     /// true if it was just unpaused (its waiting input needs a read).
@@ -126,19 +143,32 @@ impl Reactor {
         if slot.conn.unfinished() > 0 {
             // It holds a frame only reads can finish: it waits its turn for
             // the overdraft (`overdraft.rs`).
-            self.memory.overdraft.wait(key, id);
+            self.wait_for_overdraft(key, id);
         }
         let most = 2 * self.conns.len() + STALE_PAUSED_SLACK;
         let conns = &self.conns;
-        let live = |k: usize, i: u64| conns.get(k).is_some_and(|s| s.conn.id == i);
         if self.memory.paused.len() > most {
-            self.memory.paused.retain(|&(k, i)| live(k, i));
-        }
-        if self.memory.overdraft.waiting() > most {
-            self.memory.overdraft.compact(live);
+            self.memory
+                .paused
+                .retain(|&(k, i)| conns.get(k).is_some_and(|s| s.conn.id == i));
         }
         self.memory.paused.push((key, id));
         false
+    }
+
+    /// Puts (key, id) in the overdraft's queue, unless it waits there
+    /// already. The queue also holds entries of connections that closed
+    /// while waiting: compacted, keeping the order, once it has grown past
+    /// twice the connections, so it stays proportional to them.
+    pub(super) fn wait_for_overdraft(&mut self, key: usize, id: u64) {
+        let most = 2 * self.conns.len() + STALE_PAUSED_SLACK;
+        if self.memory.overdraft.waiting() > most {
+            let conns = &self.conns;
+            self.memory
+                .overdraft
+                .compact(|k, i| conns.get(k).is_some_and(|s| s.conn.id == i));
+        }
+        self.memory.overdraft.wait(key, id);
     }
 
     /// Once the total fell to the low-water mark, every paused connection

@@ -371,7 +371,7 @@ impl Reactor {
             return;
         }
         let allowance = self.read_allowance(key);
-        if self.memory_gate(key, allowance) {
+        if self.gate_visit(key, allowance, ready.read) {
             // Unpaused: input that waited meanwhile raised no new edge.
             ready.read = true;
         }
