@@ -125,7 +125,8 @@
 //! | `conn.rs`, `conn/` | one TCP connection: read/write loops, backpressure, half-close, its input's states, shutdown |
 //! | `output.rs`, `output/` | the write path: write first, queue the rest, `sendfile` |
 //! | `buffer.rs` | the pending-output buffer |
-//! | `udp.rs` | the UDP socket and its bounded reply queue |
+//! | `udp.rs` | the UDP socket: read, answer, register the interest left |
+//! | `udp/queue.rs` | the bounded queue of replies waiting for WRITABLE |
 //! | `udp/moderation.rs` | when to pause so a batch fills (`--udp-coalesce`), and when to stop |
 //! | `udp/batch.rs` | Linux: many datagrams per `recvmmsg`/`sendmmsg` (`--udp-batch`) |
 //! | `sys/` | every `unsafe` of the crate: the open-files limit; on Linux `recvmmsg`, `sendmmsg`, `sendfile`, socket queue ioctls, timer slack |

@@ -39,7 +39,6 @@
 //! brought anyway; so a pause that brought no more than a read without one
 //! makes the rule back off (`moderation.rs`).
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,6 +50,7 @@ use mio::{Interest, Registry};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod batch;
 mod moderation;
+mod queue;
 
 use crate::budget::TurnBudget;
 use crate::config::Mode;
@@ -59,13 +59,10 @@ use crate::ready::Ready;
 use crate::stats::{self, Counters};
 use crate::token::UDP;
 use moderation::Moderation;
+use queue::ReplyQueue;
 
 /// Datagrams read per readiness event before yielding to TCP connections.
 pub(crate) const MAX_RECVS_PER_EVENT: usize = 256;
-/// Most replies waiting for WRITABLE.
-pub(crate) const MAX_QUEUED: usize = 1024;
-/// Most bytes waiting for WRITABLE (64 full-size datagrams).
-pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 65_536;
 
 /// The server's UDP endpoint.
 #[derive(Debug)]
@@ -282,60 +279,6 @@ impl Udp {
             }
         }
         self.queue.push(to, data, stats);
-    }
-}
-
-/// Replies the socket would not take yet, oldest first, bounded by
-/// [`MAX_QUEUED`] replies and [`MAX_QUEUED_BYTES`] bytes. Invariant: while it
-/// is non-empty, new replies queue behind it (so a sender's replies stay in
-/// order) and WRITABLE is registered.
-#[derive(Debug, Default)]
-pub(crate) struct ReplyQueue {
-    items: VecDeque<(SocketAddr, Vec<u8>)>,
-    bytes: usize,
-}
-
-impl ReplyQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Replies waiting.
-    pub(crate) fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Queues a copy of `data` for `to`; at the bound it is dropped and
-    /// counted instead.
-    pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8], stats: &Counters) {
-        if self.items.len() >= MAX_QUEUED || self.bytes + data.len() > MAX_QUEUED_BYTES {
-            stats::add(&stats.datagrams_dropped, 1);
-            return;
-        }
-        self.bytes += data.len();
-        self.items.push_back((to, data.to_vec()));
-    }
-
-    /// Sends queued replies until the socket would block again. A reply
-    /// that fails for another reason is dropped and counted (it concerns
-    /// that peer, not the socket).
-    pub(crate) fn flush(&mut self, socket: &UdpSocket, stats: &Counters) {
-        while let Some((to, data)) = self.items.front() {
-            match socket.send_to(data, *to) {
-                Ok(_) => stats::add(&stats.datagrams_out, 1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    debug!("udp send to={to} error={e}");
-                    stats::add(&stats.datagrams_dropped, 1);
-                }
-            }
-            if let Some((_, data)) = self.items.pop_front() {
-                self.bytes -= data.len();
-            }
-        }
-        // Give the queue's memory back once it drained.
-        self.items = VecDeque::new();
     }
 }
 
